@@ -1,0 +1,252 @@
+//! One live, initialized MCP connection.
+
+use std::{
+    fmt,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use rmcp::{
+    ClientHandler, RoleClient, ServiceExt,
+    model::{
+        CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, JsonObject,
+        ProtocolVersion, ServerPeerInfo,
+    },
+    service::{Peer, RunningService},
+    transport::IntoTransport,
+};
+
+use crate::{Error, ToolDescriptor, ToolOutput};
+
+/// How long [`Connection::close`] waits for the protocol task to stop.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Work to run when a connection closes, such as reaping a child process.
+///
+/// [`Connection::close`] calls [`Cleanup::cleanup`] after the MCP session has
+/// ended. If the connection is dropped instead, the implementor's `Drop` must
+/// release the resource synchronously (kill the process, close the socket):
+/// a drop cannot await, and may happen outside any runtime.
+#[async_trait::async_trait]
+pub trait Cleanup: Send + 'static {
+    /// Releases the resource gracefully.
+    async fn cleanup(self: Box<Self>);
+}
+
+/// The client side of the handshake: what we tell the server about ourselves.
+#[derive(Debug, Clone)]
+pub struct ClientAgent {
+    info: ClientConfig,
+}
+
+impl ClientAgent {
+    /// A client that names itself `mcp-group` and offers protocol 2025-11-25.
+    ///
+    /// rmcp 3.11 offers 2026-07-28 by default, which many deployed servers
+    /// (and the conformance suite's 0.1 releases) reject; 2025-11-25 is the
+    /// newest version that every current server negotiates.
+    pub fn new() -> Self {
+        let info = ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("mcp-group", env!("CARGO_PKG_VERSION")),
+        )
+        .with_protocol_version(ProtocolVersion::V_2025_11_25);
+        Self { info }
+    }
+}
+
+impl Default for ClientAgent {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ClientHandler for ClientAgent {
+    fn get_info(&self) -> ClientConfig {
+        self.info.clone()
+    }
+}
+
+/// One initialized MCP connection, shared by every concurrent call of a session.
+///
+/// Calls take `&self`; rmcp multiplexes concurrent requests over the one
+/// connection by JSON-RPC id. Closing is explicit ([`Connection::close`]);
+/// dropping a connection also ends it (rmcp's task is cancelled and the
+/// transport's [`Cleanup`] is dropped, which must release its resource).
+pub struct Connection {
+    id: u64,
+    endpoint: Arc<str>,
+    peer: Peer<RoleClient>,
+    service: Mutex<Option<RunningService<RoleClient, ClientAgent>>>,
+    cleanup: Mutex<Option<Box<dyn Cleanup>>>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.id)
+            .field("endpoint", &self.endpoint)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl Connection {
+    /// Runs the MCP `initialize` handshake over `transport` (anything rmcp can
+    /// turn into a client transport: a child process, an `(AsyncRead,
+    /// AsyncWrite)` pair, a `Sink + Stream` of messages, ...) and returns the
+    /// ready connection.
+    ///
+    /// `endpoint` names the server in errors and logs.
+    ///
+    /// # Cancel safety
+    /// Dropping the future drops the transport; nothing is left running.
+    pub async fn establish<T, E, A>(
+        transport: T,
+        endpoint: impl Into<String>,
+    ) -> Result<Self, Error>
+    where
+        T: IntoTransport<RoleClient, E, A>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let endpoint: String = endpoint.into();
+        let service = ClientAgent::new()
+            .serve(transport)
+            .await
+            .map_err(|e| Error::Handshake {
+                endpoint: endpoint.clone(),
+                source: Box::new(e),
+            })?;
+        let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(connection = id, %endpoint, "MCP connection established");
+        Ok(Self {
+            id,
+            endpoint: Arc::from(endpoint),
+            peer: service.peer().clone(),
+            service: Mutex::new(Some(service)),
+            cleanup: Mutex::new(None),
+        })
+    }
+
+    /// Attaches work to run when the connection closes (kept alive until then).
+    pub fn with_cleanup(self, cleanup: impl Cleanup) -> Self {
+        if let Ok(mut slot) = self.cleanup.lock() {
+            *slot = Some(Box::new(cleanup));
+        }
+        self
+    }
+
+    /// A process-unique number for this connection, for logs and demos.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The server this connection talks to.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// What the server said about itself in the handshake.
+    pub fn server_info(&self) -> Option<Arc<ServerPeerInfo>> {
+        self.peer.peer_info()
+    }
+
+    /// The rmcp peer, for requests this crate does not wrap.
+    pub fn peer(&self) -> &Peer<RoleClient> {
+        &self.peer
+    }
+
+    /// Whether the connection has ended (closed by us, or the transport ended).
+    pub fn is_closed(&self) -> bool {
+        if self.peer.is_transport_closed() {
+            return true;
+        }
+        match self.service.lock() {
+            Ok(service) => service.as_ref().is_none_or(|s| s.is_closed()),
+            Err(_) => true,
+        }
+    }
+
+    /// Lists every tool the server offers, following pagination to the end.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future abandons the request.
+    pub async fn list_tools(&self, timeout: Duration) -> Result<Vec<ToolDescriptor>, Error> {
+        let tools = tokio::time::timeout(timeout, self.peer.list_all_tools())
+            .await
+            .map_err(|_| Error::Timeout {
+                operation: "tools/list",
+                after: timeout,
+            })?
+            .map_err(|e| Error::from_service(e, "tools/list"))?;
+        Ok(tools.into_iter().map(ToolDescriptor::from).collect())
+    }
+
+    /// Calls a tool by its server name.
+    ///
+    /// A result with `isError: true` is returned as `Ok`; check
+    /// [`ToolOutput::is_error`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future (or hitting `timeout`) sends
+    /// `notifications/cancelled` for the request; the connection stays usable.
+    pub async fn call_tool(
+        &self,
+        name: &str,
+        arguments: JsonObject,
+        timeout: Duration,
+    ) -> Result<ToolOutput, Error> {
+        let params = CallToolRequestParams::new(name.to_owned()).with_arguments(arguments);
+        let result = tokio::time::timeout(timeout, self.peer.call_tool(params))
+            .await
+            .map_err(|_| Error::Timeout {
+                operation: "tools/call",
+                after: timeout,
+            })?
+            .map_err(|e| Error::from_service(e, "tools/call"))?;
+        Ok(ToolOutput::new(result))
+    }
+
+    /// Sends a `ping` and waits for the answer.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), Error> {
+        use rmcp::model::{ClientRequest, PingRequest, ServerResult};
+        let request = ClientRequest::PingRequest(PingRequest::default());
+        let response = tokio::time::timeout(timeout, self.peer.send_request(request))
+            .await
+            .map_err(|_| Error::Timeout {
+                operation: "ping",
+                after: timeout,
+            })?
+            .map_err(|e| Error::from_service(e, "ping"))?;
+        match response {
+            ServerResult::EmptyResult(_) => Ok(()),
+            _ => Err(Error::UnexpectedResponse),
+        }
+    }
+
+    /// Ends the MCP session and releases the transport's resources (for
+    /// stdio: closes the server's stdin, waits for it to exit, kills it if it
+    /// does not). Idempotent.
+    ///
+    /// # Cancel safety
+    /// If the future is dropped part-way, the remaining resources are released
+    /// by their `Drop` (for stdio: the process group is killed).
+    pub async fn close(&self) {
+        let service = self.service.lock().ok().and_then(|mut s| s.take());
+        if let Some(mut service) = service {
+            if let Err(e) = service.close_with_timeout(CLOSE_TIMEOUT).await {
+                tracing::warn!(connection = self.id, error = %e, "MCP service task failed");
+            }
+        }
+        let cleanup = self.cleanup.lock().ok().and_then(|mut c| c.take());
+        if let Some(cleanup) = cleanup {
+            cleanup.cleanup().await;
+        }
+        tracing::debug!(connection = self.id, "MCP connection closed");
+    }
+}

@@ -1,0 +1,83 @@
+//! The core of [mcp-group]: the [`Transport`] trait and the types every other
+//! crate shares.
+//!
+//! mcp-group gives every end-user session its own MCP client. This crate says
+//! what a *transport* is — a connector that opens a new, initialized
+//! [`Connection`] to one MCP server each time a session needs one — and
+//! defines the values that cross crate boundaries: [`SessionId`],
+//! [`ServerDescription`], [`ToolDescriptor`], [`ToolOutput`] and the one
+//! [`Error`] enum. It depends on no transport; the stdio, streamable HTTP and
+//! SSE transports are separate crates, and so can yours be.
+//!
+//! The protocol itself (model types, JSON-RPC, the `initialize` handshake,
+//! request multiplexing, cancellation) is rmcp's, the official Rust MCP SDK:
+//! [`Connection::establish`] runs rmcp's client over whatever byte or message
+//! stream a transport opens. Nothing here re-implements the protocol.
+//!
+//! # Writing a transport
+//!
+//! 1. Depend on `mcp-group-core` (and on `rmcp` only if you need one of its
+//!    transport features).
+//! 2. Hold the configuration in a struct; implement [`Transport::connect`] to
+//!    open the stream, then hand it to [`Connection::establish`]. Anything rmcp
+//!    accepts as a client transport works: an `(AsyncRead, AsyncWrite)` pair,
+//!    a `Sink + Stream` of JSON-RPC messages (WebSocket), or an
+//!    `rmcp::transport::Transport` of your own.
+//! 3. If the connection owns a resource that must be released (a process, a
+//!    lease), attach it with [`Connection::with_cleanup`]: `close` calls its
+//!    async [`Cleanup::cleanup`], and its `Drop` must release it synchronously
+//!    for the cases where a connection is dropped without `close`.
+//! 4. Map failures to [`Error`]: [`Error::Connect`] when the server cannot be
+//!    reached, [`Error::Spawn`] for a process that will not start.
+//!
+//! ```no_run
+//! use mcp_group_core::{Connection, Error, ServerDescription, SessionId, Transport, async_trait};
+//!
+//! /// MCP as newline-delimited JSON over plain TCP.
+//! struct TcpTransport {
+//!     addr: String,
+//! }
+//!
+//! #[async_trait]
+//! impl Transport for TcpTransport {
+//!     async fn connect(&self, _session: &SessionId) -> Result<Connection, Error> {
+//!         let stream = tokio::net::TcpStream::connect(&self.addr)
+//!             .await
+//!             .map_err(|e| Error::Connect { endpoint: self.addr.clone(), source: Box::new(e) })?;
+//!         let (read, write) = stream.into_split();
+//!         Connection::establish((read, write), self.addr.clone()).await
+//!     }
+//!
+//!     fn description(&self) -> ServerDescription {
+//!         ServerDescription { transport: "tcp", endpoint: self.addr.clone() }
+//!     }
+//! }
+//!
+//! # async fn run() -> Result<(), Error> {
+//! let transport = TcpTransport { addr: "127.0.0.1:4000".into() };
+//! let connection = transport.connect(&SessionId::new("alice")).await?;
+//! let tools = connection.list_tools(std::time::Duration::from_secs(10)).await?;
+//! println!("{} tools", tools.len());
+//! connection.close().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Cancel safety
+//! Every async method documents its cancel safety. In short: dropping a call
+//! future sends `notifications/cancelled` and leaves the connection usable;
+//! dropping a `connect` or `close` future leaves nothing running.
+//!
+//! [mcp-group]: https://docs.rs/mcp-group
+
+mod connection;
+mod error;
+mod transport;
+mod types;
+
+pub use async_trait::async_trait;
+pub use connection::{Cleanup, ClientAgent, Connection};
+pub use error::{BoxError, Error};
+pub use rmcp;
+pub use rmcp::model::JsonObject;
+pub use transport::{DynTransport, Transport};
+pub use types::{ServerDescription, SessionId, ToolDescriptor, ToolOutput};

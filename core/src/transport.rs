@@ -1,0 +1,58 @@
+//! The [`Transport`] trait: how a new connection to one MCP server is opened.
+
+use std::sync::Arc;
+
+use crate::{Connection, Error, ServerDescription, SessionId};
+
+/// Opens new, initialized connections to one MCP server.
+///
+/// A transport is a *connector*, not a connection: the registry calls
+/// [`Transport::connect`] once per end-user session, possibly many times
+/// concurrently, and shares the returned [`Connection`] among that session's
+/// calls. Implementations hold only configuration (a command line, a URL,
+/// headers) and must be cheap to share (`Send + Sync`).
+///
+/// The trait is object safe: an `Arc<dyn Transport>` lets one group hold
+/// transports chosen at run time.
+///
+/// # Cancel safety
+/// `connect` must be cancel safe: if its future is dropped (a timeout, a
+/// cancelled caller), every resource it started (a process, a socket) must be
+/// released by `Drop`. Attach such resources with [`Connection::with_cleanup`]
+/// and give them a `Drop` that frees them synchronously.
+#[async_trait::async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// Opens a new connection for `session` and completes the MCP handshake.
+    ///
+    /// The session id lets a transport vary per session (credentials in
+    /// headers, say); most transports ignore it.
+    async fn connect(&self, session: &SessionId) -> Result<Connection, Error>;
+
+    /// What this transport connects to.
+    fn description(&self) -> ServerDescription;
+}
+
+#[async_trait::async_trait]
+impl<T: Transport + ?Sized> Transport for Arc<T> {
+    async fn connect(&self, session: &SessionId) -> Result<Connection, Error> {
+        (**self).connect(session).await
+    }
+
+    fn description(&self) -> ServerDescription {
+        (**self).description()
+    }
+}
+
+#[async_trait::async_trait]
+impl<T: Transport + ?Sized> Transport for Box<T> {
+    async fn connect(&self, session: &SessionId) -> Result<Connection, Error> {
+        (**self).connect(session).await
+    }
+
+    fn description(&self) -> ServerDescription {
+        (**self).description()
+    }
+}
+
+/// A transport chosen at run time.
+pub type DynTransport = Arc<dyn Transport>;

@@ -1,0 +1,106 @@
+//! The bundled demo MCP server (`mcp-group demo-server`), built on rmcp's
+//! server side. Its tools are small and deterministic so tests can check
+//! exact results: `echo`, `add`, `sleep`, `fail` and `whoami`, whose
+//! per-connection call counter and process id tell sessions apart.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rmcp::{
+    ErrorData, ServerHandler, ServiceExt,
+    handler::server::{router::tool::ToolRouter, wrapper::Parameters},
+    model::{CallToolResult, ContentBlock, ServerCapabilities, ServerConfig},
+    tool, tool_handler, tool_router,
+};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct EchoArgs {
+    /// The text to echo back.
+    message: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct AddArgs {
+    /// The first addend.
+    a: f64,
+    /// The second addend.
+    b: f64,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct SleepArgs {
+    /// How long to sleep, in milliseconds.
+    ms: u64,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct FailArgs {
+    /// The error text to return.
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// The demo server: one instance per connection.
+#[derive(Debug)]
+pub(crate) struct DemoServer {
+    calls: AtomicU64,
+    tool_router: ToolRouter<Self>,
+}
+
+#[tool_router]
+impl DemoServer {
+    pub(crate) fn new() -> Self {
+        Self {
+            calls: AtomicU64::new(0),
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    #[tool(description = "Echo the message back, prefixed with \"Echo: \".")]
+    async fn echo(&self, Parameters(args): Parameters<EchoArgs>) -> String {
+        format!("Echo: {}", args.message)
+    }
+
+    #[tool(description = "Add two numbers and return the sum.")]
+    async fn add(&self, Parameters(AddArgs { a, b }): Parameters<AddArgs>) -> String {
+        (a + b).to_string()
+    }
+
+    #[tool(description = "Sleep for `ms` milliseconds, then answer.")]
+    async fn sleep(&self, Parameters(SleepArgs { ms }): Parameters<SleepArgs>) -> String {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        format!("slept {ms} ms")
+    }
+
+    #[tool(description = "Always fail with a tool error (isError: true).")]
+    async fn fail(
+        &self,
+        Parameters(FailArgs { message }): Parameters<FailArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let message = message.unwrap_or_else(|| "the fail tool always fails".to_owned());
+        Ok(CallToolResult::error(vec![ContentBlock::text(message)]))
+    }
+
+    #[tool(
+        description = "Report this connection's server process id and how many whoami calls it has served (a per-connection counter)."
+    )]
+    async fn whoami(&self) -> String {
+        let calls = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        serde_json::json!({ "pid": std::process::id(), "calls": calls }).to_string()
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for DemoServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_instructions("mcp-group's demo server: echo, add, sleep, fail, whoami.")
+    }
+}
+
+/// Serves one connection over this process's stdin/stdout until it closes.
+pub(crate) async fn serve_stdio() -> Result<(), Box<dyn std::error::Error>> {
+    let service = DemoServer::new().serve(rmcp::transport::stdio()).await?;
+    service.waiting().await?;
+    Ok(())
+}

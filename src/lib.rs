@@ -1,0 +1,84 @@
+//! **mcp-group** connects to an MCP (Model Context Protocol) server and
+//! exposes its tools to an agent as a *session-aware function group*: every
+//! end-user session gets its own MCP client, created on first use, shared by
+//! that session's concurrent calls, reaped when idle and bounded in number;
+//! every tool can be renamed or re-described.
+//!
+//! ```no_run
+//! use mcp_group::{FunctionGroup, McpClientConfig, ServerConfig, SessionId};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = McpClientConfig::new(ServerConfig::stdio(
+//!     "npx",
+//!     ["-y", "@modelcontextprotocol/server-everything"],
+//! ));
+//! let group = FunctionGroup::connect(config).await?;
+//! for function in group.functions() {
+//!     println!("{}: {}", function.name(), function.description().unwrap_or(""));
+//! }
+//! let alice = SessionId::new("alice");
+//! let output = group
+//!     .call(Some(&alice), "echo", serde_json::json!({ "message": "hi" }))
+//!     .await?;
+//! println!("{}", output.to_text());
+//! group.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Crates
+//! This facade only composes them: [`core`] (the `Transport` trait and shared
+//! types), [`registry`] (the session map), [`overrides`] (aliases and
+//! descriptions) and one crate per transport.
+//!
+//! # Feature flags
+//! - `stdio` (default): spawn servers as child processes.
+//! - `http` (default): MCP streamable HTTP.
+//! - `sse` (default): legacy HTTP+SSE.
+//! - `cli` (default): the `mcp-group` binary and its bundled demo server.
+//!
+//! With `default-features = false, features = ["stdio"]` no HTTP client is built.
+
+mod config;
+mod group;
+mod reconnect;
+
+pub use config::{ConfigError, McpClientConfig, ServerConfig, TransportKind};
+pub use group::{FunctionGroup, build_transport};
+#[doc(inline)]
+pub use mcp_group_core as core;
+pub use mcp_group_core::{Error as McpError, SessionId, ToolDescriptor, ToolOutput};
+#[doc(inline)]
+pub use mcp_group_overrides as overrides;
+pub use mcp_group_overrides::{ExposedTool, ToolOverride};
+#[doc(inline)]
+pub use mcp_group_registry as registry;
+
+/// The `stdio` transport.
+#[cfg(feature = "stdio")]
+#[doc(inline)]
+pub use mcp_group_transport_stdio as stdio;
+
+/// The streamable HTTP transport.
+#[cfg(feature = "http")]
+#[doc(inline)]
+pub use mcp_group_transport_http as http;
+
+/// The legacy HTTP+SSE transport.
+#[cfg(feature = "sse")]
+#[doc(inline)]
+pub use mcp_group_transport_sse as sse;
+
+/// Why a function group could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The tool overrides cannot be applied.
+    #[error(transparent)]
+    Overrides(#[from] mcp_group_overrides::OverrideError),
+    /// The server could not be reached or listed.
+    #[error(transparent)]
+    Mcp(#[from] McpError),
+}

@@ -1,0 +1,276 @@
+//! The stdio transport of [mcp-group]: each connection spawns the MCP server
+//! as a child process and speaks MCP over its stdin and stdout.
+//!
+//! - The server's stderr is read line by line and forwarded to `tracing`
+//!   (target `mcp_group::server_stderr`, level `INFO`), tagged with the pid.
+//! - The child runs in its own process group. [`Connection::close`] closes its
+//!   stdin, waits for it to exit, then sends `SIGTERM` and finally `SIGKILL`
+//!   to the whole group; dropping the connection without closing it kills the
+//!   group at once. Either way the child is reaped: no orphans, no zombies.
+//!
+//! rmcp's own `TokioChildProcess` kills the child from a task spawned in its
+//! `Drop`, which never runs when the runtime is already shutting down, and it
+//! does not reach grandchildren (an `npx` or shell wrapper's real server).
+//! That is why this crate spawns the process itself and hands rmcp only the
+//! `(stdout, stdin)` pair, which rmcp frames as newline-delimited JSON-RPC.
+//!
+//! ```no_run
+//! use mcp_group_core::{SessionId, Transport};
+//! use mcp_group_transport_stdio::{StdioConfig, StdioTransport};
+//!
+//! # async fn run() -> Result<(), mcp_group_core::Error> {
+//! let transport = StdioTransport::new(StdioConfig::new("npx").arg("-y").arg("@modelcontextprotocol/server-everything"));
+//! let connection = transport.connect(&SessionId::new("alice")).await?;
+//! let output = connection
+//!     .call_tool("echo", serde_json::from_str(r#"{"message":"hi"}"#).unwrap(), std::time::Duration::from_secs(5))
+//!     .await?;
+//! assert_eq!(output.to_text(), "Echo: hi");
+//! connection.close().await; // the process is gone after this
+//! # Ok(()) }
+//! ```
+//!
+//! # Cancel safety
+//! `connect` is cancel safe: dropping its future kills the half-started
+//! process group.
+//!
+//! [mcp-group]: https://docs.rs/mcp-group
+
+use std::{collections::BTreeMap, path::PathBuf, process::Stdio, time::Duration};
+
+use mcp_group_core::{Cleanup, Connection, Error, ServerDescription, SessionId, Transport};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, ChildStderr, Command},
+};
+
+/// How long a closed server gets to exit on its own, and then after `SIGTERM`.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// What to run: the command, its arguments, environment and working directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StdioConfig {
+    /// The program to run (looked up in `PATH` when it has no slash).
+    pub command: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Extra environment variables (added to the inherited environment).
+    pub env: BTreeMap<String, String>,
+    /// The working directory, if not the current one.
+    pub cwd: Option<PathBuf>,
+}
+
+impl StdioConfig {
+    /// Runs `command` with no arguments.
+    pub fn new(command: impl Into<String>) -> Self {
+        Self {
+            command: command.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Adds an argument.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets an environment variable.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the working directory.
+    pub fn cwd(mut self, cwd: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(cwd.into());
+        self
+    }
+
+    /// Parses a shell-like command line (`node server.js --flag "a b"`).
+    pub fn from_command_line(line: &str) -> Result<Self, CommandLineError> {
+        let mut words = shell_words::split(line)
+            .map_err(|e| CommandLineError::Unparsable {
+                reason: e.to_string(),
+            })?
+            .into_iter();
+        let command = words.next().ok_or(CommandLineError::Empty)?;
+        Ok(Self::new(command).args(words))
+    }
+
+    /// The command line, quoted as a shell would need it.
+    pub fn command_line(&self) -> String {
+        let mut words = vec![self.command.as_str()];
+        words.extend(self.args.iter().map(String::as_str));
+        shell_words::join(words)
+    }
+}
+
+/// A command line given as one string could not be split into words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandLineError {
+    /// The line is empty.
+    #[error("the command line is empty")]
+    Empty,
+    /// Unbalanced quotes or a trailing backslash.
+    #[error("the command line cannot be split into words: {reason}")]
+    Unparsable {
+        /// What the splitter reported.
+        reason: String,
+    },
+}
+
+/// A transport that spawns one server process per connection.
+#[derive(Debug, Clone)]
+pub struct StdioTransport {
+    config: StdioConfig,
+}
+
+impl StdioTransport {
+    /// A transport running `config` for every new connection.
+    pub fn new(config: StdioConfig) -> Self {
+        Self { config }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &StdioConfig {
+        &self.config
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.config.command);
+        cmd.args(&self.config.args)
+            .envs(&self.config.env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(cwd) = &self.config.cwd {
+            cmd.current_dir(cwd);
+        }
+        #[cfg(unix)]
+        cmd.process_group(0);
+        cmd
+    }
+}
+
+#[mcp_group_core::async_trait]
+impl Transport for StdioTransport {
+    async fn connect(&self, session: &SessionId) -> Result<Connection, Error> {
+        let command_line = self.config.command_line();
+        let mut child = self.command().spawn().map_err(|source| Error::Spawn {
+            command: command_line.clone(),
+            source,
+        })?;
+        let pid = child.id();
+        tracing::debug!(?pid, %session, command = %command_line, "spawned MCP server");
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            // Both are piped above, so this cannot happen; fail cleanly anyway.
+            return Err(Error::ServerGone { source: None });
+        };
+        if let Some(stderr) = child.stderr.take() {
+            tokio::spawn(forward_stderr(stderr, pid));
+        }
+        // From here on the guard owns the process: any early return or a
+        // dropped future kills the group.
+        let guard = ChildGuard::new(child);
+        let connection = Connection::establish((stdout, stdin), command_line).await?;
+        Ok(connection.with_cleanup(guard))
+    }
+
+    fn description(&self) -> ServerDescription {
+        ServerDescription {
+            transport: "stdio",
+            endpoint: self.config.command_line(),
+        }
+    }
+}
+
+async fn forward_stderr(stderr: ChildStderr, pid: Option<u32>) {
+    let mut lines = BufReader::new(stderr).lines();
+    loop {
+        match lines.next_line().await {
+            Ok(Some(line)) => {
+                tracing::info!(target: "mcp_group::server_stderr", pid, "{line}");
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!(target: "mcp_group::server_stderr", pid, error = %e, "stderr is not text; stop reading it");
+                break;
+            }
+        }
+    }
+}
+
+/// Owns a server process and its process group; see the crate docs.
+#[derive(Debug)]
+struct ChildGuard {
+    child: Option<Child>,
+    pgid: Option<i32>,
+}
+
+impl ChildGuard {
+    fn new(child: Child) -> Self {
+        let pgid = child.id().and_then(|id| i32::try_from(id).ok());
+        Self {
+            child: Some(child),
+            pgid,
+        }
+    }
+
+    fn signal_group(&self, signal: i32) {
+        #[cfg(unix)]
+        if let Some(pgid) = self.pgid {
+            // SAFETY: killpg has no memory-safety preconditions; a stale group
+            // id only yields ESRCH. The group was created for this child by
+            // `process_group(0)`, and is not reused while its leader is unreaped.
+            unsafe {
+                libc::killpg(pgid, signal);
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = signal;
+    }
+}
+
+#[mcp_group_core::async_trait]
+impl Cleanup for ChildGuard {
+    async fn cleanup(mut self: Box<Self>) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // rmcp has closed our end of stdin: a well-behaved server exits now.
+        let exited = match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
+            Ok(_) => true,
+            Err(_) => {
+                self.signal_group(libc::SIGTERM);
+                tokio::time::timeout(EXIT_GRACE, child.wait()).await.is_ok()
+            }
+        };
+        // Whatever the leader did, leave nothing of its group behind.
+        self.signal_group(libc::SIGKILL);
+        if !exited {
+            let _ = child.kill().await;
+        }
+        tracing::debug!(pgid = self.pgid, "MCP server process reaped");
+        // The group id is free for reuse once the leader is reaped.
+        self.pgid = None;
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            self.signal_group(libc::SIGKILL);
+            // Reap now if it is already gone; otherwise tokio's `kill_on_drop`
+            // kills it and its orphan queue reaps it.
+            let _ = child.try_wait();
+        }
+    }
+}
