@@ -1,1 +1,116 @@
-fn main() {}
+//! Project chores, run as `cargo xtask <task>` (see `.cargo/config.toml`).
+//!
+//! - `cargo xtask fixtures` installs the third-party MCP servers the tests run
+//!   against, from the package registries, into `target/fixtures/`:
+//!   `@modelcontextprotocol/server-everything` (npm) and Python's `mcp`
+//!   package (a venv). Idempotent: a finished install is not repeated.
+//! - `cargo xtask test` installs the fixtures, then runs the whole test suite
+//!   (`cargo test --workspace --all-features`, doc tests included).
+
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+/// Pinned versions of the servers no one here wrote.
+const SERVER_EVERYTHING: &str = "@modelcontextprotocol/server-everything@2026.8.31";
+const PYTHON_MCP: &str = "mcp==2.3.0";
+
+type Result<T> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("fixtures") => fixtures().map(|_| ()),
+        Some("test") => test(&args[1..]),
+        _ => Err(format!(
+            "usage: cargo xtask <task>\n\n\
+             tasks:\n  fixtures   install the test servers into target/fixtures\n  \
+             test       install fixtures, then run every test (extra args go to cargo test)\n\
+             (got {args:?})"
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn fixtures_dir() -> PathBuf {
+    env::var_os("MCP_GROUP_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target").join("fixtures"))
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{:?} failed: {status}", cmd.get_program()))
+    }
+}
+
+/// Installs the fixtures and returns their folder.
+fn fixtures() -> Result<PathBuf> {
+    let dir = fixtures_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+
+    let npm = dir.join("npm");
+    let stamp = npm.join(".installed");
+    if read(&stamp) != SERVER_EVERYTHING {
+        run(Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&npm)
+            .arg(SERVER_EVERYTHING))?;
+        write(&stamp, SERVER_EVERYTHING)?;
+    }
+
+    let venv = dir.join("venv");
+    let stamp = venv.join(".installed");
+    if read(&stamp) != PYTHON_MCP {
+        let python = env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
+        run(Command::new(python).args(["-m", "venv"]).arg(&venv))?;
+        run(Command::new(venv.join("bin").join("pip")).args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            PYTHON_MCP,
+        ]))?;
+        write(&stamp, PYTHON_MCP)?;
+    }
+    eprintln!("xtask: fixtures ready in {}", dir.display());
+    Ok(dir)
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    let dir = fixtures()?;
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    run(Command::new(cargo)
+        .current_dir(root())
+        .env("MCP_GROUP_FIXTURES", dir)
+        .args(["test", "--workspace", "--all-features"])
+        .args(extra))
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}

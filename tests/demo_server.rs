@@ -1,0 +1,315 @@
+//! The function group against the bundled demo server over stdio.
+#![cfg(feature = "cli")]
+
+mod support;
+
+use std::time::Duration;
+
+use mcp_group::{FunctionGroup, McpError, ServerConfig, SessionId};
+use serde_json::json;
+use support::{config, demo_server, process_exists, wait_dead, wait_gone, whoami};
+
+#[tokio::test]
+async fn two_sessions_get_two_connections_and_one_session_reuses_its_own() {
+    let group = FunctionGroup::connect(config(demo_server())).await.unwrap();
+    let alice = SessionId::new("alice");
+    let bob = SessionId::new("bob");
+
+    let (alice_pid, alice_calls) =
+        whoami(&group.call(Some(&alice), "whoami", json!({})).await.unwrap());
+    let (bob_pid, bob_calls) = whoami(&group.call(Some(&bob), "whoami", json!({})).await.unwrap());
+    let (alice_pid_again, alice_calls_again) =
+        whoami(&group.call(Some(&alice), "whoami", json!({})).await.unwrap());
+
+    assert_ne!(
+        alice_pid, bob_pid,
+        "each session has its own server process"
+    );
+    assert_eq!(
+        (alice_calls, bob_calls),
+        (1, 1),
+        "each connection counts from 1"
+    );
+    assert_eq!(
+        alice_pid_again, alice_pid,
+        "a session reuses its connection"
+    );
+    assert_eq!(alice_calls_again, 2);
+    // default (tool listing) + alice + bob
+    assert_eq!(group.session_count(), 3);
+    assert_eq!(group.stats().created, 3);
+
+    group.shutdown().await;
+    assert!(
+        !process_exists(alice_pid),
+        "shutdown reaps every session's server"
+    );
+    assert!(!process_exists(bob_pid));
+}
+
+#[tokio::test]
+async fn calls_without_a_session_share_the_default_session() {
+    let group = FunctionGroup::connect(config(demo_server())).await.unwrap();
+    let (first, _) = whoami(&group.call(None, "whoami", json!(null)).await.unwrap());
+    let default = SessionId::default_session();
+    let (second, calls) = whoami(
+        &group
+            .call(Some(&default), "whoami", json!({}))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(first, second);
+    assert_eq!(calls, 2);
+    assert_eq!(group.session_count(), 1);
+    group.shutdown().await;
+}
+
+#[tokio::test]
+async fn tools_are_listed_with_descriptions_and_schemas() {
+    let group = FunctionGroup::connect(config(demo_server())).await.unwrap();
+    let names: Vec<&str> = group.functions().map(|f| f.name()).collect();
+    assert_eq!(names, ["add", "echo", "fail", "sleep", "whoami"]);
+    let echo = group.function("echo").unwrap();
+    assert!(
+        echo.description()
+            .unwrap()
+            .starts_with("Echo the message back")
+    );
+    let schema = &echo.descriptor().input_schema;
+    assert_eq!(schema["type"], "object");
+    assert_eq!(schema["required"], json!(["message"]));
+    group.shutdown().await;
+}
+
+#[tokio::test]
+async fn results_are_exact() {
+    let group = FunctionGroup::connect(config(demo_server())).await.unwrap();
+    let echo = group
+        .call(None, "echo", json!({"message": "hi"}))
+        .await
+        .unwrap();
+    assert_eq!(echo.to_text(), "Echo: hi");
+    let sum = group
+        .call(None, "add", json!({"a": 2, "b": 3.5}))
+        .await
+        .unwrap();
+    assert_eq!(sum.to_text(), "5.5");
+    group.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_tool_is_a_typed_error() {
+    let group = FunctionGroup::connect(config(demo_server())).await.unwrap();
+    let err = group
+        .call(None, "no_such_tool", json!({}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, McpError::ToolNotFound { name } if name == "no_such_tool"),
+        "{err:?}"
+    );
+    group.shutdown().await;
+}
+
+#[tokio::test]
+async fn arguments_that_are_not_an_object_are_rejected_before_any_session_opens() {
+    let group = FunctionGroup::connect(config(demo_server())).await.unwrap();
+    let sessions_before = group.session_count();
+    for bad in [json!([1, 2]), json!("text"), json!(3), json!(true)] {
+        let err = group
+            .call(Some(&SessionId::new("s")), "echo", bad.clone())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, McpError::InvalidArguments { tool, field: None, .. } if tool == "echo"),
+            "{bad}: {err:?}"
+        );
+    }
+    assert_eq!(
+        group.session_count(),
+        sessions_before,
+        "no session was opened"
+    );
+    group.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_tool_error_result_is_a_typed_error_with_the_servers_text() {
+    let group = FunctionGroup::connect(config(demo_server())).await.unwrap();
+    let err = group
+        .call(None, "fail", json!({"message": "boom"}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, McpError::ToolError { tool, message } if tool == "fail" && message == "boom"),
+        "{err:?}"
+    );
+    group.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_slow_call_times_out_and_the_session_stays_usable() {
+    let mut config = config(demo_server());
+    config.tool_call_timeout = Duration::from_millis(300);
+    let group = FunctionGroup::connect(config).await.unwrap();
+    let s = SessionId::new("slow");
+    let (pid, _) = whoami(&group.call(Some(&s), "whoami", json!({})).await.unwrap());
+    let err = group
+        .call(Some(&s), "sleep", json!({"ms": 10_000}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, McpError::Timeout { operation: "tools/call", after } if after == Duration::from_millis(300)),
+        "{err:?}"
+    );
+    let (pid_after, calls) = whoami(&group.call(Some(&s), "whoami", json!({})).await.unwrap());
+    assert_eq!(
+        (pid_after, calls),
+        (pid, 2),
+        "same connection, still working"
+    );
+    group.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_missing_command_is_a_spawn_error() {
+    let err = FunctionGroup::connect(config(ServerConfig::stdio(
+        "/nonexistent/mcp-server",
+        Vec::<String>::new(),
+    )))
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, mcp_group::Error::Mcp(McpError::Spawn { command, .. }) if command == "/nonexistent/mcp-server"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_exits_at_once_is_a_handshake_error_and_is_reaped() {
+    let dir = std::env::temp_dir().join(format!("mcp-group-exit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pid_file = dir.join("pid");
+    let script = format!("echo $$ > '{}'; exit 3", pid_file.display());
+    let err = FunctionGroup::connect(config(ServerConfig::stdio("sh", ["-c".to_owned(), script])))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, mcp_group::Error::Mcp(McpError::Handshake { .. })),
+        "{err:?}"
+    );
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(wait_gone(pid).await, "the exited server {pid} was reaped");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn idle_sessions_are_cleaned_up_and_their_servers_reaped() {
+    let group = FunctionGroup::connect(config(demo_server())).await.unwrap();
+    let mut pids = Vec::new();
+    for name in ["a", "b", "c"] {
+        let out = group
+            .call(Some(&SessionId::new(name)), "whoami", json!({}))
+            .await
+            .unwrap();
+        pids.push(whoami(&out).0);
+    }
+    assert_eq!(group.session_count(), 4);
+    assert_eq!(
+        group
+            .cleanup_sessions(Some(Duration::from_secs(3600)))
+            .await,
+        0,
+        "none is idle that long"
+    );
+    assert_eq!(group.cleanup_sessions(Some(Duration::ZERO)).await, 4);
+    assert_eq!(group.session_count(), 0);
+    for pid in pids {
+        assert!(!process_exists(pid), "server {pid} reaped by cleanup");
+    }
+    // A cleaned-up session comes back on its next call, with a new process.
+    let out = group
+        .call(Some(&SessionId::new("a")), "whoami", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(whoami(&out).1, 1);
+    group.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_session_limit_is_a_typed_error() {
+    let mut config = config(demo_server());
+    config.max_sessions = 2;
+    let group = FunctionGroup::connect(config).await.unwrap(); // the default session is one
+    group
+        .call(
+            Some(&SessionId::new("one")),
+            "echo",
+            json!({"message": "x"}),
+        )
+        .await
+        .unwrap();
+    let err = group
+        .call(
+            Some(&SessionId::new("two")),
+            "echo",
+            json!({"message": "x"}),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, McpError::SessionLimitReached { limit: 2 }),
+        "{err:?}"
+    );
+    assert_eq!(group.stats().rejected, 1);
+    group.shutdown().await;
+}
+
+#[tokio::test]
+async fn dropping_the_group_kills_every_server() {
+    let group = FunctionGroup::connect(config(demo_server())).await.unwrap();
+    let out = group
+        .call(Some(&SessionId::new("x")), "whoami", json!({}))
+        .await
+        .unwrap();
+    let (pid, _) = whoami(&out);
+    drop(group);
+    assert!(
+        wait_gone(pid).await,
+        "server {pid} is killed and reaped after drop"
+    );
+}
+
+#[tokio::test]
+async fn a_server_killed_between_calls_is_replaced_on_the_next_call() {
+    let mut config = config(demo_server());
+    config.reconnect_initial_backoff = Duration::from_millis(10);
+    let group = FunctionGroup::connect(config).await.unwrap();
+    let s = SessionId::new("victim");
+    let (pid, _) = whoami(&group.call(Some(&s), "whoami", json!({})).await.unwrap());
+    // SAFETY: plain kill(2) of a process this test started.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
+    assert!(wait_dead(pid).await);
+    // The dead connection is noticed (now or at the next call) and replaced;
+    // a call is never silently re-sent.
+    let mut new_pid = None;
+    for _ in 0..2 {
+        match group.call(Some(&s), "whoami", json!({})).await {
+            Ok(out) => {
+                new_pid = Some(whoami(&out).0);
+                break;
+            }
+            Err(e) => assert!(e.is_connection_lost(), "{e:?}"),
+        }
+    }
+    let new_pid = new_pid.expect("the session recovered");
+    assert_ne!(new_pid, pid);
+    assert!(wait_gone(pid).await, "the dead server {pid} was reaped once replaced");
+    group.shutdown().await;
+}

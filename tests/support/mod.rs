@@ -1,0 +1,115 @@
+//! Shared helpers for the integration tests.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use mcp_group::{McpClientConfig, ServerConfig};
+
+/// Where `cargo xtask fixtures` installed the third-party servers.
+pub fn fixtures_dir() -> PathBuf {
+    std::env::var_os("MCP_GROUP_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("target")
+                .join("fixtures")
+        })
+}
+
+fn require(path: PathBuf) -> PathBuf {
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask fixtures` (or the whole suite with `cargo xtask test`)",
+        path.display()
+    );
+    path
+}
+
+/// `@modelcontextprotocol/server-everything` over stdio.
+pub fn server_everything() -> ServerConfig {
+    let entry = require(
+        fixtures_dir()
+            .join("npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
+    );
+    ServerConfig::stdio(
+        "node",
+        [entry.to_string_lossy().into_owned(), "stdio".to_owned()],
+    )
+}
+
+/// A Python `mcp` (2.x) server script from `tests/fixtures`, run with the venv's python.
+pub fn python_server(script: &str) -> ServerConfig {
+    let python = require(fixtures_dir().join("venv/bin/python"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(script);
+    ServerConfig::stdio(
+        python.to_string_lossy().into_owned(),
+        [script.to_string_lossy().into_owned()],
+    )
+}
+
+/// The bundled demo server (`mcp-group demo-server`).
+pub fn demo_server() -> ServerConfig {
+    ServerConfig::stdio(env!("CARGO_BIN_EXE_mcp-group"), ["demo-server"])
+}
+
+/// A config with short timeouts suited to tests.
+pub fn config(server: ServerConfig) -> McpClientConfig {
+    let mut config = McpClientConfig::new(server);
+    config.tool_call_timeout = Duration::from_secs(30);
+    config
+}
+
+/// Whether a process with this pid exists (a zombie counts: it is not reaped).
+pub fn process_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Waits (up to 10 s, polling the process table) until `pid` is gone and
+/// reaped. Used where the kill is asynchronous by design (a dropped
+/// connection), never to paper over a race in our own code.
+pub async fn wait_gone(pid: u32) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while process_exists(pid) {
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
+/// The pid and per-connection call count reported by the demo server's `whoami`.
+pub fn whoami(output: &mcp_group::ToolOutput) -> (u32, u64) {
+    let value: serde_json::Value =
+        serde_json::from_str(&output.to_text()).expect("whoami returns JSON");
+    (
+        value["pid"].as_u64().expect("pid") as u32,
+        value["calls"].as_u64().expect("calls"),
+    )
+}
+
+/// Whether `pid` has exited (it may still be an unreaped zombie).
+pub fn process_dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')),
+    }
+}
+
+/// Waits (up to 10 s) until `pid` has exited, reaped or not.
+pub async fn wait_dead(pid: u32) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !process_dead(pid) {
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
