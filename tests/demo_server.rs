@@ -310,6 +310,9 @@ async fn a_server_killed_between_calls_is_replaced_on_the_next_call() {
     }
     let new_pid = new_pid.expect("the session recovered");
     assert_ne!(new_pid, pid);
-    assert!(wait_gone(pid).await, "the dead server {pid} was reaped once replaced");
+    assert!(
+        wait_gone(pid).await,
+        "the dead server {pid} was reaped once replaced"
+    );
     group.shutdown().await;
 }

@@ -1,0 +1,160 @@
+//! A transport written the way a downstream crate would write one: against
+//! `mcp-group-core` alone, over an in-memory byte pipe to an rmcp server.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+use std::time::Duration;
+
+use mcp_group_core::{
+    Cleanup, Connection, DynTransport, Error, ServerDescription, SessionId, Transport, async_trait,
+};
+use rmcp::{
+    ServerHandler, ServiceExt,
+    handler::server::{router::tool::ToolRouter, wrapper::Parameters},
+    model::{ServerCapabilities, ServerConfig},
+    tool, tool_handler, tool_router,
+};
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct Greet {
+    name: String,
+}
+
+#[derive(Clone)]
+struct Greeter {
+    tool_router: ToolRouter<Self>,
+}
+
+#[tool_router]
+impl Greeter {
+    #[tool(description = "Greet someone")]
+    async fn greet(&self, Parameters(Greet { name }): Parameters<Greet>) -> String {
+        format!("Hello, {name}!")
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Greeter {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+}
+
+/// Counts cleanups so the test can see `close` run them.
+struct CountCleanup(Arc<AtomicUsize>);
+
+#[async_trait]
+impl Cleanup for CountCleanup {
+    async fn cleanup(self: Box<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// An in-memory transport: each `connect` starts a fresh server task on a
+/// duplex pipe.
+struct InMemory {
+    cleanups: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl Transport for InMemory {
+    async fn connect(&self, _session: &SessionId) -> Result<Connection, Error> {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            let greeter = Greeter {
+                tool_router: Greeter::tool_router(),
+            };
+            if let Ok(running) = greeter.serve(server).await {
+                let _ = running.waiting().await;
+            }
+        });
+        let (read, write) = tokio::io::split(client);
+        let connection = Connection::establish((read, write), "in-memory").await?;
+        Ok(connection.with_cleanup(CountCleanup(self.cleanups.clone())))
+    }
+
+    fn description(&self) -> ServerDescription {
+        ServerDescription {
+            transport: "in-memory",
+            endpoint: "in-memory".into(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_downstream_transport_lists_and_calls_tools() {
+    let cleanups = Arc::new(AtomicUsize::new(0));
+    let transport: DynTransport = Arc::new(InMemory {
+        cleanups: cleanups.clone(),
+    });
+    let connection = transport.connect(&SessionId::new("s")).await.unwrap();
+    let tools = connection.list_tools(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(tools.len(), 1);
+    assert_eq!(tools[0].name, "greet");
+    assert_eq!(tools[0].description.as_deref(), Some("Greet someone"));
+
+    let args = serde_json::json!({"name": "Ada"})
+        .as_object()
+        .cloned()
+        .unwrap();
+    let output = connection
+        .call_tool("greet", args, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(!output.is_error());
+    assert_eq!(output.to_text(), "Hello, Ada!");
+
+    connection.ping(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        connection.server_info().unwrap().protocol_version.as_str(),
+        "2025-11-25"
+    );
+
+    assert!(!connection.is_closed());
+    connection.close().await;
+    assert!(connection.is_closed());
+    assert_eq!(
+        cleanups.load(Ordering::SeqCst),
+        1,
+        "close runs the cleanup once"
+    );
+    connection.close().await;
+    assert_eq!(cleanups.load(Ordering::SeqCst), 1, "close is idempotent");
+}
+
+#[tokio::test]
+async fn an_unknown_tool_on_the_wire_is_a_protocol_error() {
+    let transport = InMemory {
+        cleanups: Arc::default(),
+    };
+    let connection = transport.connect(&SessionId::new("s")).await.unwrap();
+    let err = connection
+        .call_tool("missing", Default::default(), Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
+    connection.close().await;
+}
+
+#[tokio::test]
+async fn calls_on_a_closed_connection_say_the_server_is_gone() {
+    let transport = InMemory {
+        cleanups: Arc::default(),
+    };
+    let connection = transport.connect(&SessionId::new("s")).await.unwrap();
+    connection.close().await;
+    let err = connection.ping(Duration::from_secs(5)).await.unwrap_err();
+    assert!(err.is_connection_lost(), "{err:?}");
+}
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Connection>();
+    assert_send_sync::<DynTransport>();
+    assert_send_sync::<Error>();
+    assert_send_sync::<SessionId>();
+    assert_send_sync::<mcp_group_core::ToolOutput>();
+}

@@ -1,0 +1,353 @@
+//! The registry's contract, driven by a scripted in-memory transport.
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use mcp_group_core::{Connection, Error, ServerDescription, SessionId, Transport, async_trait};
+use mcp_group_registry::{Registry, RegistryConfig};
+use rmcp::{
+    ServerHandler, ServiceExt,
+    model::{ServerCapabilities, ServerConfig},
+};
+use tokio::sync::{Barrier, Semaphore};
+
+/// A server with no tools: enough for the handshake and `ping`.
+#[derive(Clone)]
+struct Empty;
+
+impl ServerHandler for Empty {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+}
+
+/// What one `connect` does.
+enum Step {
+    /// Connect at once.
+    Ok,
+    /// Fail with `Error::Connect`.
+    Fail,
+    /// Wait for a permit of the gate, then connect.
+    Gate(Arc<Semaphore>),
+    /// Wait at the barrier, then connect.
+    Barrier(Arc<Barrier>),
+    /// Never finish.
+    Never,
+}
+
+#[derive(Default)]
+struct Scripted {
+    steps: Mutex<VecDeque<Step>>,
+    connects: AtomicUsize,
+}
+
+impl Scripted {
+    fn new(steps: impl IntoIterator<Item = Step>) -> Arc<Self> {
+        Arc::new(Self {
+            steps: Mutex::new(steps.into_iter().collect()),
+            connects: AtomicUsize::new(0),
+        })
+    }
+
+    fn connects(&self) -> usize {
+        self.connects.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Transport for Scripted {
+    async fn connect(&self, _session: &SessionId) -> Result<Connection, Error> {
+        self.connects.fetch_add(1, Ordering::SeqCst);
+        let step = self.steps.lock().unwrap().pop_front().unwrap_or(Step::Ok);
+        match step {
+            Step::Ok => {}
+            Step::Fail => {
+                return Err(Error::Connect {
+                    endpoint: "scripted".into(),
+                    source: "refused".into(),
+                });
+            }
+            Step::Gate(gate) => drop(gate.acquire().await.unwrap()),
+            Step::Barrier(barrier) => {
+                barrier.wait().await;
+            }
+            Step::Never => std::future::pending::<()>().await,
+        }
+        let (client, server) = tokio::io::duplex(16 * 1024);
+        tokio::spawn(async move {
+            if let Ok(running) = Empty.serve(server).await {
+                let _ = running.waiting().await;
+            }
+        });
+        let (read, write) = tokio::io::split(client);
+        Connection::establish((read, write), "scripted").await
+    }
+
+    fn description(&self) -> ServerDescription {
+        ServerDescription {
+            transport: "scripted",
+            endpoint: "scripted".into(),
+        }
+    }
+}
+
+fn config() -> RegistryConfig {
+    RegistryConfig::new(100, Duration::from_secs(60)).with_reap_interval(None)
+}
+
+fn sid(s: &str) -> SessionId {
+    SessionId::new(s)
+}
+
+#[tokio::test]
+async fn concurrent_first_uses_of_one_session_open_one_connection() {
+    let gate = Arc::new(Semaphore::new(0));
+    let transport = Scripted::new([Step::Gate(gate.clone())]);
+    let registry = Registry::new(transport.clone(), config());
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        let registry = registry.clone();
+        tasks.push(tokio::spawn(async move {
+            let lease = registry.acquire(&sid("s")).await.unwrap();
+            lease.connection().id()
+        }));
+    }
+    // Every caller is parked: one in connect, four on the creation gate.
+    while registry.ref_count(&sid("s")) < 5 {
+        tokio::task::yield_now().await;
+    }
+    gate.add_permits(1);
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.unwrap());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "all five share one connection");
+    assert_eq!(transport.connects(), 1);
+    let stats = registry.stats();
+    assert_eq!((stats.created, stats.reused), (1, 4));
+    assert_eq!(registry.ref_count(&sid("s")), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn first_uses_of_different_sessions_connect_in_parallel() {
+    // Each connect waits until all three are in progress: serialized
+    // creation would never get there, and the timeout would fire.
+    let barrier = Arc::new(Barrier::new(3));
+    let transport = Scripted::new((0..3).map(|_| Step::Barrier(barrier.clone())));
+    let registry = Registry::new(transport.clone(), config());
+    let (a, b, c) = (sid("a"), sid("b"), sid("c"));
+    let all = async {
+        tokio::try_join!(
+            registry.acquire(&a),
+            registry.acquire(&b),
+            registry.acquire(&c),
+        )
+    };
+    let (a, b, c) = tokio::time::timeout(Duration::from_secs(30), all)
+        .await
+        .expect("creations ran in parallel")
+        .unwrap();
+    assert_ne!(a.connection().id(), b.connection().id());
+    assert_ne!(b.connection().id(), c.connection().id());
+    assert_eq!(registry.session_count(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn lookups_of_existing_sessions_never_wait_on_a_creation() {
+    let transport = Scripted::new([Step::Ok, Step::Never]);
+    let registry = Registry::new(transport.clone(), config());
+    drop(registry.acquire(&sid("old")).await.unwrap());
+    let stuck = {
+        let registry = registry.clone();
+        tokio::spawn(async move { registry.acquire(&sid("new")).await.map(|_| ()) })
+    };
+    while transport.connects() < 2 {
+        tokio::task::yield_now().await;
+    }
+    let lease = tokio::time::timeout(Duration::from_secs(1), registry.acquire(&sid("old")))
+        .await
+        .expect("not blocked by the stuck creation")
+        .unwrap();
+    lease.ping(Duration::from_secs(5)).await.unwrap();
+    stuck.abort();
+}
+
+#[tokio::test]
+async fn a_failed_creation_leaves_no_entry_and_the_next_call_retries() {
+    let transport = Scripted::new([Step::Fail]);
+    let registry = Registry::new(transport.clone(), config());
+    let err = registry.acquire(&sid("s")).await.unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert_eq!(registry.session_count(), 0);
+    assert_eq!(registry.stats().failed, 1);
+    let lease = registry.acquire(&sid("s")).await.unwrap();
+    lease.ping(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(transport.connects(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connect_that_never_finishes_times_out() {
+    let transport = Scripted::new([Step::Never]);
+    let registry = Registry::new(
+        transport,
+        config().with_connect_timeout(Duration::from_secs(5)),
+    );
+    let err = registry.acquire(&sid("s")).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout { operation: "connect", after } if after == Duration::from_secs(5)),
+        "{err:?}"
+    );
+    assert_eq!(registry.session_count(), 0);
+}
+
+#[tokio::test]
+async fn beyond_the_limit_a_new_session_is_refused_with_a_typed_error() {
+    let registry = Registry::new(
+        Scripted::new([]),
+        RegistryConfig::new(2, Duration::from_secs(60)).with_reap_interval(None),
+    );
+    let _a = registry.acquire(&sid("a")).await.unwrap();
+    let _b = registry.acquire(&sid("b")).await.unwrap();
+    let err = registry.acquire(&sid("c")).await.unwrap_err();
+    assert!(
+        matches!(err, Error::SessionLimitReached { limit: 2 }),
+        "{err:?}"
+    );
+    assert_eq!(registry.stats().rejected, 1);
+    // Existing sessions are still served at the limit.
+    assert!(registry.acquire(&sid("a")).await.is_ok());
+    assert_eq!(registry.session_limit(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_the_limit_idle_sessions_are_evicted_first() {
+    let registry = Registry::new(
+        Scripted::new([]),
+        RegistryConfig::new(1, Duration::from_secs(10)).with_reap_interval(None),
+    );
+    drop(registry.acquire(&sid("a")).await.unwrap());
+    let err = registry.acquire(&sid("b")).await.unwrap_err();
+    assert!(
+        matches!(err, Error::SessionLimitReached { limit: 1 }),
+        "a is not idle long enough"
+    );
+    tokio::time::advance(Duration::from_secs(11)).await;
+    let b = registry.acquire(&sid("b")).await.unwrap();
+    assert_eq!(registry.session_count(), 1);
+    assert_eq!(registry.stats().evicted, 1);
+    drop(b);
+}
+
+#[tokio::test]
+async fn cleanup_skips_sessions_in_use() {
+    let registry = Registry::new(Scripted::new([]), config());
+    let busy = registry.acquire(&sid("busy")).await.unwrap();
+    drop(registry.acquire(&sid("idle")).await.unwrap());
+    assert_eq!(registry.cleanup_sessions(Some(Duration::ZERO)).await, 1);
+    assert_eq!(registry.session_count(), 1);
+    assert_eq!(registry.ref_count(&sid("busy")), 1);
+    busy.ping(Duration::from_secs(5)).await.unwrap();
+    let connection = busy.connection().clone();
+    drop(busy);
+    assert_eq!(registry.cleanup_sessions(Some(Duration::ZERO)).await, 1);
+    assert!(connection.is_closed(), "cleanup closed the connection");
+}
+
+#[tokio::test]
+async fn a_cancelled_acquire_releases_its_reference() {
+    let transport = Scripted::new([Step::Never]);
+    let registry = Registry::new(transport.clone(), config());
+    let task = {
+        let registry = registry.clone();
+        tokio::spawn(async move { registry.acquire(&sid("s")).await.map(|_| ()) })
+    };
+    while transport.connects() < 1 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(registry.ref_count(&sid("s")), 1);
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    assert_eq!(registry.ref_count(&sid("s")), 0);
+    assert_eq!(
+        registry.session_count(),
+        0,
+        "no entry left by the abandoned creation"
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_lease_releases_even_on_panic() {
+    let registry = Registry::new(Scripted::new([]), config());
+    let r = registry.clone();
+    let result = tokio::spawn(async move {
+        let _lease = r.acquire(&sid("s")).await.unwrap();
+        panic!("caller panics while holding the lease");
+    })
+    .await;
+    assert!(result.unwrap_err().is_panic());
+    assert_eq!(registry.ref_count(&sid("s")), 0);
+    assert_eq!(registry.session_count(), 1, "the session itself stays");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_reaper_cleans_idle_sessions_and_stops_with_the_registry() {
+    let registry = Registry::new(
+        Scripted::new([]),
+        RegistryConfig::new(10, Duration::from_secs(10))
+            .with_reap_interval(Some(Duration::from_secs(1))),
+    );
+    let lease = registry.acquire(&sid("s")).await.unwrap();
+    let connection = lease.connection().clone();
+    drop(lease);
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(registry.session_count(), 0, "reaped by the background task");
+    assert!(connection.is_closed());
+    assert_eq!(registry.stats().evicted, 1);
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_leases_closes_everything_and_refuses_new_calls() {
+    let registry = Registry::new(Scripted::new([]), config());
+    let lease = registry.acquire(&sid("a")).await.unwrap();
+    let other = registry
+        .acquire(&sid("b"))
+        .await
+        .unwrap()
+        .connection()
+        .clone();
+    let connection = lease.connection().clone();
+    let shutdown = {
+        let registry = registry.clone();
+        tokio::spawn(async move { registry.shutdown(Duration::from_secs(30)).await })
+    };
+    // Shutdown is waiting for the lease; the leased connection still works.
+    lease.ping(Duration::from_secs(5)).await.unwrap();
+    assert!(!shutdown.is_finished());
+    drop(lease);
+    shutdown.await.unwrap();
+    assert!(connection.is_closed() && other.is_closed());
+    assert_eq!(registry.session_count(), 0);
+    assert!(matches!(
+        registry.acquire(&sid("a")).await,
+        Err(Error::Shutdown)
+    ));
+}
+
+#[tokio::test]
+async fn an_invalidated_connection_is_replaced_on_the_next_acquire() {
+    let transport = Scripted::new([]);
+    let registry = Registry::new(transport.clone(), config());
+    let lease = registry.acquire(&sid("s")).await.unwrap();
+    let first = lease.connection().id();
+    lease.invalidate();
+    let lease = registry.acquire(&sid("s")).await.unwrap();
+    assert_ne!(lease.connection().id(), first);
+    assert_eq!(transport.connects(), 2);
+}

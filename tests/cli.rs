@@ -1,0 +1,212 @@
+//! The `mcp-group` binary, end to end, against its own demo server.
+#![cfg(feature = "cli")]
+
+use std::{
+    io::Write,
+    process::{Command, Output, Stdio},
+};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mcp-group");
+
+fn demo_server() -> String {
+    format!("{BIN} demo-server")
+}
+
+fn run(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn tools_list_prints_the_names() {
+    let out = run(&["tools", "list", "--stdio", &demo_server()], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "add\necho\nfail\nsleep\nwhoami\n");
+}
+
+#[test]
+fn tools_list_json_is_machine_readable() {
+    let out = run(
+        &["tools", "list", "--json", "--stdio", &demo_server()],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tools: Vec<Value> = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(tools.len(), 5);
+    assert_eq!(tools[1]["name"], "echo");
+    assert_eq!(
+        tools[1]["input_schema"]["required"],
+        serde_json::json!(["message"])
+    );
+}
+
+#[test]
+fn tools_list_detail_shows_description_and_schema() {
+    let out = run(
+        &["tools", "list", "--detail", "--stdio", &demo_server()],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("echo\n  Echo the message back"), "{text}");
+    assert!(text.contains("\"required\""), "{text}");
+}
+
+#[test]
+fn tools_call_prints_the_result() {
+    let out = run(
+        &[
+            "tools",
+            "call",
+            "echo",
+            "--args",
+            r#"{"message":"hi"}"#,
+            "--session",
+            "s1",
+            "--stdio",
+            &demo_server(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "Echo: hi\n");
+}
+
+#[test]
+fn a_tool_error_exits_non_zero_with_one_line() {
+    let out = run(&["tools", "call", "fail", "--stdio", &demo_server()], None);
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr(&out),
+        "error: tool `fail` reported an error: the fail tool always fails\n"
+    );
+}
+
+#[test]
+fn bad_input_exits_non_zero_with_one_line() {
+    let out = run(
+        &[
+            "tools",
+            "call",
+            "echo",
+            "--args",
+            "{not json",
+            "--stdio",
+            &demo_server(),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).starts_with("error: --args is not valid JSON"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stderr(&out).lines().count(), 1);
+
+    let out = run(&["tools", "call", "nope", "--stdio", &demo_server()], None);
+    assert!(!out.status.success());
+    assert_eq!(stderr(&out), "error: unknown tool `nope`\n");
+}
+
+#[test]
+fn ping_reports_a_round_trip_time() {
+    let out = run(&["ping", "--stdio", &demo_server()], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("pong from "), "{}", stdout(&out));
+    assert!(stdout(&out).trim_end().ends_with(" ms"));
+}
+
+#[test]
+fn http_transports_say_not_implemented_yet() {
+    let out = run(&["ping", "--url", "http://127.0.0.1:9/mcp"], None);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("not implemented yet"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn batch_runs_sessions_concurrently_and_in_order_within_each() {
+    let mut input = String::new();
+    for i in 1..=3 {
+        for s in ["a", "b"] {
+            input.push_str(&format!(
+                "{{\"session\":\"{s}\",\"tool\":\"whoami\",\"args\":{{}}}}\n"
+            ));
+            let _ = i;
+        }
+    }
+    input.push_str("{\"session\":\"a\",\"tool\":\"fail\"}\n");
+    input.push_str("not json\n");
+    let out = run(&["batch", "--stdio", &demo_server()], Some(&input));
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 8, "{}", stdout(&out));
+    assert_eq!(out.status.code(), Some(2), "some lines failed");
+    for s in ["a", "b"] {
+        let counts: Vec<u64> = lines
+            .iter()
+            .filter(|l| l["session"] == s && l["ok"] == true)
+            .map(|l| {
+                let who: Value = serde_json::from_str(l["result"].as_str().unwrap()).unwrap();
+                who["calls"].as_u64().unwrap()
+            })
+            .collect();
+        assert_eq!(
+            counts,
+            [1, 2, 3],
+            "session {s}: in order, on one connection"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["tool"] == "fail" && l["ok"] == false)
+    );
+    assert!(lines.iter().any(|l| l["line"] == 8 && l["ok"] == false));
+}
+
+#[test]
+fn demo_runs_and_shows_distinct_connections() {
+    let out = run(&["demo"], None);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("distinct server processes:  3"), "{text}");
+    assert!(
+        text.contains("OK: every session had its own MCP client."),
+        "{text}"
+    );
+}

@@ -1,0 +1,210 @@
+//! Config loading and the validation rules mirrored from the seed.
+
+use std::time::Duration;
+
+use mcp_group::{ConfigError, McpClientConfig, TransportKind};
+
+fn invalid_field(result: Result<McpClientConfig, ConfigError>) -> &'static str {
+    match result {
+        Err(ConfigError::Invalid { field, .. }) => field,
+        other => panic!("expected an invalid-field error, got {other:?}"),
+    }
+}
+
+const STDIO: &str = r#"
+[server]
+transport = "stdio"
+command = "node"
+args = ["server.js"]
+"#;
+
+#[test]
+fn defaults_match_the_seed() {
+    let config = McpClientConfig::from_toml_str(STDIO).unwrap();
+    assert_eq!(config.tool_call_timeout, Duration::from_secs(60));
+    assert!(config.reconnect_enabled);
+    assert_eq!(config.reconnect_max_attempts, 2);
+    assert_eq!(config.reconnect_initial_backoff, Duration::from_millis(500));
+    assert_eq!(config.reconnect_max_backoff, Duration::from_secs(50));
+    assert_eq!(config.max_sessions, 100);
+    assert_eq!(config.session_idle_timeout, Duration::from_secs(3600));
+    assert!(config.tool_overrides.is_empty());
+    assert_eq!(config.server.transport, TransportKind::Stdio);
+}
+
+#[test]
+fn the_documented_toml_example_loads() {
+    let config = McpClientConfig::from_toml_str(
+        r#"
+        tool_call_timeout = "60s"
+        reconnect_enabled = true
+        reconnect_max_attempts = 2
+        reconnect_initial_backoff = "500ms"
+        reconnect_max_backoff = "50s"
+        max_sessions = 100
+        session_idle_timeout = "1h"
+        [server]
+        transport = "stdio"
+        command = "node"
+        args = ["server.js"]
+        [tool_overrides.calculator_add]
+        alias = "add_numbers"
+        description = "Add two numbers"
+        "#,
+    )
+    .unwrap();
+    let o = &config.tool_overrides["calculator_add"];
+    assert_eq!(o.alias.as_deref(), Some("add_numbers"));
+    assert_eq!(o.description.as_deref(), Some("Add two numbers"));
+}
+
+#[test]
+fn durations_accept_humantime_strings_and_plain_seconds() {
+    let config = McpClientConfig::from_toml_str(&format!(
+        "tool_call_timeout = 1.5\nsession_idle_timeout = \"2m 30s\"\nreconnect_initial_backoff = 0\n{STDIO}"
+    ))
+    .unwrap();
+    assert_eq!(config.tool_call_timeout, Duration::from_millis(1500));
+    assert_eq!(config.session_idle_timeout, Duration::from_secs(150));
+    assert_eq!(config.reconnect_initial_backoff, Duration::ZERO);
+    let bad = McpClientConfig::from_toml_str(&format!("tool_call_timeout = \"soon\"\n{STDIO}"));
+    assert!(
+        matches!(bad, Err(ConfigError::Parse { format: "TOML", .. })),
+        "{bad:?}"
+    );
+}
+
+#[test]
+fn yaml_and_json_load_the_same_config() {
+    let yaml = McpClientConfig::from_yaml_str(
+        "tool_call_timeout: 5s\nserver:\n  transport: streamable-http\n  url: http://127.0.0.1:3001/mcp\n  custom_headers:\n    X-Team: a\n",
+    )
+    .unwrap();
+    let json = McpClientConfig::from_json_str(
+        r#"{"tool_call_timeout": 5, "server": {"transport": "streamable-http", "url": "http://127.0.0.1:3001/mcp", "custom_headers": {"X-Team": "a"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(yaml, json);
+    assert_eq!(yaml.server.transport, TransportKind::StreamableHttp);
+}
+
+#[test]
+fn files_load_by_extension() {
+    let dir = std::env::temp_dir().join(format!("mcp-group-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = dir.join("c.toml");
+    std::fs::write(&toml, STDIO).unwrap();
+    assert_eq!(
+        McpClientConfig::from_path(&toml)
+            .unwrap()
+            .server
+            .command
+            .as_deref(),
+        Some("node")
+    );
+    let yml = dir.join("c.yml");
+    std::fs::write(
+        &yml,
+        "server:\n  transport: sse\n  url: http://127.0.0.1:1/sse\n",
+    )
+    .unwrap();
+    assert_eq!(
+        McpClientConfig::from_path(&yml).unwrap().server.transport,
+        TransportKind::Sse
+    );
+    let txt = dir.join("c.txt");
+    std::fs::write(&txt, STDIO).unwrap();
+    assert!(matches!(
+        McpClientConfig::from_path(&txt),
+        Err(ConfigError::UnknownFormat { .. })
+    ));
+    assert!(matches!(
+        McpClientConfig::from_path(dir.join("missing.toml")),
+        Err(ConfigError::Read { .. })
+    ));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    let top = McpClientConfig::from_toml_str(&format!("max_sesions = 3\n{STDIO}"));
+    assert!(
+        matches!(&top, Err(ConfigError::Parse { message, .. }) if message.contains("max_sesions")),
+        "{top:?}"
+    );
+    let server = McpClientConfig::from_toml_str(
+        "[server]\ntransport = \"stdio\"\ncommand = \"x\"\ncomand = \"y\"\n",
+    );
+    assert!(
+        matches!(&server, Err(ConfigError::Parse { message, .. }) if message.contains("comand")),
+        "{server:?}"
+    );
+    let transport =
+        McpClientConfig::from_toml_str("[server]\ntransport = \"websocket\"\ncommand = \"x\"\n");
+    assert!(matches!(transport, Err(ConfigError::Parse { .. })));
+}
+
+#[test]
+fn url_with_stdio_is_rejected() {
+    let r = McpClientConfig::from_toml_str(
+        "[server]\ntransport = \"stdio\"\ncommand = \"x\"\nurl = \"http://h/\"\n",
+    );
+    assert_eq!(invalid_field(r), "server.url");
+}
+
+#[test]
+fn stdio_without_command_is_rejected() {
+    let r = McpClientConfig::from_toml_str("[server]\ntransport = \"stdio\"\nargs = [\"a\"]\n");
+    assert_eq!(invalid_field(r), "server.command");
+    let r = McpClientConfig::from_toml_str("[server]\ntransport = \"stdio\"\ncommand = \"  \"\n");
+    assert_eq!(invalid_field(r), "server.command");
+}
+
+#[test]
+fn stdio_fields_with_http_are_rejected() {
+    for (field, line) in [
+        ("server.command", "command = \"node\""),
+        ("server.args", "args = []"),
+        ("server.env", "env = { A = \"b\" }"),
+        ("server.cwd", "cwd = \"/tmp\""),
+    ] {
+        for transport in ["streamable-http", "sse"] {
+            let r = McpClientConfig::from_toml_str(&format!(
+                "[server]\ntransport = \"{transport}\"\nurl = \"http://h/mcp\"\n{line}\n"
+            ));
+            assert_eq!(invalid_field(r), field, "{transport} with {line}");
+        }
+    }
+}
+
+#[test]
+fn http_without_url_or_with_a_bad_url_is_rejected() {
+    let r = McpClientConfig::from_toml_str("[server]\ntransport = \"streamable-http\"\n");
+    assert_eq!(invalid_field(r), "server.url");
+    let r = McpClientConfig::from_toml_str("[server]\ntransport = \"sse\"\nurl = \"ws://h/\"\n");
+    assert_eq!(invalid_field(r), "server.url");
+}
+
+#[test]
+fn max_backoff_below_initial_backoff_is_rejected() {
+    let r = McpClientConfig::from_toml_str(&format!(
+        "reconnect_initial_backoff = \"2s\"\nreconnect_max_backoff = \"1s\"\n{STDIO}"
+    ));
+    assert_eq!(invalid_field(r), "reconnect_max_backoff");
+}
+
+#[test]
+fn zero_max_sessions_is_rejected() {
+    let r = McpClientConfig::from_toml_str(&format!("max_sessions = 0\n{STDIO}"));
+    assert_eq!(invalid_field(r), "max_sessions");
+}
+
+#[test]
+fn errors_name_the_field_in_their_message() {
+    let err =
+        McpClientConfig::from_toml_str("[server]\ntransport = \"streamable-http\"\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid config field `server.url`: required for transport \"streamable-http\""
+    );
+}

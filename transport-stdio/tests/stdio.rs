@@ -1,0 +1,193 @@
+//! The stdio transport's process handling: spawn errors, environment and
+//! working directory, stderr forwarding, and no orphans — grandchildren
+//! included — when a connection attempt is abandoned.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use mcp_group_core::{Error, SessionId, Transport};
+use mcp_group_transport_stdio::{CommandLineError, StdioConfig, StdioTransport};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mcp-group-stdio-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Polls (bounded) until `path` has content; the child writes it asynchronously.
+async fn read_when_written(path: &Path) -> String {
+    for _ in 0..500 {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if text.ends_with('\n') {
+                return text;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{} was never written", path.display());
+}
+
+fn gone(pid: u32) -> bool {
+    !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+async fn wait_gone(pid: u32) -> bool {
+    for _ in 0..500 {
+        if gone(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// A "server" that never answers `initialize` and leaves a grandchild running.
+fn silent_server(dir: &Path) -> StdioConfig {
+    let script = format!(
+        "echo $$ > '{d}/pid'; sleep 600 & echo $! > '{d}/grandchild'; exec cat > /dev/null",
+        d = dir.display()
+    );
+    StdioConfig::new("sh").arg("-c").arg(script)
+}
+
+#[tokio::test]
+async fn an_abandoned_connect_kills_the_server_and_its_children() {
+    let dir = scratch("abandon");
+    let transport = StdioTransport::new(silent_server(&dir));
+    let attempt =
+        tokio::spawn(async move { transport.connect(&SessionId::new("s")).await.map(|_| ()) });
+    let pid: u32 = read_when_written(&dir.join("pid"))
+        .await
+        .trim()
+        .parse()
+        .unwrap();
+    let grandchild: u32 = read_when_written(&dir.join("grandchild"))
+        .await
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(!gone(pid) && !gone(grandchild));
+    attempt.abort();
+    assert!(attempt.await.unwrap_err().is_cancelled());
+    assert!(wait_gone(pid).await, "server {pid} killed and reaped");
+    assert!(
+        wait_gone(grandchild).await,
+        "grandchild {grandchild} killed too"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_missing_program_is_a_spawn_error_naming_the_command() {
+    let transport = StdioTransport::new(StdioConfig::new("/nonexistent/server").arg("--flag"));
+    let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
+    match err {
+        Error::Spawn { command, source } => {
+            assert_eq!(command, "/nonexistent/server --flag");
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        }
+        other => panic!("expected a spawn error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_exits_at_once_fails_the_handshake() {
+    let transport = StdioTransport::new(StdioConfig::new("sh").arg("-c").arg("exit 7"));
+    let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
+    assert!(matches!(err, Error::Handshake { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn env_and_cwd_reach_the_server() {
+    let dir = scratch("env");
+    let out = dir.join("seen");
+    let script = format!(
+        "echo \"$MCP_GROUP_TEST $(pwd)\" > '{}'; exec cat > /dev/null",
+        out.display()
+    );
+    let config = StdioConfig::new("sh")
+        .arg("-c")
+        .arg(script)
+        .env("MCP_GROUP_TEST", "hello")
+        .cwd(&dir);
+    let transport = StdioTransport::new(config);
+    let attempt =
+        tokio::spawn(async move { transport.connect(&SessionId::new("s")).await.map(|_| ()) });
+    let seen = read_when_written(&out).await;
+    attempt.abort();
+    let canonical = dir.canonicalize().unwrap();
+    assert_eq!(seen.trim_end(), format!("hello {}", canonical.display()));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn server_stderr_is_forwarded_to_tracing() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let transport = StdioTransport::new(
+        StdioConfig::new("sh")
+            .arg("-c")
+            .arg("echo 'warming up the flux capacitor' >&2; exec cat > /dev/null"),
+    );
+    // The current-thread runtime runs the forwarding task on this thread,
+    // under the default subscriber set above.
+    let attempt =
+        tokio::spawn(async move { transport.connect(&SessionId::new("s")).await.map(|_| ()) });
+    let mut text = String::new();
+    for _ in 0..500 {
+        text = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+        if text.contains("flux capacitor") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    attempt.abort();
+    assert!(text.contains("warming up the flux capacitor"), "{text}");
+    assert!(text.contains("mcp_group::server_stderr"), "{text}");
+}
+
+#[test]
+fn command_lines_split_like_a_shell() {
+    let config = StdioConfig::from_command_line("node 'my server.js' --port 3").unwrap();
+    assert_eq!(config.command, "node");
+    assert_eq!(config.args, ["my server.js", "--port", "3"]);
+    assert_eq!(config.command_line(), "node 'my server.js' --port 3");
+    assert_eq!(
+        StdioConfig::from_command_line("  "),
+        Err(CommandLineError::Empty)
+    );
+    assert!(matches!(
+        StdioConfig::from_command_line("node 'unclosed"),
+        Err(CommandLineError::Unparsable { .. })
+    ));
+}
