@@ -1,4 +1,5 @@
 //! Config loading and the validation rules mirrored from the seed.
+#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! The function group against MCP servers no one here wrote:
 //! `@modelcontextprotocol/server-everything` (npm) and a server built with
 //! Python's `mcp` package. Install them with `cargo xtask fixtures`.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 

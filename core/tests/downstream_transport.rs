@@ -1,5 +1,6 @@
 //! A transport written the way a downstream crate would write one: against
 //! `mcp-group-core` alone, over an in-memory byte pipe to an rmcp server.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::{
     Arc,

@@ -1,4 +1,5 @@
 //! The registry's contract, driven by a scripted in-memory transport.
+#![allow(clippy::unwrap_used)]
 
 use std::{
     collections::VecDeque,

@@ -1,5 +1,6 @@
 //! Shared helpers for the integration tests.
 #![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(clippy::unwrap_used)]
 
 use std::{
     path::{Path, PathBuf},

@@ -1,6 +1,7 @@
 //! The stdio transport's process handling: spawn errors, environment and
 //! working directory, stderr forwarding, and no orphans — grandchildren
 //! included — when a connection attempt is abandoned.
+#![allow(clippy::unwrap_used)]
 
 use std::{
     io::Write,
