@@ -4,7 +4,7 @@ use std::{
     fmt,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -84,6 +84,7 @@ pub struct Connection {
     peer: Peer<RoleClient>,
     service: Mutex<Option<RunningService<RoleClient, ClientAgent>>>,
     cleanup: Mutex<Option<Box<dyn Cleanup>>>,
+    closed: AtomicBool,
 }
 
 impl fmt::Debug for Connection {
@@ -130,6 +131,7 @@ impl Connection {
             peer: service.peer().clone(),
             service: Mutex::new(Some(service)),
             cleanup: Mutex::new(None),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -162,14 +164,9 @@ impl Connection {
     }
 
     /// Whether the connection has ended (closed by us, or the transport ended).
+    /// Two atomic loads: cheap enough for every call's hot path.
     pub fn is_closed(&self) -> bool {
-        if self.peer.is_transport_closed() {
-            return true;
-        }
-        match self.service.lock() {
-            Ok(service) => service.as_ref().is_none_or(|s| s.is_closed()),
-            Err(_) => true,
-        }
+        self.closed.load(Ordering::Acquire) || self.peer.is_transport_closed()
     }
 
     /// Lists every tool the server offers, following pagination to the end.
@@ -237,6 +234,7 @@ impl Connection {
     /// If the future is dropped part-way, the remaining resources are released
     /// by their `Drop` (for stdio: the process group is killed).
     pub async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         let service = self.service.lock().ok().and_then(|mut s| s.take());
         if let Some(mut service) = service {
             if let Err(e) = service.close_with_timeout(CLOSE_TIMEOUT).await {

@@ -118,6 +118,12 @@ pub enum Error {
         /// The configured `max_sessions`.
         limit: usize,
     },
+    /// The session id is bound to another principal; it is not served to this one.
+    #[error("session `{session}` belongs to another principal")]
+    SessionForbidden {
+        /// The session id presented.
+        session: String,
+    },
     /// The function group was shut down; no new calls are accepted.
     #[error("the function group is shut down")]
     Shutdown,

@@ -62,19 +62,61 @@
 //!
 //! [mcp-group]: https://docs.rs/mcp-group
 
+#[cfg(all(test, mcp_group_loom))]
+mod loom_tests;
+mod sync;
+mod table;
+
 use std::{
-    collections::HashMap,
     fmt,
+    pin::pin,
     sync::{
-        Arc, Mutex, MutexGuard, Weak,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex,
+        atomic::{
+            AtomicBool, AtomicU64, AtomicU64 as StdAtomicU64, Ordering, Ordering as StdOrdering,
+        },
     },
     time::Duration,
 };
 
 pub use mcp_group_core::Error;
 use mcp_group_core::{Connection, SessionId, Transport};
-use tokio::{sync::Notify, task::JoinHandle, time::Instant};
+use tokio::{sync::Notify, task::JoinHandle};
+
+use crate::table::{EntryRef, Refused, Removed, Room, Table};
+
+/// How often the coarse clock is refreshed.
+const CLOCK_TICK: Duration = Duration::from_millis(100);
+
+/// How often a dead connection found on acquire is replaced before giving up.
+const MAX_REPLACEMENTS: usize = 3;
+
+/// What a full registry does with a new session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FullPolicy {
+    /// Refuse it with [`Error::SessionLimitReached`] (the seed's behaviour).
+    #[default]
+    Reject,
+    /// Close the least recently used session that has no call in flight.
+    EvictLruIdle,
+    /// Wait up to this long for a session to be removed, then refuse.
+    Wait(Duration),
+}
+
+/// Why a session was removed; carried by tracing events and counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RemovalCause {
+    /// Unused for `idle_timeout` (reaper, cleanup, or found expired on lookup).
+    Idle,
+    /// Removed by [`Registry::remove_session`] or shutdown.
+    Explicit,
+    /// Evicted to make room for a new session.
+    Limit,
+    /// Its connection broke (the server went away).
+    Broken,
+}
 
 /// Limits and timers of a [`Registry`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,13 +124,16 @@ use tokio::{sync::Notify, task::JoinHandle, time::Instant};
 pub struct RegistryConfig {
     /// The most sessions open at once (default 100).
     pub max_sessions: usize,
-    /// A session unused for this long may be cleaned up (default 1 h).
+    /// A session unused for this long is removed, and treated as absent on
+    /// lookup even before the reaper runs (default 1 h).
     pub idle_timeout: Duration,
     /// Bound on opening a connection, handshake included (default 60 s).
     pub connect_timeout: Duration,
     /// How often the background reaper runs; `None` disables it (default: a
     /// quarter of `idle_timeout`, at most 5 min).
     pub reap_interval: Option<Duration>,
+    /// What to do with a new session when `max_sessions` are open.
+    pub full_policy: FullPolicy,
 }
 
 impl Default for RegistryConfig {
@@ -104,7 +149,8 @@ impl RegistryConfig {
             max_sessions,
             idle_timeout,
             connect_timeout: Duration::from_secs(60),
-            reap_interval: Some((idle_timeout / 4).min(Duration::from_secs(300))),
+            reap_interval: Some((idle_timeout / 4).clamp(CLOCK_TICK, Duration::from_secs(300))),
+            full_policy: FullPolicy::Reject,
         }
     }
 
@@ -119,11 +165,18 @@ impl RegistryConfig {
         self.reap_interval = interval;
         self
     }
+
+    /// Sets what a full registry does.
+    pub fn with_full_policy(mut self, policy: FullPolicy) -> Self {
+        self.full_policy = policy;
+        self
+    }
 }
 
 /// A snapshot of the registry's counters. Only roughly consistent: each
 /// number is read separately.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RegistryStats {
     /// Sessions in the map now.
     pub sessions: usize,
@@ -131,115 +184,161 @@ pub struct RegistryStats {
     pub created: u64,
     /// Acquisitions served by an existing connection.
     pub reused: u64,
-    /// Sessions removed by cleanup or eviction.
-    pub evicted: u64,
     /// New sessions refused because the registry was full.
     pub rejected: u64,
     /// Connection attempts that failed.
     pub failed: u64,
+    /// Sessions removed because they were idle.
+    pub removed_idle: u64,
+    /// Sessions removed explicitly (or at shutdown).
+    pub removed_explicit: u64,
+    /// Sessions evicted to make room.
+    pub removed_limit: u64,
+    /// Sessions removed because their connection broke.
+    pub removed_broken: u64,
+}
+
+/// What [`Registry::peek`] tells about a session, without touching it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// Leases held now.
+    pub ref_count: u64,
+    /// Time since the last lease was released (coarse: ~100 ms resolution).
+    pub idle: Duration,
+    /// The connection's id, once connected.
+    pub connection_id: Option<u64>,
 }
 
 #[derive(Default)]
 struct Counters {
-    created: AtomicU64,
-    reused: AtomicU64,
-    evicted: AtomicU64,
-    rejected: AtomicU64,
-    failed: AtomicU64,
+    created: StdAtomicU64,
+    reused: StdAtomicU64,
+    rejected: StdAtomicU64,
+    failed: StdAtomicU64,
+    removed_idle: StdAtomicU64,
+    removed_explicit: StdAtomicU64,
+    removed_limit: StdAtomicU64,
+    removed_broken: StdAtomicU64,
 }
 
-struct SlotState {
-    connection: Option<Arc<Connection>>,
-    last_activity: Instant,
+impl Counters {
+    fn bump(counter: &StdAtomicU64, n: usize) {
+        counter.fetch_add(n as u64, StdOrdering::Relaxed);
+    }
+
+    fn removed(&self, cause: RemovalCause, n: usize) {
+        let counter = match cause {
+            RemovalCause::Idle => &self.removed_idle,
+            RemovalCause::Explicit => &self.removed_explicit,
+            RemovalCause::Limit => &self.removed_limit,
+            RemovalCause::Broken => &self.removed_broken,
+        };
+        Self::bump(counter, n);
+    }
 }
 
-struct Slot {
-    refs: AtomicUsize,
-    state: Mutex<SlotState>,
-    create: tokio::sync::Mutex<()>,
+/// Milliseconds since the registry started, refreshed every [`CLOCK_TICK`]
+/// by the background task and on every slow path. `Instant::now()` costs
+/// more than the rest of the hot path, and `last_used` only feeds the idle
+/// heuristic, so the hot path reads this cached value.
+struct CoarseClock {
+    origin: tokio::time::Instant,
+    now_ms: AtomicU64,
 }
 
-impl Slot {
+impl CoarseClock {
     fn new() -> Self {
         Self {
-            refs: AtomicUsize::new(1),
-            state: Mutex::new(SlotState {
-                connection: None,
-                last_activity: Instant::now(),
-            }),
-            create: tokio::sync::Mutex::new(()),
+            origin: tokio::time::Instant::now(),
+            now_ms: AtomicU64::new(0),
         }
     }
 
-    fn state(&self) -> MutexGuard<'_, SlotState> {
-        // A panic while holding this lock leaves the state consistent (plain
-        // field writes), so a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn now(&self) -> u64 {
+        self.now_ms.load(Ordering::Relaxed)
     }
 
-    fn live_connection(&self) -> Option<Arc<Connection>> {
-        let mut state = self.state();
-        match &state.connection {
-            Some(c) if !c.is_closed() => Some(c.clone()),
-            Some(_) => {
-                state.connection = None;
-                None
-            }
-            None => None,
-        }
+    fn refresh(&self) -> u64 {
+        let now = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.now_ms.fetch_max(now, Ordering::Relaxed).max(now)
     }
 }
 
-struct Sessions {
-    map: HashMap<SessionId, Arc<Slot>>,
-    closed: bool,
+/// A session's value in the table: its connection, opened once.
+struct Slot {
+    connection: tokio::sync::OnceCell<Arc<Connection>>,
 }
 
 struct Inner<T> {
     transport: T,
     config: RegistryConfig,
-    sessions: Mutex<Sessions>,
+    idle_ms: u64,
+    table: Table<Slot>,
+    clock: CoarseClock,
     counters: Counters,
-    idle_notify: Notify,
-    reaper: Mutex<Option<JoinHandle<()>>>,
+    closed: AtomicBool,
+    room: Notify,
+    released: Notify,
+    background: Mutex<Option<JoinHandle<()>>>,
+    background_started: AtomicBool,
 }
 
 impl<T> Inner<T> {
-    fn sessions(&self) -> MutexGuard<'_, Sessions> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    fn room(&self) -> Room {
+        Room {
+            limit: self.config.max_sessions,
+            idle_ms: self.idle_ms,
+            lru: self.config.full_policy == FullPolicy::EvictLruIdle,
+        }
     }
 
-    /// Removes (under the map lock) every unleased session idle for at least
-    /// `max_age` and returns their connections, to be closed by the caller
-    /// after the lock is released.
-    fn take_idle(sessions: &mut Sessions, max_age: Duration) -> Vec<(SessionId, Arc<Connection>)> {
-        let now = Instant::now();
-        let mut victims = Vec::new();
-        sessions.map.retain(|id, slot| {
-            if slot.refs.load(Ordering::Acquire) > 0 {
-                return true;
+    /// Accounts for removed entries and closes their connections in the
+    /// background (never under the map lock, which is already released).
+    fn dispose(&self, removed: Removed<Slot>, cause: RemovalCause) {
+        if removed.is_empty() {
+            return;
+        }
+        self.counters.removed(cause, removed.len());
+        self.room.notify_waiters();
+        let connections = connections_of(removed, cause);
+        if !connections.is_empty() {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(close_all(connections));
             }
-            let mut state = slot.state();
-            if now.saturating_duration_since(state.last_activity) < max_age {
-                return true;
-            }
-            if let Some(conn) = state.connection.take() {
-                victims.push((id.clone(), conn));
-            }
-            false
-        });
-        victims
+        }
+    }
+
+    fn stop_background(&self) {
+        if let Some(handle) = self.background.lock().ok().and_then(|mut b| b.take()) {
+            handle.abort();
+        }
     }
 }
 
 impl<T> Drop for Inner<T> {
     fn drop(&mut self) {
-        if let Ok(mut reaper) = self.reaper.lock() {
-            if let Some(handle) = reaper.take() {
-                handle.abort();
-            }
-        }
+        self.stop_background();
     }
+}
+
+fn connections_of(removed: Removed<Slot>, cause: RemovalCause) -> Vec<Arc<Connection>> {
+    removed
+        .into_iter()
+        .filter_map(|(session, entry)| {
+            let connection = entry.value.connection.get().cloned();
+            tracing::debug!(%session, ?cause, connection = connection.as_ref().map(|c| c.id()), "session removed");
+            connection
+        })
+        .collect()
+}
+
+async fn close_all(connections: Vec<Arc<Connection>>) {
+    let mut closing = tokio::task::JoinSet::new();
+    for connection in connections {
+        closing.spawn(async move { connection.close().await });
+    }
+    while closing.join_next().await.is_some() {}
 }
 
 /// The per-session connection map. Cheap to clone (it is an `Arc`).
@@ -267,7 +366,7 @@ impl<T> fmt::Debug for Registry<T> {
 impl<T> Registry<T> {
     /// The number of sessions in the map.
     pub fn session_count(&self) -> usize {
-        self.inner.sessions().map.len()
+        self.inner.table.len()
     }
 
     /// The configured `max_sessions`.
@@ -278,22 +377,36 @@ impl<T> Registry<T> {
     /// The number of leases currently held on `session` (0 if it has no entry).
     pub fn ref_count(&self, session: &SessionId) -> usize {
         self.inner
-            .sessions()
-            .map
-            .get(session)
-            .map_or(0, |slot| slot.refs.load(Ordering::Acquire))
+            .table
+            .peek(session)
+            .map_or(0, |e| usize::try_from(e.refs()).unwrap_or(usize::MAX))
+    }
+
+    /// What is known about `session`, read without refreshing its idle time.
+    pub fn peek(&self, session: &SessionId) -> Option<SessionInfo> {
+        let entry = self.inner.table.peek(session)?;
+        let now = self.inner.clock.refresh();
+        Some(SessionInfo {
+            ref_count: entry.refs(),
+            idle: Duration::from_millis(entry.idle_ms(now)),
+            connection_id: entry.value.connection.get().map(|c| c.id()),
+        })
     }
 
     /// The counters.
     pub fn stats(&self) -> RegistryStats {
         let c = &self.inner.counters;
+        let load = |a: &StdAtomicU64| a.load(StdOrdering::Relaxed);
         RegistryStats {
             sessions: self.session_count(),
-            created: c.created.load(Ordering::Relaxed),
-            reused: c.reused.load(Ordering::Relaxed),
-            evicted: c.evicted.load(Ordering::Relaxed),
-            rejected: c.rejected.load(Ordering::Relaxed),
-            failed: c.failed.load(Ordering::Relaxed),
+            created: load(&c.created),
+            reused: load(&c.reused),
+            rejected: load(&c.rejected),
+            failed: load(&c.failed),
+            removed_idle: load(&c.removed_idle),
+            removed_explicit: load(&c.removed_explicit),
+            removed_limit: load(&c.removed_limit),
+            removed_broken: load(&c.removed_broken),
         }
     }
 }
@@ -301,30 +414,47 @@ impl<T> Registry<T> {
 impl<T: Transport> Registry<T> {
     /// Creates a registry that opens connections with `transport`.
     ///
-    /// When called inside a Tokio runtime and `config.reap_interval` is set,
-    /// starts the background reaper.
+    /// The background task (coarse clock and reaper) starts here when called
+    /// inside a Tokio runtime, otherwise on the first acquisition.
     pub fn new(transport: T, config: RegistryConfig) -> Self {
-        let inner = Arc::new(Inner {
-            transport,
-            config,
-            sessions: Mutex::new(Sessions {
-                map: HashMap::new(),
-                closed: false,
+        let idle_ms = u64::try_from(config.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        let registry = Self {
+            inner: Arc::new(Inner {
+                transport,
+                config,
+                idle_ms,
+                table: Table::new(),
+                clock: CoarseClock::new(),
+                counters: Counters::default(),
+                closed: AtomicBool::new(false),
+                room: Notify::new(),
+                released: Notify::new(),
+                background: Mutex::new(None),
+                background_started: AtomicBool::new(false),
             }),
-            counters: Counters::default(),
-            idle_notify: Notify::new(),
-            reaper: Mutex::new(None),
-        });
-        if let (Some(period), Ok(handle)) = (
-            inner.config.reap_interval,
-            tokio::runtime::Handle::try_current(),
-        ) {
-            let task = handle.spawn(reap(Arc::downgrade(&inner), period));
-            if let Ok(mut reaper) = inner.reaper.lock() {
-                *reaper = Some(task);
-            }
+        };
+        registry.ensure_background();
+        registry
+    }
+
+    fn ensure_background(&self) {
+        if self.inner.background_started.load(StdOrdering::Relaxed) {
+            return;
         }
-        Self { inner }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self
+            .inner
+            .background_started
+            .swap(true, StdOrdering::AcqRel)
+        {
+            return;
+        }
+        let task = handle.spawn(background(Arc::downgrade(&self.inner)));
+        if let Ok(mut slot) = self.inner.background.lock() {
+            *slot = Some(task);
+        }
     }
 
     /// The transport connections are opened with.
@@ -335,98 +465,185 @@ impl<T: Transport> Registry<T> {
     /// Leases the connection of `session`, opening it on first use.
     ///
     /// # Cancel safety
-    /// Cancel safe: a dropped future releases its reservation; a connection
-    /// being opened by it is closed (or, if other callers wait on the same
-    /// session, one of them opens it).
-    #[tracing::instrument(level = "debug", skip(self), fields(%session))]
+    /// Cancel safe: a dropped future releases its reference; a connection
+    /// being opened by it is dropped (for stdio: the process is killed), and
+    /// a caller waiting on the same session opens it instead.
     pub async fn acquire(&self, session: &SessionId) -> Result<Lease<T>, Error> {
-        let (slot, victims) = self.reserve(session)?;
-        // From here the reservation is released by Drop, whatever happens.
-        let reservation = Reservation {
-            inner: self.inner.clone(),
-            session: session.clone(),
-            slot,
-        };
-        close_all(victims).await;
-        if let Some(connection) = reservation.slot.live_connection() {
-            self.inner.counters.reused.fetch_add(1, Ordering::Relaxed);
-            return Ok(Lease {
-                reservation,
-                connection,
-            });
-        }
-        let slot = reservation.slot.clone();
-        let gate = slot.create.lock().await;
-        if let Some(connection) = reservation.slot.live_connection() {
-            self.inner.counters.reused.fetch_add(1, Ordering::Relaxed);
-            return Ok(Lease {
-                reservation,
-                connection,
-            });
-        }
-        let timeout = self.inner.config.connect_timeout;
-        let connected =
-            match tokio::time::timeout(timeout, self.inner.transport.connect(session)).await {
-                Ok(result) => result,
-                Err(_) => Err(Error::Timeout {
-                    operation: "connect",
-                    after: timeout,
-                }),
+        self.acquire_as(session, None).await
+    }
+
+    /// Like [`Registry::acquire`], binding a new session to `principal`: a
+    /// session bound to one principal is refused to any other with
+    /// [`Error::SessionForbidden`]. Sessions created without a principal are
+    /// open to all.
+    #[tracing::instrument(level = "debug", skip(self), fields(%session))]
+    pub async fn acquire_as(
+        &self,
+        session: &SessionId,
+        principal: Option<&str>,
+    ) -> Result<Lease<T>, Error> {
+        self.ensure_background();
+        for _ in 0..MAX_REPLACEMENTS {
+            let entry = self.resolve(session, principal).await?;
+            let reference = Ref {
+                inner: self.inner.clone(),
+                session: session.clone(),
+                entry,
             };
-        let connection = match connected {
-            Ok(connection) => Arc::new(connection),
-            Err(error) => {
-                self.inner.counters.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%session, %error, "opening a session connection failed");
-                return Err(error);
+            match self.connect(reference).await? {
+                Some(lease) => return Ok(lease),
+                None => continue,
             }
-        };
-        reservation.slot.state().connection = Some(connection.clone());
-        drop(gate);
-        self.inner.counters.created.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(%session, connection = connection.id(), "session connection opened");
-        Ok(Lease {
-            reservation,
-            connection,
+        }
+        Err(Error::ServerGone { source: None })
+    }
+
+    /// Resolves `session` once and returns a handle that leases it again
+    /// without touching the map (one atomic add while the session lives).
+    pub async fn handle(
+        &self,
+        session: &SessionId,
+        principal: Option<&str>,
+    ) -> Result<SessionHandle<T>, Error> {
+        let lease = self.acquire_as(session, principal).await?;
+        Ok(SessionHandle {
+            registry: self.clone(),
+            session: session.clone(),
+            principal: principal.map(Into::into),
+            entry: lease.reference.entry.clone(),
         })
     }
 
-    /// Finds or inserts the session's slot and takes a reference, in one step
-    /// under the map lock. Evicts idle sessions when full.
-    #[allow(clippy::type_complexity)]
-    fn reserve(
+    /// Finds or creates the entry and takes a reference.
+    async fn resolve(
         &self,
         session: &SessionId,
-    ) -> Result<(Arc<Slot>, Vec<(SessionId, Arc<Connection>)>), Error> {
-        let mut sessions = self.inner.sessions();
-        if sessions.closed {
-            return Err(Error::Shutdown);
-        }
-        if let Some(slot) = sessions.map.get(session) {
-            slot.refs.fetch_add(1, Ordering::AcqRel);
-            return Ok((slot.clone(), Vec::new()));
-        }
-        let limit = self.inner.config.max_sessions;
-        let mut victims = Vec::new();
-        if sessions.map.len() >= limit {
-            victims = Inner::<T>::take_idle(&mut sessions, self.inner.config.idle_timeout);
-            self.inner
-                .counters
-                .evicted
-                .fetch_add(victims.len() as u64, Ordering::Relaxed);
-            if sessions.map.len() >= limit {
-                self.inner.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                drop(sessions);
-                // Closing the evicted connections is I/O: never under the lock.
-                if !victims.is_empty() {
-                    tokio::spawn(close_all(victims));
+        principal: Option<&str>,
+    ) -> Result<EntryRef<Slot>, Error> {
+        let inner = &*self.inner;
+        let deadline = match inner.config.full_policy {
+            FullPolicy::Wait(wait) => Some(tokio::time::Instant::now() + wait),
+            _ => None,
+        };
+        loop {
+            if inner.closed.load(StdOrdering::Acquire) {
+                return Err(Error::Shutdown);
+            }
+            let mut expired = None;
+            let found = inner.table.lookup(
+                session,
+                principal,
+                inner.clock.now(),
+                inner.idle_ms,
+                &mut expired,
+            );
+            if let Some(entry) = expired {
+                if inner.table.remove_entry(session, &entry) {
+                    inner.dispose(vec![(session.clone(), entry)], RemovalCause::Idle);
                 }
-                return Err(Error::SessionLimitReached { limit });
+            }
+            match found {
+                Ok(Some(entry)) => return Ok(entry),
+                Ok(None) => {}
+                Err(refused) => return Err(self.refusal(refused, session)),
+            }
+            let room_freed = inner.room.notified();
+            let mut room_freed = pin!(room_freed);
+            room_freed.as_mut().enable();
+            let now = inner.clock.refresh();
+            let insert = inner
+                .table
+                .insert(session, principal, now, inner.room(), || Slot {
+                    connection: tokio::sync::OnceCell::new(),
+                });
+            inner.dispose(insert.evicted, RemovalCause::Limit);
+            match insert.result {
+                Ok((entry, _)) => return Ok(entry),
+                Err(Refused::Full) => {
+                    let Some(deadline) = deadline else {
+                        return Err(self.refusal(Refused::Full, session));
+                    };
+                    if tokio::time::timeout_at(deadline, room_freed).await.is_err() {
+                        return Err(self.refusal(Refused::Full, session));
+                    }
+                }
+                Err(refused) => return Err(self.refusal(refused, session)),
             }
         }
-        let slot = Arc::new(Slot::new());
-        sessions.map.insert(session.clone(), slot.clone());
-        Ok((slot, victims))
+    }
+
+    fn refusal(&self, refused: Refused, session: &SessionId) -> Error {
+        match refused {
+            Refused::Full => {
+                Counters::bump(&self.inner.counters.rejected, 1);
+                tracing::debug!(%session, limit = self.inner.config.max_sessions, "session refused: registry full");
+                Error::SessionLimitReached {
+                    limit: self.inner.config.max_sessions,
+                }
+            }
+            Refused::Forbidden => Error::SessionForbidden {
+                session: session.to_string(),
+            },
+        }
+    }
+
+    /// Gets the entry's connection, opening it (single-flight) if needed.
+    /// `None`: the entry's connection is dead; it was removed, retry.
+    async fn connect(&self, reference: Ref<T>) -> Result<Option<Lease<T>>, Error> {
+        let inner = &*self.inner;
+        let slot = &reference.entry.value;
+        if let Some(connection) = slot.connection.get() {
+            if connection.is_closed() {
+                reference.break_entry(connection);
+                return Ok(None);
+            }
+            Counters::bump(&inner.counters.reused, 1);
+            let connection = connection.clone();
+            return Ok(Some(Lease {
+                reference,
+                connection,
+            }));
+        }
+        let mut opened = false;
+        let timeout = inner.config.connect_timeout;
+        let result = slot
+            .connection
+            .get_or_try_init(|| async {
+                opened = true;
+                let connect = inner.transport.connect(&reference.session);
+                match tokio::time::timeout(timeout, connect).await {
+                    Ok(Ok(connection)) => Ok(Arc::new(connection)),
+                    Ok(Err(error)) => Err(error),
+                    Err(_) => Err(Error::Timeout {
+                        operation: "connect",
+                        after: timeout,
+                    }),
+                }
+            })
+            .await;
+        match result {
+            Ok(connection) => {
+                let counter = if opened {
+                    &inner.counters.created
+                } else {
+                    &inner.counters.reused
+                };
+                Counters::bump(counter, 1);
+                if opened {
+                    tracing::debug!(session = %reference.session, connection = connection.id(), "session connection opened");
+                }
+                let connection = connection.clone();
+                Ok(Some(Lease {
+                    reference,
+                    connection,
+                }))
+            }
+            Err(error) => {
+                Counters::bump(&inner.counters.failed, 1);
+                tracing::debug!(session = %reference.session, %error, "opening a session connection failed");
+                Err(error)
+            }
+        }
     }
 
     /// Removes sessions with no lease that have been idle for at least
@@ -440,118 +657,130 @@ impl<T: Transport> Registry<T> {
         .await
     }
 
-    /// Stops the reaper, refuses new acquisitions, waits up to `grace` for
-    /// leases in flight to be released, then closes every connection.
+    /// Removes `session` whatever its state and closes its connection once
+    /// the map lock is released (calls in flight on it fail). Returns whether
+    /// it existed.
+    pub async fn remove_session(&self, session: &SessionId) -> bool {
+        let Some(entry) = self.inner.table.remove_key(session) else {
+            return false;
+        };
+        self.inner.counters.removed(RemovalCause::Explicit, 1);
+        self.inner.room.notify_waiters();
+        close_all(connections_of(
+            vec![(session.clone(), entry)],
+            RemovalCause::Explicit,
+        ))
+        .await;
+        true
+    }
+
+    /// Stops the background task, refuses new acquisitions, waits up to
+    /// `grace` for leases in flight to be released, then closes every connection.
     pub async fn shutdown(&self, grace: Duration) {
-        if let Ok(mut reaper) = self.inner.reaper.lock() {
-            if let Some(handle) = reaper.take() {
-                handle.abort();
-            }
-        }
-        self.inner.sessions().closed = true;
-        let wait_idle = async {
+        let inner = &*self.inner;
+        inner.stop_background();
+        inner.closed.store(true, StdOrdering::Release);
+        let wait = async {
             loop {
-                let notified = self.inner.idle_notify.notified();
-                let busy = self
-                    .inner
-                    .sessions()
-                    .map
-                    .values()
-                    .any(|s| s.refs.load(Ordering::Acquire) > 0);
-                if !busy {
+                let released = inner.released.notified();
+                let mut released = pin!(released);
+                released.as_mut().enable();
+                if !inner.table.any_referenced() {
                     break;
                 }
-                notified.await;
+                released.await;
             }
         };
-        if tokio::time::timeout(grace, wait_idle).await.is_err() {
+        if tokio::time::timeout(grace, wait).await.is_err() {
             tracing::warn!(
                 ?grace,
                 "shutdown: leases still held; closing their connections anyway"
             );
         }
-        let victims: Vec<_> = {
-            let mut sessions = self.inner.sessions();
-            sessions
-                .map
-                .drain()
-                .filter_map(|(id, slot)| slot.state().connection.take().map(|c| (id, c)))
-                .collect()
-        };
-        close_all(victims).await;
+        let removed = inner.table.drain();
+        inner
+            .counters
+            .removed(RemovalCause::Explicit, removed.len());
+        close_all(connections_of(removed, RemovalCause::Explicit)).await;
     }
 }
 
 async fn cleanup<T>(inner: &Inner<T>, max_age: Duration) -> usize {
-    let victims = {
-        let mut sessions = inner.sessions();
-        let before = sessions.map.len();
-        let victims = Inner::<T>::take_idle(&mut sessions, max_age);
-        let removed = before - sessions.map.len();
-        inner
-            .counters
-            .evicted
-            .fetch_add(removed as u64, Ordering::Relaxed);
-        victims
-    };
-    let removed = victims.len();
-    close_all(victims).await;
-    removed
-}
-
-async fn close_all(victims: Vec<(SessionId, Arc<Connection>)>) {
-    for (session, connection) in victims {
-        tracing::debug!(%session, connection = connection.id(), cause = "idle", "closing session connection");
-        connection.close().await;
+    let now = inner.clock.refresh();
+    let max_age_ms = u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX);
+    let removed = inner.table.take_idle(now, max_age_ms);
+    let count = removed.len();
+    if count > 0 {
+        inner.counters.removed(RemovalCause::Idle, count);
+        inner.room.notify_waiters();
+        close_all(connections_of(removed, RemovalCause::Idle)).await;
     }
+    count
 }
 
-async fn reap<T>(inner: Weak<Inner<T>>, period: Duration) {
-    let mut ticks = tokio::time::interval(period);
+/// Refreshes the coarse clock and runs the reaper. Holds only a `Weak`: it
+/// stops when the registry is dropped (or shut down, which aborts it).
+async fn background<T>(inner: std::sync::Weak<Inner<T>>) {
+    let mut ticks = tokio::time::interval(CLOCK_TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await;
+    let mut last_reap = tokio::time::Instant::now();
     loop {
         ticks.tick().await;
         let Some(inner) = inner.upgrade() else { break };
-        let removed = cleanup(&inner, inner.config.idle_timeout).await;
-        if removed > 0 {
-            tracing::debug!(removed, "reaper cleaned idle sessions");
+        inner.clock.refresh();
+        let Some(period) = inner.config.reap_interval else {
+            continue;
+        };
+        if last_reap.elapsed() >= period {
+            last_reap = tokio::time::Instant::now();
+            let removed = cleanup(&inner, inner.config.idle_timeout).await;
+            if removed > 0 {
+                tracing::debug!(removed, "reaper removed idle sessions");
+            }
         }
     }
 }
 
-/// A reference on a session slot; releasing it is `Drop`'s job.
-struct Reservation<T> {
+/// A reference on a session entry; releasing it is `Drop`'s job.
+struct Ref<T> {
     inner: Arc<Inner<T>>,
     session: SessionId,
-    slot: Arc<Slot>,
+    entry: EntryRef<Slot>,
 }
 
-impl<T> Drop for Reservation<T> {
-    fn drop(&mut self) {
-        let has_connection = {
-            let mut state = self.slot.state();
-            state.last_activity = Instant::now();
-            state.connection.is_some()
-        };
-        let previous = self.slot.refs.fetch_sub(1, Ordering::AcqRel);
-        if previous == 1 {
-            if !has_connection {
-                // A failed or abandoned creation: leave no entry behind,
-                // unless someone reserved it again meanwhile.
-                let mut sessions = self.inner.sessions();
-                let same = sessions
-                    .map
-                    .get(&self.session)
-                    .is_some_and(|s| Arc::ptr_eq(s, &self.slot));
-                if same
-                    && self.slot.refs.load(Ordering::Acquire) == 0
-                    && self.slot.state().connection.is_none()
-                {
-                    sessions.map.remove(&self.session);
-                }
+impl<T> Ref<T> {
+    /// Marks the entry broken and removes it, if `connection` is still its own.
+    fn break_entry(&self, connection: &Arc<Connection>) {
+        let current = self.entry.value.connection.get();
+        if !current.is_some_and(|c| Arc::ptr_eq(c, connection)) {
+            return;
+        }
+        self.entry.close();
+        if self.inner.table.remove_entry(&self.session, &self.entry) {
+            self.inner.counters.removed(RemovalCause::Broken, 1);
+            self.inner.room.notify_waiters();
+            tracing::debug!(session = %self.session, connection = connection.id(), cause = ?RemovalCause::Broken, "session removed");
+            let connection = connection.clone();
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move { connection.close().await });
             }
-            self.inner.idle_notify.notify_waiters();
+        }
+    }
+}
+
+impl<T> Drop for Ref<T> {
+    fn drop(&mut self) {
+        let inner = &*self.inner;
+        self.entry.release(inner.clock.now());
+        if self.entry.value.connection.get().is_none()
+            && self.entry.try_close_unused()
+            && inner.table.remove_entry(&self.session, &self.entry)
+        {
+            // A failed or abandoned creation leaves no entry behind.
+            inner.room.notify_waiters();
+        }
+        if inner.closed.load(StdOrdering::Relaxed) {
+            inner.released.notify_waiters();
         }
     }
 }
@@ -561,14 +790,14 @@ impl<T> Drop for Reservation<T> {
 /// While the lease lives the session cannot be cleaned up. Dropping it
 /// releases the reference and marks the session active now.
 pub struct Lease<T> {
-    reservation: Reservation<T>,
+    reference: Ref<T>,
     connection: Arc<Connection>,
 }
 
 impl<T> fmt::Debug for Lease<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lease")
-            .field("session", &self.reservation.session)
+            .field("session", &self.reference.session)
             .field("connection", &self.connection.id())
             .finish()
     }
@@ -582,29 +811,14 @@ impl<T> Lease<T> {
 
     /// The session this lease is for.
     pub fn session(&self) -> &SessionId {
-        &self.reservation.session
+        &self.reference.session
     }
 
-    /// Drops the session's connection because it is broken (the server went
+    /// Removes the session because its connection is broken (the server went
     /// away); the session's next acquisition opens a new one. Calls still
-    /// running on the old connection keep their `Arc` to it.
+    /// running on the old connection keep it until they finish.
     pub fn invalidate(self) {
-        // The slot lock must be released before `self` drops: the
-        // reservation's Drop takes it again.
-        let removed = {
-            let mut state = self.reservation.slot.state();
-            let same = state
-                .connection
-                .as_ref()
-                .is_some_and(|c| Arc::ptr_eq(c, &self.connection));
-            if same {
-                state.connection = None;
-            }
-            same
-        };
-        if removed {
-            tracing::debug!(session = %self.reservation.session, connection = self.connection.id(), cause = "broken", "dropping broken session connection");
-        }
+        self.reference.break_entry(&self.connection);
     }
 }
 
@@ -613,5 +827,77 @@ impl<T> std::ops::Deref for Lease<T> {
 
     fn deref(&self) -> &Connection {
         &self.connection
+    }
+}
+
+/// A session resolved once, for a whole conversation: [`SessionHandle::acquire`]
+/// takes a lease with one atomic add on the session's entry, without touching
+/// the map. If the session was removed meanwhile (idle, evicted, broken), the
+/// handle resolves it again through the registry.
+pub struct SessionHandle<T> {
+    registry: Registry<T>,
+    session: SessionId,
+    principal: Option<Box<str>>,
+    entry: EntryRef<Slot>,
+}
+
+impl<T> Clone for SessionHandle<T> {
+    fn clone(&self) -> Self {
+        Self {
+            registry: self.registry.clone(),
+            session: self.session.clone(),
+            principal: self.principal.clone(),
+            entry: self.entry.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for SessionHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionHandle")
+            .field("session", &self.session)
+            .finish()
+    }
+}
+
+impl<T: Transport> SessionHandle<T> {
+    /// The session.
+    pub fn session(&self) -> &SessionId {
+        &self.session
+    }
+
+    /// Leases the session's connection.
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as [`Registry::acquire`].
+    pub async fn acquire(&mut self) -> Result<Lease<T>, Error> {
+        let inner = &self.registry.inner;
+        if !inner.closed.load(StdOrdering::Relaxed) && self.entry.try_acquire() {
+            let reference = Ref {
+                inner: inner.clone(),
+                session: self.session.clone(),
+                entry: self.entry.clone(),
+            };
+            let fresh = reference.entry.idle_ms(inner.clock.now()) < inner.idle_ms
+                || reference.entry.refs() > 1;
+            if fresh {
+                if let Some(connection) = reference.entry.value.connection.get() {
+                    if !connection.is_closed() {
+                        Counters::bump(&inner.counters.reused, 1);
+                        let connection = connection.clone();
+                        return Ok(Lease {
+                            reference,
+                            connection,
+                        });
+                    }
+                }
+            }
+        }
+        let lease = self
+            .registry
+            .acquire_as(&self.session, self.principal.as_deref())
+            .await?;
+        self.entry = lease.reference.entry.clone();
+        Ok(lease)
     }
 }

@@ -242,7 +242,7 @@ async fn at_the_limit_idle_sessions_are_evicted_first() {
     tokio::time::advance(Duration::from_secs(11)).await;
     let b = registry.acquire(&sid("b")).await.unwrap();
     assert_eq!(registry.session_count(), 1);
-    assert_eq!(registry.stats().evicted, 1);
+    assert_eq!(registry.stats().removed_limit, 1);
     drop(b);
 }
 
@@ -310,7 +310,7 @@ async fn the_reaper_cleans_idle_sessions_and_stops_with_the_registry() {
     tokio::time::sleep(Duration::from_secs(12)).await;
     assert_eq!(registry.session_count(), 0, "reaped by the background task");
     assert!(connection.is_closed());
-    assert_eq!(registry.stats().evicted, 1);
+    assert_eq!(registry.stats().removed_idle, 1);
 }
 
 #[tokio::test]

@@ -6,6 +6,9 @@
 //!   package (a venv). Idempotent: a finished install is not repeated.
 //! - `cargo xtask test` installs the fixtures, then runs the whole test suite
 //!   (`cargo test --workspace --all-features`, doc tests included).
+//! - `cargo xtask loom` model-checks the registry's session table with loom
+//!   (`RUSTFLAGS="--cfg mcp_group_loom"`, the registry crate only, in its own
+//!   target folder so the normal build is not invalidated).
 
 use std::{
     env,
@@ -24,10 +27,12 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("fixtures") => fixtures().map(|_| ()),
         Some("test") => test(&args[1..]),
+        Some("loom") => loom(),
         _ => Err(format!(
             "usage: cargo xtask <task>\n\n\
              tasks:\n  fixtures   install the test servers into target/fixtures\n  \
-             test       install fixtures, then run every test (extra args go to cargo test)\n\
+             test       install fixtures, then run every test (extra args go to cargo test)\n  \
+             loom       model-check the registry's invariants with loom\n\
              (got {args:?})"
         )),
     };
@@ -105,6 +110,22 @@ fn test(extra: &[String]) -> Result<()> {
         .env("MCP_GROUP_FIXTURES", dir)
         .args(["test", "--workspace", "--all-features"])
         .args(extra))
+}
+
+fn loom() -> Result<()> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    run(Command::new(cargo)
+        .current_dir(root())
+        .env("RUSTFLAGS", "--cfg mcp_group_loom")
+        .env("CARGO_TARGET_DIR", root().join("target").join("loom"))
+        .args([
+            "test",
+            "--package",
+            "mcp-group-registry",
+            "--release",
+            "--lib",
+            "loom_tests",
+        ]))
 }
 
 fn read(path: &Path) -> String {

@@ -1,0 +1,136 @@
+//! Exhaustive-schedule checks of the session table's invariants, run with
+//! `cargo xtask loom` (`RUSTFLAGS="--cfg mcp_group_loom"`, registry crate only).
+
+use loom::{sync::Arc, thread};
+use mcp_group_core::SessionId;
+
+use crate::table::{Room, Table};
+
+const IDLE: u64 = 1_000;
+
+fn room(limit: usize) -> Room {
+    Room {
+        limit,
+        idle_ms: IDLE,
+        lru: false,
+    }
+}
+
+fn sid(s: &str) -> SessionId {
+    SessionId::new(s)
+}
+
+/// Looks `key` up, inserting it if absent: the registry's resolve path.
+fn resolve(table: &Table<u32>, key: &SessionId, now: u64, limit: usize) -> Option<bool> {
+    let mut expired = None;
+    if let Ok(Some(entry)) = table.lookup(key, None, now, IDLE, &mut expired) {
+        entry.release(now);
+        return Some(false);
+    }
+    let insert = table.insert(key, None, now, room(limit), || 7);
+    let (entry, new) = insert.result.ok()?;
+    entry.release(now);
+    Some(new)
+}
+
+#[test]
+fn cleanup_never_removes_an_entry_with_a_reference() {
+    loom::model(|| {
+        let table = Arc::new(Table::new());
+        let key = sid("s");
+        let (entry, _) = table.insert(&key, None, 0, room(10), || 1).result.unwrap();
+        entry.release(0);
+
+        let user = {
+            let table = table.clone();
+            let key = key.clone();
+            thread::spawn(move || {
+                let mut expired = None;
+                // A lookup at time 0 never finds the entry expired.
+                if let Ok(Some(held)) = table.lookup(&key, None, 0, IDLE, &mut expired) {
+                    // While we hold it, no cleanup may take it.
+                    assert!(held.refs() >= 1);
+                    let still_there = table.peek(&key).is_some_and(|e| Arc::ptr_eq(&e, &held));
+                    assert!(still_there, "a referenced entry was removed");
+                    held.release(0);
+                }
+            })
+        };
+        // Cleanup "much later": everything unreferenced is idle.
+        let removed = table.take_idle(10 * IDLE, 0);
+        user.join().unwrap();
+        for (_, entry) in &removed {
+            assert_eq!(entry.refs(), 0, "removed entries have no reference");
+        }
+        assert!(removed.len() + table.len() == 1);
+    });
+}
+
+#[test]
+fn concurrent_first_use_creates_exactly_once() {
+    loom::model(|| {
+        let table = Arc::new(Table::new());
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let table = table.clone();
+                thread::spawn(move || resolve(&table, &sid("s"), 0, 10))
+            })
+            .collect();
+        let created = threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .filter(|new| *new == Some(true))
+            .count();
+        assert_eq!(created, 1, "exactly one creation");
+        assert_eq!(table.len(), 1);
+    });
+}
+
+#[test]
+fn the_limit_is_never_exceeded_by_concurrent_creations() {
+    loom::model(|| {
+        let table = Arc::new(Table::new());
+        let threads: Vec<_> = ["a", "b"]
+            .into_iter()
+            .map(|key| {
+                let table = table.clone();
+                thread::spawn(move || resolve(&table, &sid(key), 0, 1))
+            })
+            .collect();
+        let admitted = threads
+            .into_iter()
+            .filter_map(|t| t.join().unwrap())
+            .count();
+        assert_eq!(admitted, 1, "one of the two is refused");
+        assert_eq!(table.len(), 1);
+    });
+}
+
+#[test]
+fn the_ref_count_never_underflows_and_returns_to_zero() {
+    loom::model(|| {
+        let table = Arc::new(Table::new());
+        let key = sid("s");
+        let (entry, _) = table.insert(&key, None, 0, room(10), || 1).result.unwrap();
+        entry.release(0);
+        let users: Vec<_> = (0..2)
+            .map(|_| {
+                let entry = entry.clone();
+                thread::spawn(move || {
+                    if entry.try_acquire() {
+                        entry.release(1);
+                    }
+                })
+            })
+            .collect();
+        let closed_idle = entry.try_close_unused();
+        for user in users {
+            user.join().unwrap();
+        }
+        assert_eq!(entry.refs(), 0);
+        if !closed_idle {
+            // Nobody held it at the end: it can be closed now.
+            assert!(entry.try_close_unused());
+        }
+    });
+}
