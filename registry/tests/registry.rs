@@ -11,7 +11,7 @@ use std::{
 };
 
 use mcp_group_core::{Connection, Error, ServerDescription, SessionId, Transport, async_trait};
-use mcp_group_registry::{Registry, RegistryConfig};
+use mcp_group_registry::{FullPolicy, Registry, RegistryConfig};
 use rmcp::{
     ServerHandler, ServiceExt,
     model::{ServerCapabilities, ServerConfig},
@@ -351,4 +351,195 @@ async fn an_invalidated_connection_is_replaced_on_the_next_acquire() {
     let lease = registry.acquire(&sid("s")).await.unwrap();
     assert_ne!(lease.connection().id(), first);
     assert_eq!(transport.connects(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn evict_lru_idle_closes_the_least_recently_used_unleased_session() {
+    let registry = Registry::new(
+        Scripted::new([]),
+        RegistryConfig::new(2, Duration::from_secs(3600))
+            .with_reap_interval(None)
+            .with_full_policy(FullPolicy::EvictLruIdle),
+    );
+    let old = registry
+        .acquire(&sid("old"))
+        .await
+        .unwrap()
+        .connection()
+        .clone();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(registry.acquire(&sid("recent")).await.unwrap());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _new = registry.acquire(&sid("new")).await.unwrap();
+    assert!(
+        registry.peek(&sid("old")).is_none(),
+        "the LRU session was evicted"
+    );
+    assert!(registry.peek(&sid("recent")).is_some());
+    assert_eq!(registry.stats().removed_limit, 1);
+    // Its connection is closed in the background, off the map lock.
+    while !old.is_closed() {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn evict_lru_idle_never_evicts_a_leased_session() {
+    let registry = Registry::new(
+        Scripted::new([]),
+        RegistryConfig::new(1, Duration::from_secs(3600))
+            .with_reap_interval(None)
+            .with_full_policy(FullPolicy::EvictLruIdle),
+    );
+    let _held = registry.acquire(&sid("held")).await.unwrap();
+    let err = registry.acquire(&sid("other")).await.unwrap_err();
+    assert!(
+        matches!(err, Error::SessionLimitReached { limit: 1 }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_wait_policy_waits_for_a_slot_then_gives_up() {
+    let registry = Registry::new(
+        Scripted::new([]),
+        RegistryConfig::new(1, Duration::from_secs(3600))
+            .with_reap_interval(None)
+            .with_full_policy(FullPolicy::Wait(Duration::from_secs(5))),
+    );
+    drop(registry.acquire(&sid("a")).await.unwrap());
+    // Nothing frees a slot: refused after the wait.
+    let started = tokio::time::Instant::now();
+    let err = registry.acquire(&sid("b")).await.unwrap_err();
+    assert!(
+        matches!(err, Error::SessionLimitReached { limit: 1 }),
+        "{err:?}"
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+
+    // A removal during the wait lets the waiter in.
+    let waiter = {
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            registry
+                .acquire(&sid("b"))
+                .await
+                .map(|l| l.connection().id())
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!waiter.is_finished());
+    assert!(registry.remove_session(&sid("a")).await);
+    assert!(waiter.await.unwrap().is_ok());
+    assert_eq!(registry.stats().removed_explicit, 1);
+}
+
+#[tokio::test]
+async fn a_session_bound_to_a_principal_is_refused_to_others() {
+    let registry = Registry::new(Scripted::new([]), config());
+    let s = sid("conversation-42");
+    let alice = registry
+        .acquire_as(&s, Some("alice"))
+        .await
+        .unwrap()
+        .connection()
+        .id();
+    for intruder in [Some("mallory"), None] {
+        let err = registry.acquire_as(&s, intruder).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::SessionForbidden { session } if session == "conversation-42"),
+            "{intruder:?}: {err:?}"
+        );
+    }
+    let again = registry
+        .acquire_as(&s, Some("alice"))
+        .await
+        .unwrap()
+        .connection()
+        .id();
+    assert_eq!(alice, again);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_session_is_absent_on_lookup_before_any_reaper_runs() {
+    let transport = Scripted::new([]);
+    let registry = Registry::new(
+        transport.clone(),
+        RegistryConfig::new(10, Duration::from_secs(10)).with_reap_interval(None),
+    );
+    let first = registry.acquire(&sid("s")).await.unwrap();
+    let first_connection = first.connection().clone();
+    drop(first);
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(registry.session_count(), 1, "no reaper: still in the map");
+    let second = registry.acquire(&sid("s")).await.unwrap();
+    assert_ne!(
+        second.connection().id(),
+        first_connection.id(),
+        "a fresh connection"
+    );
+    assert_eq!(transport.connects(), 2);
+    assert_eq!(registry.stats().removed_idle, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn peek_does_not_refresh_idle_time() {
+    let registry = Registry::new(
+        Scripted::new([]),
+        RegistryConfig::new(10, Duration::from_secs(10)).with_reap_interval(None),
+    );
+    drop(registry.acquire(&sid("s")).await.unwrap());
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let info = registry.peek(&sid("s")).unwrap();
+    assert!(info.idle >= Duration::from_secs(5), "{info:?}");
+    assert_eq!(info.ref_count, 0);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(registry.peek(&sid("s")).unwrap().idle >= Duration::from_secs(11));
+    assert_eq!(
+        registry.cleanup_sessions(None).await,
+        1,
+        "peeking kept it idle"
+    );
+}
+
+#[tokio::test]
+async fn a_session_handle_leases_without_the_map_and_re_resolves_after_removal() {
+    let transport = Scripted::new([]);
+    let registry = Registry::new(transport.clone(), config());
+    let mut handle = registry.handle(&sid("s"), None).await.unwrap();
+    let first = handle.acquire().await.unwrap().connection().id();
+    let second = handle.acquire().await.unwrap().connection().id();
+    assert_eq!(first, second);
+    assert_eq!(transport.connects(), 1);
+    assert!(registry.remove_session(&sid("s")).await);
+    let lease = handle.acquire().await.unwrap();
+    assert_ne!(
+        lease.connection().id(),
+        first,
+        "re-resolved to a new session"
+    );
+    assert_eq!(registry.ref_count(&sid("s")), 1);
+    drop(lease);
+    assert_eq!(registry.ref_count(&sid("s")), 0);
+}
+
+#[tokio::test]
+async fn removals_carry_their_cause() {
+    let registry = Registry::new(Scripted::new([]), config());
+    registry.acquire(&sid("broken")).await.unwrap().invalidate();
+    drop(registry.acquire(&sid("idle")).await.unwrap());
+    registry.cleanup_sessions(Some(Duration::ZERO)).await;
+    drop(registry.acquire(&sid("explicit")).await.unwrap());
+    registry.remove_session(&sid("explicit")).await;
+    let stats = registry.stats();
+    assert_eq!(
+        (
+            stats.removed_broken,
+            stats.removed_idle,
+            stats.removed_explicit,
+            stats.removed_limit
+        ),
+        (1, 1, 1, 0)
+    );
+    assert_eq!(stats.sessions, 0);
 }
