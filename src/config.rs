@@ -50,6 +50,15 @@ pub struct McpClientConfig {
     /// A session unused this long is closed (default 1 h).
     #[serde(default = "defaults::session_idle_timeout", with = "duration")]
     pub session_idle_timeout: Duration,
+    /// What a new session gets when `max_sessions` are open: `"reject"` (the
+    /// default, as the seed), `"evict-lru-idle"` (close the least recently
+    /// used session with no call in flight) or `"wait"` (up to
+    /// `session_limit_wait` for one to be removed).
+    #[serde(default)]
+    pub session_limit_policy: SessionLimitPolicy,
+    /// How long the `"wait"` policy waits (default 5 s).
+    #[serde(default = "defaults::session_limit_wait", with = "duration")]
+    pub session_limit_wait: Duration,
     /// Per-tool alias and description, keyed by the server's tool name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tool_overrides: BTreeMap<String, ToolOverride>,
@@ -106,6 +115,20 @@ impl ServerConfig {
             ..Self::default()
         }
     }
+}
+
+/// What a full registry does with a new session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum SessionLimitPolicy {
+    /// Refuse it with `SessionLimitReached`.
+    #[default]
+    Reject,
+    /// Evict the least recently used session that has no call in flight.
+    EvictLruIdle,
+    /// Wait up to `session_limit_wait` for a slot.
+    Wait,
 }
 
 /// The transports a server can be reached over.
@@ -200,6 +223,8 @@ impl McpClientConfig {
             reconnect_max_backoff: defaults::reconnect_max_backoff(),
             max_sessions: defaults::max_sessions(),
             session_idle_timeout: defaults::session_idle_timeout(),
+            session_limit_policy: SessionLimitPolicy::Reject,
+            session_limit_wait: defaults::session_limit_wait(),
             tool_overrides: BTreeMap::new(),
         }
     }
@@ -348,6 +373,9 @@ mod defaults {
     }
     pub(super) fn session_idle_timeout() -> Duration {
         Duration::from_secs(3600)
+    }
+    pub(super) fn session_limit_wait() -> Duration {
+        Duration::from_secs(5)
     }
 }
 

@@ -4,10 +4,10 @@ use std::{sync::Arc, time::Duration};
 
 use mcp_group_core::{DynTransport, SessionId, ToolOutput, Transport};
 use mcp_group_overrides::{ExposedTool, ToolMap};
-use mcp_group_registry::{Lease, Registry, RegistryConfig, RegistryStats};
+use mcp_group_registry::{FullPolicy, Lease, Registry, RegistryConfig, RegistryStats};
 use serde_json::Value;
 
-use crate::{Error, McpClientConfig, McpError, TransportKind};
+use crate::{Error, McpClientConfig, McpError, SessionLimitPolicy, TransportKind};
 
 /// How long [`FunctionGroup::shutdown`] waits for calls in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -57,8 +57,14 @@ impl FunctionGroup {
             } else {
                 transport
             };
+        let full_policy = match config.session_limit_policy {
+            SessionLimitPolicy::Reject => FullPolicy::Reject,
+            SessionLimitPolicy::EvictLruIdle => FullPolicy::EvictLruIdle,
+            SessionLimitPolicy::Wait => FullPolicy::Wait(config.session_limit_wait),
+        };
         let registry_config = RegistryConfig::new(config.max_sessions, config.session_idle_timeout)
-            .with_connect_timeout(config.tool_call_timeout);
+            .with_connect_timeout(config.tool_call_timeout)
+            .with_full_policy(full_policy);
         let registry = Registry::new(transport, registry_config);
         let descriptors = {
             let lease = registry.acquire(&SessionId::default_session()).await?;

@@ -42,7 +42,7 @@ mod config;
 mod group;
 mod reconnect;
 
-pub use config::{ConfigError, McpClientConfig, ServerConfig, TransportKind};
+pub use config::{ConfigError, McpClientConfig, ServerConfig, SessionLimitPolicy, TransportKind};
 pub use group::{FunctionGroup, build_transport};
 #[doc(inline)]
 pub use mcp_group_core as core;

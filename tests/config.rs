@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use mcp_group::{ConfigError, McpClientConfig, TransportKind};
+use mcp_group::{ConfigError, McpClientConfig, SessionLimitPolicy, TransportKind};
 
 fn invalid_field(result: Result<McpClientConfig, ConfigError>) -> &'static str {
     match result {
@@ -31,6 +31,26 @@ fn defaults_match_the_seed() {
     assert_eq!(config.session_idle_timeout, Duration::from_secs(3600));
     assert!(config.tool_overrides.is_empty());
     assert_eq!(config.server.transport, TransportKind::Stdio);
+    assert_eq!(config.session_limit_policy, SessionLimitPolicy::Reject);
+}
+
+#[test]
+fn the_session_limit_policy_is_configurable() {
+    let config = McpClientConfig::from_toml_str(&format!(
+        "session_limit_policy = \"wait\"\nsession_limit_wait = \"250ms\"\n{STDIO}"
+    ))
+    .unwrap();
+    assert_eq!(config.session_limit_policy, SessionLimitPolicy::Wait);
+    assert_eq!(config.session_limit_wait, Duration::from_millis(250));
+    let lru = McpClientConfig::from_toml_str(&format!(
+        "session_limit_policy = \"evict-lru-idle\"\n{STDIO}"
+    ))
+    .unwrap();
+    assert_eq!(lru.session_limit_policy, SessionLimitPolicy::EvictLruIdle);
+    assert!(
+        McpClientConfig::from_toml_str(&format!("session_limit_policy = \"lifo\"\n{STDIO}"))
+            .is_err()
+    );
 }
 
 #[test]
