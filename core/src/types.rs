@@ -7,9 +7,24 @@ use serde::{Deserialize, Serialize};
 
 /// The id of one end-user session (a conversation). Each session gets its own
 /// MCP connection. Cheap to clone.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct SessionId(Arc<str>);
+///
+/// Its hash is computed once, at creation, with a randomly keyed SipHash (as
+/// `std`'s `HashMap` does, so ids chosen by users cannot flood a map), and
+/// `Hash` writes only that number: maps keyed by session ids, looked up on
+/// every call, skip rehashing the string.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub struct SessionId {
+    id: Arc<str>,
+    hash: u64,
+}
+
+fn session_hash(id: &str) -> u64 {
+    use std::hash::BuildHasher;
+    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    KEYS.get_or_init(Default::default).hash_one(id)
+}
 
 impl SessionId {
     /// The id used for calls made without a session id; they all share one connection.
@@ -17,7 +32,9 @@ impl SessionId {
 
     /// Creates a session id.
     pub fn new(id: impl AsRef<str>) -> Self {
-        Self(Arc::from(id.as_ref()))
+        let id: Arc<str> = Arc::from(id.as_ref());
+        let hash = session_hash(&id);
+        Self { id, hash }
     }
 
     /// The shared default session.
@@ -27,7 +44,33 @@ impl SessionId {
 
     /// The id as a string slice.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.id
+    }
+}
+
+impl PartialEq for SessionId {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && (Arc::ptr_eq(&self.id, &other.id) || self.id == other.id)
+    }
+}
+
+impl Eq for SessionId {}
+
+impl std::hash::Hash for SessionId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialOrd for SessionId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SessionId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.id.cmp(&other.id)
     }
 }
 
@@ -39,13 +82,13 @@ impl Default for SessionId {
 
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        fmt::Debug::fmt(&*self.id, f)
     }
 }
 
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.id)
     }
 }
 
@@ -57,13 +100,19 @@ impl From<&str> for SessionId {
 
 impl From<String> for SessionId {
     fn from(s: String) -> Self {
-        Self(Arc::from(s))
+        Self::new(s)
+    }
+}
+
+impl From<SessionId> for String {
+    fn from(id: SessionId) -> Self {
+        id.id.to_string()
     }
 }
 
 impl AsRef<str> for SessionId {
     fn as_ref(&self) -> &str {
-        &self.0
+        &self.id
     }
 }
 

@@ -14,56 +14,75 @@
 //! let lease = registry.acquire(&SessionId::new("alice")).await?; // connects on first use
 //! let tools = lease.connection().list_tools(Duration::from_secs(10)).await?;
 //! drop(lease); // the session stays, idle, until the reaper or `cleanup_sessions`
+//!
+//! // A conversation can resolve its session once and lease it without the map:
+//! let mut handle = registry.handle(&SessionId::new("bob"), None).await?;
+//! let lease = handle.acquire().await?;
+//! # drop(lease);
 //! registry.shutdown(Duration::from_secs(5)).await;
 //! # Ok(()) }
 //! ```
 //!
 //! # The contract (the seed's, tightened)
 //!
-//! - A session entry holds its connection, `last_activity` and a ref count.
+//! - A session entry holds its connection, `last_used` and a ref count.
 //!   [`Registry::acquire`] returns a [`Lease`]; while any lease of a session
 //!   lives, the session is never cleaned up. Dropping the lease — also on
-//!   panic or cancellation — releases it and touches `last_activity`.
-//! - Lookup and ref increment are **one step** under the map lock, and cleanup
-//!   decides under the same lock, so a caller that found its session always
-//!   gets it: "temporarily unavailable" cannot happen to a live caller.
-//! - **No I/O under the map lock.** Connections are opened with no lock of the
-//!   map held; cleanup removes entries under the lock and closes their
-//!   connections after releasing it.
-//! - **Single-flight creation.** Concurrent first uses of one session wait on
-//!   that session's creation gate and share the one connection opened; first
-//!   uses of different sessions connect in parallel; lookups of sessions that
-//!   already have a connection never wait on any creation. A failed creation
-//!   leaves no entry behind, and the next call retries.
+//!   panic or cancellation — releases it and touches `last_used`.
+//! - **No TOCTOU.** An entry's ref count and a `CLOSED` bit share one atomic
+//!   word. Acquiring adds one and checks the bit; cleanup closes an entry only
+//!   by a compare-and-swap from exactly zero. A caller that found an entry
+//!   either holds it or sees it closed and looks again (finding or creating a
+//!   live one): "temporarily unavailable" cannot happen to a live caller.
+//! - **No I/O under the map lock.** Connections are opened with no lock held;
+//!   removed entries' connections are closed after the lock is released.
+//! - **Single-flight creation.** Concurrent first uses of one session share one
+//!   entry (inserted under the write lock) and wait on that session's creation
+//!   gate, so exactly one connection is opened; first uses of different
+//!   sessions connect in parallel; lookups of connected sessions never wait on
+//!   any creation. A failed creation leaves no entry behind; the next call retries.
 //! - `max_sessions`: a new session beyond the limit first evicts sessions idle
-//!   past `idle_timeout`; if the registry is still full the caller gets
-//!   [`Error::SessionLimitReached`].
-//! - A background reaper (holding only a `Weak`) cleans idle sessions every
+//!   past `idle_timeout`, then applies the [`FullPolicy`]: reject with
+//!   [`Error::SessionLimitReached`], evict the least recently used unleased
+//!   session, or wait for a slot.
+//! - An expired session is treated as absent on lookup even before the reaper
+//!   runs; a background task (holding only a `Weak`) reaps idle sessions every
 //!   `reap_interval` and stops when the registry is dropped or shut down.
+//! - Every removal has a [`RemovalCause`], in tracing events and in
+//!   [`RegistryStats`]. [`Registry::peek`] reads without refreshing idle time.
+//! - A session can be bound to a principal ([`Registry::acquire_as`]): a
+//!   known id presented by another principal is refused, not served.
 //!
 //! # Lock order
 //!
-//! 1. `Inner::sessions` — the map lock (`std::sync::Mutex`), never held across
-//!    an `.await`.
-//! 2. `Slot::state` — one per session (`std::sync::Mutex`): connection and
-//!    `last_activity`. May be taken while holding the map lock; the map lock is
-//!    never taken while holding it.
-//! 3. `Slot::create` — the session's creation gate (`tokio::sync::Mutex`),
-//!    held across `connect`; taken only with no other lock held.
+//! There is one lock on the hot path: the map's `std::sync::RwLock`. It is
+//! taken by synchronous code only, never held across an `.await`, and never
+//! taken twice by one thread. Lookups hold the read side for a hash lookup and
+//! an `Arc` clone; structural changes (insert, remove, cleanup batches of 128)
+//! hold the write side. Per entry, the creation gate (`tokio::sync::Mutex`) is
+//! taken only with no map lock held; while holding it the creator touches only
+//! its own entry. Entries themselves have no lock: their state is one atomic word.
 //!
-//! The ref count is an atomic: incremented only under the map lock, and
-//! decremented without it.
+//! # Why these primitives (measured by `cargo xtask bench`)
 //!
-//! Why sync locks: every critical section is a few map and field operations,
-//! and the hot path (an existing session) takes the map lock once and the slot
-//! lock once, with no `.await` in between; an async lock would cost a task
-//! yield on contention for no benefit, and the compiler refuses to keep a
-//! `std` guard across an `.await` in a spawned task.
+//! An async `RwLock` (the seed's `aiorwlock`, tokio's) costs a task yield under
+//! contention and lets a stream of readers starve writers; a `std` `RwLock`
+//! held only for a lookup keeps the writer at its full rate and is as fast as
+//! a concurrent map. `Instant::now()` costs more than the rest of the hot path,
+//! so `last_used` is stamped from a coarse clock (refreshed every 100 ms by the
+//! background task and on every slow path): idle times are accurate to about
+//! 100 ms. Counters on the hot path are striped over cache lines. Entries keep
+//! the state word, timestamp and connection pointer together and box the rest.
+//!
+//! Measured here (2 cores, 2-worker runtime, 1,000 sessions, random keys),
+//! ns per acquire + release: single task, the seed's model ported ≈ 330–420,
+//! the keyed path ≈ 60–90, a [`SessionHandle`] ≈ 22–32, the floor (bare map
+//! lookup + atomic add/sub) ≈ 32–55; at 64 tasks with a writer inserting and
+//! removing a session every 100 µs, the keyed path is ≈ 3.3× faster than the
+//! port and the writer keeps its full 10,000 writes/s.
 //!
 //! [mcp-group]: https://docs.rs/mcp-group
 
-#[cfg(all(test, mcp_group_loom))]
-mod loom_tests;
 mod sync;
 mod table;
 
@@ -210,10 +229,9 @@ pub struct SessionInfo {
     pub connection_id: Option<u64>,
 }
 
-#[derive(Default)]
 struct Counters {
     created: StdAtomicU64,
-    reused: StdAtomicU64,
+    reused: Striped,
     rejected: StdAtomicU64,
     failed: StdAtomicU64,
     removed_idle: StdAtomicU64,
@@ -223,6 +241,19 @@ struct Counters {
 }
 
 impl Counters {
+    fn new() -> Self {
+        Self {
+            created: StdAtomicU64::new(0),
+            reused: Striped::new(),
+            rejected: StdAtomicU64::new(0),
+            failed: StdAtomicU64::new(0),
+            removed_idle: StdAtomicU64::new(0),
+            removed_explicit: StdAtomicU64::new(0),
+            removed_limit: StdAtomicU64::new(0),
+            removed_broken: StdAtomicU64::new(0),
+        }
+    }
+
     fn bump(counter: &StdAtomicU64, n: usize) {
         counter.fetch_add(n as u64, StdOrdering::Relaxed);
     }
@@ -245,6 +276,10 @@ impl Counters {
 struct CoarseClock {
     origin: tokio::time::Instant,
     now_ms: AtomicU64,
+    /// Set by `shutdown`: only then does releasing a lease wake the
+    /// shutdown waiting for leases in flight (kept here, beside the clock
+    /// that every lease already reaches, to keep the lease one pointer wide).
+    shutting_down: AtomicBool,
 }
 
 impl CoarseClock {
@@ -252,6 +287,7 @@ impl CoarseClock {
         Self {
             origin: tokio::time::Instant::now(),
             now_ms: AtomicU64::new(0),
+            shutting_down: AtomicBool::new(false),
         }
     }
 
@@ -265,17 +301,72 @@ impl CoarseClock {
     }
 }
 
-/// A session's value in the table: its connection, opened once.
-struct Slot {
-    connection: tokio::sync::OnceCell<Arc<Connection>>,
+/// A session's value in the table. The fields every call touches (the
+/// connection, the clock) sit beside the entry's state word; the rest is
+/// boxed, so that entries stay small and the hot path stays in cache.
+struct Slot<T> {
+    /// Set once, by the creator holding `Cold::create`; never changed after.
+    connection: std::sync::OnceLock<Arc<Connection>>,
+    clock: Arc<CoarseClock>,
+    cold: Box<Cold<T>>,
+}
+
+/// What a lease needs only on the slow path.
+struct Cold<T> {
+    session: SessionId,
+    registry: std::sync::Weak<Inner<T>>,
+    /// The creation gate: single-flight connection of this session.
+    create: tokio::sync::Mutex<()>,
+}
+
+/// Acquisitions served by an existing connection, counted on one of several
+/// cache lines chosen per thread, so the hot path does not contend on one
+/// shared counter.
+struct Striped {
+    cells: [CachePadded; 8],
+}
+
+#[repr(align(128))]
+#[derive(Default)]
+struct CachePadded(StdAtomicU64);
+
+impl Striped {
+    fn new() -> Self {
+        Self {
+            cells: Default::default(),
+        }
+    }
+
+    fn bump(&self) {
+        static NEXT: StdAtomicU64 = StdAtomicU64::new(0);
+        thread_local! {
+            static INDEX: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+        }
+        let index = INDEX.with(|i| {
+            if i.get() == usize::MAX {
+                i.set((NEXT.fetch_add(1, StdOrdering::Relaxed) % 8) as usize);
+            }
+            i.get()
+        });
+        if let Some(cell) = self.cells.get(index) {
+            cell.0.fetch_add(1, StdOrdering::Relaxed);
+        }
+    }
+
+    fn sum(&self) -> u64 {
+        self.cells
+            .iter()
+            .map(|c| c.0.load(StdOrdering::Relaxed))
+            .sum()
+    }
 }
 
 struct Inner<T> {
     transport: T,
     config: RegistryConfig,
     idle_ms: u64,
-    table: Table<Slot>,
-    clock: CoarseClock,
+    table: Table<Slot<T>>,
+    clock: Arc<CoarseClock>,
     counters: Counters,
     closed: AtomicBool,
     room: Notify,
@@ -295,7 +386,7 @@ impl<T> Inner<T> {
 
     /// Accounts for removed entries and closes their connections in the
     /// background (never under the map lock, which is already released).
-    fn dispose(&self, removed: Removed<Slot>, cause: RemovalCause) {
+    fn dispose(&self, removed: Removed<Slot<T>>, cause: RemovalCause) {
         if removed.is_empty() {
             return;
         }
@@ -322,7 +413,19 @@ impl<T> Drop for Inner<T> {
     }
 }
 
-fn connections_of(removed: Removed<Slot>, cause: RemovalCause) -> Vec<Arc<Connection>> {
+fn new_slot<T>(inner: &Arc<Inner<T>>, session: &SessionId) -> Slot<T> {
+    Slot {
+        connection: std::sync::OnceLock::new(),
+        clock: inner.clock.clone(),
+        cold: Box::new(Cold {
+            session: session.clone(),
+            registry: Arc::downgrade(inner),
+            create: tokio::sync::Mutex::new(()),
+        }),
+    }
+}
+
+fn connections_of<T>(removed: Removed<Slot<T>>, cause: RemovalCause) -> Vec<Arc<Connection>> {
     removed
         .into_iter()
         .filter_map(|(session, entry)| {
@@ -393,6 +496,28 @@ impl<T> Registry<T> {
         })
     }
 
+    /// Benchmark hook: inserts an unleased, unconnected entry (one write-lock
+    /// acquisition, as a session creation's structural step).
+    #[doc(hidden)]
+    pub fn __bench_insert(&self, session: &SessionId) {
+        let now = self.inner.clock.now();
+        let insert = self
+            .inner
+            .table
+            .insert(session, None, now, self.inner.room(), || {
+                new_slot(&self.inner, session)
+            });
+        if let Ok((entry, _)) = insert.result {
+            entry.release(now);
+        }
+    }
+
+    /// Benchmark hook: removes an entry (one write-lock acquisition).
+    #[doc(hidden)]
+    pub fn __bench_remove(&self, session: &SessionId) {
+        self.inner.table.remove_key(session);
+    }
+
     /// The counters.
     pub fn stats(&self) -> RegistryStats {
         let c = &self.inner.counters;
@@ -400,7 +525,7 @@ impl<T> Registry<T> {
         RegistryStats {
             sessions: self.session_count(),
             created: load(&c.created),
-            reused: load(&c.reused),
+            reused: c.reused.sum(),
             rejected: load(&c.rejected),
             failed: load(&c.failed),
             removed_idle: load(&c.removed_idle),
@@ -424,8 +549,8 @@ impl<T: Transport> Registry<T> {
                 config,
                 idle_ms,
                 table: Table::new(),
-                clock: CoarseClock::new(),
-                counters: Counters::default(),
+                clock: Arc::new(CoarseClock::new()),
+                counters: Counters::new(),
                 closed: AtomicBool::new(false),
                 room: Notify::new(),
                 released: Notify::new(),
@@ -476,8 +601,55 @@ impl<T: Transport> Registry<T> {
     /// session bound to one principal is refused to any other with
     /// [`Error::SessionForbidden`]. Sessions created without a principal are
     /// open to all.
-    #[tracing::instrument(level = "debug", skip(self), fields(%session))]
     pub async fn acquire_as(
+        &self,
+        session: &SessionId,
+        principal: Option<&str>,
+    ) -> Result<Lease<T>, Error> {
+        // The hot path (a live session with a live connection) is synchronous:
+        // one read-lock lookup and a few atomics. Everything else is boxed so
+        // this future stays small.
+        match self.try_acquire_live(session, principal) {
+            Ok(Some(lease)) => Ok(lease),
+            Ok(None) => Box::pin(self.acquire_slow(session, principal)).await,
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The hot path: an existing, unexpired session whose connection is open.
+    fn try_acquire_live(
+        &self,
+        session: &SessionId,
+        principal: Option<&str>,
+    ) -> Result<Option<Lease<T>>, Error> {
+        let inner = &*self.inner;
+        if inner.closed.load(StdOrdering::Relaxed) {
+            return Err(Error::Shutdown);
+        }
+        let mut expired = None;
+        let entry = match inner.table.lookup(
+            session,
+            principal,
+            inner.clock.now(),
+            inner.idle_ms,
+            &mut expired,
+        ) {
+            Ok(Some(entry)) => entry,
+            Ok(None) => {
+                if let Some(entry) = expired {
+                    if inner.table.remove_entry(session, &entry) {
+                        inner.dispose(vec![(session.clone(), entry)], RemovalCause::Idle);
+                    }
+                }
+                return Ok(None);
+            }
+            Err(refused) => return Err(self.refusal(refused, session)),
+        };
+        Ok(Lease::live(entry, &inner.counters))
+    }
+
+    #[tracing::instrument(level = "debug", skip(self), fields(%session))]
+    async fn acquire_slow(
         &self,
         session: &SessionId,
         principal: Option<&str>,
@@ -487,8 +659,7 @@ impl<T: Transport> Registry<T> {
             let entry = self.resolve(session, principal).await?;
             let reference = Ref {
                 inner: self.inner.clone(),
-                session: session.clone(),
-                entry,
+                entry: Some(entry),
             };
             match self.connect(reference).await? {
                 Some(lease) => return Ok(lease),
@@ -510,7 +681,7 @@ impl<T: Transport> Registry<T> {
             registry: self.clone(),
             session: session.clone(),
             principal: principal.map(Into::into),
-            entry: lease.reference.entry.clone(),
+            entry: lease.entry.clone(),
         })
     }
 
@@ -519,7 +690,7 @@ impl<T: Transport> Registry<T> {
         &self,
         session: &SessionId,
         principal: Option<&str>,
-    ) -> Result<EntryRef<Slot>, Error> {
+    ) -> Result<EntryRef<Slot<T>>, Error> {
         let inner = &*self.inner;
         let deadline = match inner.config.full_policy {
             FullPolicy::Wait(wait) => Some(tokio::time::Instant::now() + wait),
@@ -553,8 +724,8 @@ impl<T: Transport> Registry<T> {
             let now = inner.clock.refresh();
             let insert = inner
                 .table
-                .insert(session, principal, now, inner.room(), || Slot {
-                    connection: tokio::sync::OnceCell::new(),
+                .insert(session, principal, now, inner.room(), || {
+                    new_slot(&self.inner, session)
                 });
             inner.dispose(insert.evicted, RemovalCause::Limit);
             match insert.result {
@@ -591,56 +762,49 @@ impl<T: Transport> Registry<T> {
     /// `None`: the entry's connection is dead; it was removed, retry.
     async fn connect(&self, reference: Ref<T>) -> Result<Option<Lease<T>>, Error> {
         let inner = &*self.inner;
-        let slot = &reference.entry.value;
+        let Some(entry) = reference.entry.clone() else {
+            return Ok(None);
+        };
+        let slot = &entry.value;
         if let Some(connection) = slot.connection.get() {
             if connection.is_closed() {
-                reference.break_entry(connection);
+                break_entry(inner, &entry, connection);
                 return Ok(None);
             }
-            Counters::bump(&inner.counters.reused, 1);
-            let connection = connection.clone();
-            return Ok(Some(Lease {
-                reference,
-                connection,
-            }));
+            inner.counters.reused.bump();
+            return Ok(Some(reference.into_lease()));
         }
-        let mut opened = false;
+        let gate = slot.cold.create.lock().await;
+        if slot.connection.get().is_some() {
+            inner.counters.reused.bump();
+            drop(gate);
+            return Ok(Some(reference.into_lease()));
+        }
+        let session = &slot.cold.session;
         let timeout = inner.config.connect_timeout;
-        let result = slot
-            .connection
-            .get_or_try_init(|| async {
-                opened = true;
-                let connect = inner.transport.connect(&reference.session);
-                match tokio::time::timeout(timeout, connect).await {
-                    Ok(Ok(connection)) => Ok(Arc::new(connection)),
-                    Ok(Err(error)) => Err(error),
-                    Err(_) => Err(Error::Timeout {
-                        operation: "connect",
-                        after: timeout,
-                    }),
-                }
-            })
-            .await;
-        match result {
+        let connected = match tokio::time::timeout(timeout, inner.transport.connect(session)).await
+        {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout {
+                operation: "connect",
+                after: timeout,
+            }),
+        };
+        match connected {
             Ok(connection) => {
-                let counter = if opened {
-                    &inner.counters.created
-                } else {
-                    &inner.counters.reused
-                };
-                Counters::bump(counter, 1);
-                if opened {
-                    tracing::debug!(session = %reference.session, connection = connection.id(), "session connection opened");
-                }
-                let connection = connection.clone();
-                Ok(Some(Lease {
-                    reference,
-                    connection,
-                }))
+                let connection = Arc::new(connection);
+                Counters::bump(&inner.counters.created, 1);
+                tracing::debug!(%session, connection = connection.id(), "session connection opened");
+                // Only the gate holder sets it, and it was empty under the gate.
+                let _ = slot.connection.set(connection);
+                drop(gate);
+                Ok(Some(reference.into_lease()))
             }
             Err(error) => {
                 Counters::bump(&inner.counters.failed, 1);
-                tracing::debug!(session = %reference.session, %error, "opening a session connection failed");
+                tracing::debug!(%session, %error, "opening a session connection failed");
+                drop(gate);
+                drop(reference);
                 Err(error)
             }
         }
@@ -680,6 +844,7 @@ impl<T: Transport> Registry<T> {
         let inner = &*self.inner;
         inner.stop_background();
         inner.closed.store(true, StdOrdering::Release);
+        inner.clock.shutting_down.store(true, StdOrdering::Release);
         let wait = async {
             loop {
                 let released = inner.released.notified();
@@ -741,46 +906,73 @@ async fn background<T>(inner: std::sync::Weak<Inner<T>>) {
     }
 }
 
-/// A reference on a session entry; releasing it is `Drop`'s job.
-struct Ref<T> {
-    inner: Arc<Inner<T>>,
-    session: SessionId,
-    entry: EntryRef<Slot>,
-}
-
-impl<T> Ref<T> {
-    /// Marks the entry broken and removes it, if `connection` is still its own.
-    fn break_entry(&self, connection: &Arc<Connection>) {
-        let current = self.entry.value.connection.get();
-        if !current.is_some_and(|c| Arc::ptr_eq(c, connection)) {
-            return;
-        }
-        self.entry.close();
-        if self.inner.table.remove_entry(&self.session, &self.entry) {
-            self.inner.counters.removed(RemovalCause::Broken, 1);
-            self.inner.room.notify_waiters();
-            tracing::debug!(session = %self.session, connection = connection.id(), cause = ?RemovalCause::Broken, "session removed");
-            let connection = connection.clone();
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(async move { connection.close().await });
-            }
+/// Marks `entry` broken and removes it, if `connection` is still its own;
+/// the connection is closed in the background.
+fn break_entry<T>(inner: &Inner<T>, entry: &EntryRef<Slot<T>>, connection: &Arc<Connection>) {
+    let current = entry.value.connection.get();
+    if !current.is_some_and(|c| Arc::ptr_eq(c, connection)) {
+        return;
+    }
+    entry.close();
+    let session = &entry.value.cold.session;
+    if inner.table.remove_entry(session, entry) {
+        inner.counters.removed(RemovalCause::Broken, 1);
+        inner.room.notify_waiters();
+        tracing::debug!(%session, connection = connection.id(), cause = ?RemovalCause::Broken, "session removed");
+        let connection = connection.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move { connection.close().await });
         }
     }
 }
 
+/// Releases a reference taken during creation; an entry left without a
+/// connection (failed or abandoned creation) is removed.
+fn release_creation<T>(inner: &Inner<T>, entry: EntryRef<Slot<T>>) {
+    entry.release(inner.clock.now());
+    if entry.value.connection.get().is_none()
+        && entry.try_close_unused()
+        && inner.table.remove_entry(&entry.value.cold.session, &entry)
+    {
+        inner.room.notify_waiters();
+    }
+    if inner.closed.load(StdOrdering::Relaxed) {
+        inner.released.notify_waiters();
+    }
+}
+
+/// A reference taken on the slow path, before the connection exists;
+/// releasing it is `Drop`'s job.
+struct Ref<T> {
+    inner: Arc<Inner<T>>,
+    entry: Option<EntryRef<Slot<T>>>,
+}
+
+impl<T> Ref<T> {
+    /// Turns the reference into a lease; the entry must be connected.
+    fn into_lease(mut self) -> Lease<T> {
+        match self.entry.take() {
+            Some(entry) if entry.value.connection.get().is_some() => Lease { entry },
+            Some(entry) => {
+                self.entry = Some(entry);
+                unreachable_lease()
+            }
+            // `entry` is only taken here and on drop.
+            None => unreachable_lease(),
+        }
+    }
+}
+
+/// Leases exist only for connected entries; see [`Lease`].
+#[cold]
+fn unreachable_lease() -> ! {
+    unreachable!("a lease exists only for a connected session")
+}
+
 impl<T> Drop for Ref<T> {
     fn drop(&mut self) {
-        let inner = &*self.inner;
-        self.entry.release(inner.clock.now());
-        if self.entry.value.connection.get().is_none()
-            && self.entry.try_close_unused()
-            && inner.table.remove_entry(&self.session, &self.entry)
-        {
-            // A failed or abandoned creation leaves no entry behind.
-            inner.room.notify_waiters();
-        }
-        if inner.closed.load(StdOrdering::Relaxed) {
-            inner.released.notify_waiters();
+        if let Some(entry) = self.entry.take() {
+            release_creation(&self.inner, entry);
         }
     }
 }
@@ -788,37 +980,74 @@ impl<T> Drop for Ref<T> {
 /// A session's connection, leased for one or more calls.
 ///
 /// While the lease lives the session cannot be cleaned up. Dropping it
-/// releases the reference and marks the session active now.
+/// releases the reference (one atomic) and marks the session active now.
 pub struct Lease<T> {
-    reference: Ref<T>,
-    connection: Arc<Connection>,
+    /// Holds a reference on the entry, whose connection is set (a lease is
+    /// only made for a connected entry, and a set `OnceCell` never changes).
+    entry: EntryRef<Slot<T>>,
 }
 
 impl<T> fmt::Debug for Lease<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lease")
-            .field("session", &self.reference.session)
-            .field("connection", &self.connection.id())
+            .field("session", &self.entry.value.cold.session)
+            .field("connection", &self.connection().id())
             .finish()
     }
 }
 
 impl<T> Lease<T> {
+    /// A lease on an entry the caller holds a reference on, if it is
+    /// connected; otherwise the reference is released.
+    ///
+    /// A connection that died since is not detected here (that would touch
+    /// its memory on every call): the call on it fails with `ServerGone`, the
+    /// caller invalidates the lease, and the next acquisition reconnects.
+    fn live(entry: EntryRef<Slot<T>>, counters: &Counters) -> Option<Self> {
+        match entry.value.connection.get() {
+            Some(_) => {
+                counters.reused.bump();
+                Some(Self { entry })
+            }
+            None => {
+                entry.release(entry.value.clock.now());
+                None
+            }
+        }
+    }
+
     /// The session's connection.
     pub fn connection(&self) -> &Arc<Connection> {
-        &self.connection
+        match self.entry.value.connection.get() {
+            Some(connection) => connection,
+            None => unreachable_lease(),
+        }
     }
 
     /// The session this lease is for.
     pub fn session(&self) -> &SessionId {
-        &self.reference.session
+        &self.entry.value.cold.session
     }
 
     /// Removes the session because its connection is broken (the server went
     /// away); the session's next acquisition opens a new one. Calls still
     /// running on the old connection keep it until they finish.
     pub fn invalidate(self) {
-        self.reference.break_entry(&self.connection);
+        if let Some(inner) = self.entry.value.cold.registry.upgrade() {
+            break_entry(&inner, &self.entry, self.connection());
+        }
+    }
+}
+
+impl<T> Drop for Lease<T> {
+    fn drop(&mut self) {
+        let slot = &self.entry.value;
+        self.entry.release(slot.clock.now());
+        if slot.clock.shutting_down.load(StdOrdering::Relaxed) {
+            if let Some(inner) = slot.cold.registry.upgrade() {
+                inner.released.notify_waiters();
+            }
+        }
     }
 }
 
@@ -826,7 +1055,7 @@ impl<T> std::ops::Deref for Lease<T> {
     type Target = Connection;
 
     fn deref(&self) -> &Connection {
-        &self.connection
+        self.connection()
     }
 }
 
@@ -838,7 +1067,7 @@ pub struct SessionHandle<T> {
     registry: Registry<T>,
     session: SessionId,
     principal: Option<Box<str>>,
-    entry: EntryRef<Slot>,
+    entry: EntryRef<Slot<T>>,
 }
 
 impl<T> Clone for SessionHandle<T> {
@@ -871,33 +1100,30 @@ impl<T: Transport> SessionHandle<T> {
     /// # Cancel safety
     /// Cancel safe, as [`Registry::acquire`].
     pub async fn acquire(&mut self) -> Result<Lease<T>, Error> {
-        let inner = &self.registry.inner;
-        if !inner.closed.load(StdOrdering::Relaxed) && self.entry.try_acquire() {
-            let reference = Ref {
-                inner: inner.clone(),
-                session: self.session.clone(),
-                entry: self.entry.clone(),
-            };
-            let fresh = reference.entry.idle_ms(inner.clock.now()) < inner.idle_ms
-                || reference.entry.refs() > 1;
-            if fresh {
-                if let Some(connection) = reference.entry.value.connection.get() {
-                    if !connection.is_closed() {
-                        Counters::bump(&inner.counters.reused, 1);
-                        let connection = connection.clone();
-                        return Ok(Lease {
-                            reference,
-                            connection,
-                        });
-                    }
-                }
-            }
+        if let Some(lease) = self.try_acquire_live() {
+            return Ok(lease);
         }
         let lease = self
             .registry
             .acquire_as(&self.session, self.principal.as_deref())
             .await?;
-        self.entry = lease.reference.entry.clone();
+        self.entry = lease.entry.clone();
         Ok(lease)
+    }
+
+    fn try_acquire_live(&self) -> Option<Lease<T>> {
+        let inner = &*self.registry.inner;
+        if inner.closed.load(StdOrdering::Relaxed) || !self.entry.try_acquire() {
+            return None;
+        }
+        // An expired session is not served, even before the reaper runs
+        // (unless someone else is using it right now).
+        let expired =
+            self.entry.idle_ms(inner.clock.now()) >= inner.idle_ms && self.entry.refs() == 1;
+        if expired {
+            self.entry.release(inner.clock.now());
+            return None;
+        }
+        Lease::live(self.entry.clone(), &inner.counters)
     }
 }

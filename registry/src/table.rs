@@ -17,7 +17,10 @@
 //!   "temporarily unavailable".
 //! - broken / shutdown: `fetch_or(CLOSED)`; holders keep their reference.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    hash::{BuildHasherDefault, Hasher},
+};
 
 use mcp_group_core::SessionId;
 
@@ -29,8 +32,34 @@ const CLOSED: u64 = 1 << 63;
 /// wait for at most one batch during a large cleanup.
 const CLEANUP_BATCH: usize = 128;
 
-/// One session's entry.
+/// `SessionId` hashes itself once, with a randomly keyed SipHash, and writes
+/// only that `u64`: the map passes it through instead of hashing it again.
+#[derive(Default)]
+pub(crate) struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used by `SessionId`; fold anything else in, FNV-style.
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Map<V> = HashMap<SessionId, Arc<Entry<V>>, BuildHasherDefault<PassThrough>>;
+
+/// One session's entry. `repr(C)` keeps the state word and timestamp first,
+/// in the cache line of the `Arc`'s counts.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Entry<V> {
     state: AtomicU64,
     last_used: AtomicU64,
@@ -133,23 +162,23 @@ pub(crate) struct Insert<V> {
 
 /// The session map.
 pub(crate) struct Table<V> {
-    map: RwLock<HashMap<SessionId, Arc<Entry<V>>>>,
+    map: RwLock<Map<V>>,
 }
 
 impl<V> Table<V> {
     pub(crate) fn new() -> Self {
         Self {
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(Map::default()),
         }
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, HashMap<SessionId, Arc<Entry<V>>>> {
+    fn read(&self) -> RwLockReadGuard<'_, Map<V>> {
         // A panic cannot leave the map half-updated (single HashMap calls), so
         // a poisoned lock is still consistent.
         self.map.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, HashMap<SessionId, Arc<Entry<V>>>> {
+    fn write(&self) -> RwLockWriteGuard<'_, Map<V>> {
         self.map.write().unwrap_or_else(|p| p.into_inner())
     }
 

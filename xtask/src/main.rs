@@ -6,6 +6,10 @@
 //!   package (a venv). Idempotent: a finished install is not repeated.
 //! - `cargo xtask test` installs the fixtures, then runs the whole test suite
 //!   (`cargo test --workspace --all-features`, doc tests included).
+//! - `cargo xtask bench [--quick]` measures registry lock contention (the
+//!   seed's locking model ported, our keyed and handle paths, the floor) and
+//!   prints a summary table, writing `target/xtask-bench/registry.json`;
+//!   without `--quick` it also runs the criterion benchmarks.
 //! - `cargo xtask loom` model-checks the registry's session table with loom
 //!   (`RUSTFLAGS="--cfg mcp_group_loom"`, the registry crate only, in its own
 //!   target folder so the normal build is not invalidated).
@@ -28,11 +32,13 @@ fn main() -> ExitCode {
         Some("fixtures") => fixtures().map(|_| ()),
         Some("test") => test(&args[1..]),
         Some("loom") => loom(),
+        Some("bench") => bench(args[1..].iter().any(|a| a == "--quick")),
         _ => Err(format!(
             "usage: cargo xtask <task>\n\n\
              tasks:\n  fixtures   install the test servers into target/fixtures\n  \
              test       install fixtures, then run every test (extra args go to cargo test)\n  \
-             loom       model-check the registry's invariants with loom\n\
+             loom       model-check the registry's invariants with loom\n  \
+             bench      registry contention benchmarks [--quick]\n\
              (got {args:?})"
         )),
     };
@@ -126,6 +132,40 @@ fn loom() -> Result<()> {
             "--lib",
             "loom_tests",
         ]))
+}
+
+fn bench(quick: bool) -> Result<()> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let summary = root()
+        .join("target")
+        .join("xtask-bench")
+        .join("registry.json");
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(root())
+        .args([
+            "bench",
+            "--package",
+            "mcp-group-registry",
+            "--bench",
+            "registry",
+            "--",
+            "--summary",
+        ])
+        .arg(&summary);
+    if quick {
+        cmd.arg("--quick");
+    }
+    run(&mut cmd)?;
+    if !quick {
+        run(Command::new(&cargo).current_dir(root()).args([
+            "bench",
+            "--package",
+            "mcp-group-registry",
+            "--bench",
+            "registry",
+        ]))?;
+    }
+    Ok(())
 }
 
 fn read(path: &Path) -> String {

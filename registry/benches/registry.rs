@@ -1,0 +1,604 @@
+//! Lock contention of the session registry, against a faithful port of the
+//! seed's locking model and against the floor (a bare map lookup plus an
+//! atomic increment and decrement).
+//!
+//! Two modes:
+//! - `cargo bench -p mcp-group-registry --bench registry` runs the criterion
+//!   benchmarks (single- and multi-task acquire + release, per path);
+//! - `... -- --summary FILE [--quick]` (what `cargo xtask bench` runs) measures
+//!   the whole table — 1, 2, 8, 64 tasks on a 2-worker runtime, with and
+//!   without a writer inserting and removing a session every 100 µs — plus
+//!   parallel creation and a 10,000-session cleanup, prints it, and writes
+//!   the summary JSON.
+#![allow(missing_docs, clippy::unwrap_used, unreachable_pub)]
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use criterion::Criterion;
+use mcp_group_core::{Connection, Error, ServerDescription, SessionId, Transport, async_trait};
+use mcp_group_registry::{Registry, RegistryConfig, SessionHandle};
+use rmcp::{
+    ServerHandler, ServiceExt,
+    model::{ServerCapabilities, ServerConfig},
+};
+
+const SESSIONS: usize = 1_000;
+const WRITER_PERIOD: Duration = Duration::from_micros(100);
+const WRITER_TARGET_PER_SEC: f64 = 10_000.0;
+
+// ---------------------------------------------------------------- transport
+
+#[derive(Clone)]
+struct Empty;
+
+impl ServerHandler for Empty {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+}
+
+/// An in-memory server per connection, optionally with a slow handshake.
+struct InMemory {
+    handshake_delay: Duration,
+}
+
+#[async_trait]
+impl Transport for InMemory {
+    async fn connect(&self, _session: &SessionId) -> Result<Connection, Error> {
+        if !self.handshake_delay.is_zero() {
+            tokio::time::sleep(self.handshake_delay).await;
+        }
+        let (client, server) = tokio::io::duplex(4096);
+        tokio::spawn(async move {
+            if let Ok(running) = Empty.serve(server).await {
+                let _ = running.waiting().await;
+            }
+        });
+        let (read, write) = tokio::io::split(client);
+        Connection::establish((read, write), "in-memory").await
+    }
+
+    fn description(&self) -> ServerDescription {
+        ServerDescription {
+            transport: "in-memory",
+            endpoint: "in-memory".into(),
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn keys() -> Vec<SessionId> {
+    (0..SESSIONS)
+        .map(|i| SessionId::new(format!("session-{i}")))
+        .collect()
+}
+
+/// xorshift: random keys without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % SESSIONS as u64) as usize
+    }
+}
+
+// ---------------------------------------------------------------- the four paths
+
+/// (a) A faithful port of the seed: an async RW lock before a per-session
+/// async lock guarding the ref count; `last_activity` set on release.
+struct SeedPort {
+    sessions: tokio::sync::RwLock<HashMap<SessionId, Arc<SeedSession>>>,
+}
+
+struct SeedSession {
+    lock: tokio::sync::Mutex<usize>,
+    last_activity: std::sync::Mutex<Instant>,
+}
+
+impl SeedPort {
+    fn new(keys: &[SessionId]) -> Self {
+        let map = keys
+            .iter()
+            .map(|k| {
+                let session = SeedSession {
+                    lock: tokio::sync::Mutex::new(0),
+                    last_activity: std::sync::Mutex::new(Instant::now()),
+                };
+                (k.clone(), Arc::new(session))
+            })
+            .collect();
+        Self {
+            sessions: tokio::sync::RwLock::new(map),
+        }
+    }
+
+    async fn acquire_release(&self, key: &SessionId) {
+        let session = {
+            let sessions = self.sessions.read().await;
+            let Some(session) = sessions.get(key).cloned() else {
+                return;
+            };
+            *session.lock.lock().await += 1;
+            session
+        };
+        std::hint::black_box(&session);
+        let sessions = self.sessions.read().await;
+        let mut refs = session.lock.lock().await;
+        *refs -= 1;
+        *session.last_activity.lock().unwrap() = Instant::now();
+        drop(refs);
+        drop(sessions);
+    }
+
+    fn write_churn(&self, key: &SessionId) {
+        let session = Arc::new(SeedSession {
+            lock: tokio::sync::Mutex::new(0),
+            last_activity: std::sync::Mutex::new(Instant::now()),
+        });
+        self.sessions.blocking_write().insert(key.clone(), session);
+        self.sessions.blocking_write().remove(key);
+    }
+}
+
+/// (d) The floor: a map lookup, an `Arc` clone, an atomic add and sub.
+struct Floor {
+    sessions: RwLock<HashMap<SessionId, Arc<AtomicU64>>>,
+}
+
+impl Floor {
+    fn new(keys: &[SessionId]) -> Self {
+        Self {
+            sessions: RwLock::new(keys.iter().map(|k| (k.clone(), Arc::default())).collect()),
+        }
+    }
+
+    fn acquire_release(&self, key: &SessionId) {
+        let Some(refs) = self.sessions.read().unwrap().get(key).cloned() else {
+            return;
+        };
+        refs.fetch_add(1, Ordering::AcqRel);
+        std::hint::black_box(&refs);
+        refs.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn write_churn(&self, key: &SessionId) {
+        self.sessions
+            .write()
+            .unwrap()
+            .insert(key.clone(), Arc::default());
+        self.sessions.write().unwrap().remove(key);
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    SeedPort,
+    Keyed,
+    Handle,
+    Floor,
+}
+
+impl Path {
+    const ALL: [Path; 4] = [Path::SeedPort, Path::Keyed, Path::Handle, Path::Floor];
+
+    fn name(self) -> &'static str {
+        match self {
+            Path::SeedPort => "seed_port",
+            Path::Keyed => "keyed",
+            Path::Handle => "handle",
+            Path::Floor => "floor",
+        }
+    }
+}
+
+struct Subjects {
+    keys: Arc<Vec<SessionId>>,
+    seed: Arc<SeedPort>,
+    floor: Arc<Floor>,
+    registry: Registry<InMemory>,
+    handles: Vec<SessionHandle<InMemory>>,
+}
+
+impl Subjects {
+    async fn new() -> Self {
+        let keys = keys();
+        let registry = Registry::new(
+            InMemory {
+                handshake_delay: Duration::ZERO,
+            },
+            RegistryConfig::new(SESSIONS + 16, Duration::from_secs(3600)),
+        );
+        let mut handles = Vec::with_capacity(SESSIONS);
+        for key in &keys {
+            handles.push(registry.handle(key, None).await.unwrap());
+        }
+        Self {
+            seed: Arc::new(SeedPort::new(&keys)),
+            floor: Arc::new(Floor::new(&keys)),
+            keys: Arc::new(keys),
+            registry,
+            handles,
+        }
+    }
+
+    fn write_churn(&self, path: Path, key: &SessionId) {
+        match path {
+            Path::SeedPort => self.seed.write_churn(key),
+            Path::Floor => self.floor.write_churn(key),
+            Path::Keyed | Path::Handle => {
+                self.registry.__bench_insert(key);
+                self.registry.__bench_remove(key);
+            }
+        }
+    }
+}
+
+/// Runs `total_ops` acquire + release pairs spread over `tasks` tasks and
+/// returns the wall time.
+async fn run_ops(subjects: &Subjects, path: Path, tasks: usize, total_ops: u64) -> Duration {
+    let per_task = (total_ops / tasks as u64).max(1);
+    let start = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for t in 0..tasks {
+        let keys = subjects.keys.clone();
+        let seed = subjects.seed.clone();
+        let floor = subjects.floor.clone();
+        let registry = subjects.registry.clone();
+        let mut handles = if path == Path::Handle {
+            subjects.handles.clone()
+        } else {
+            Vec::new()
+        };
+        set.spawn(async move {
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (t as u64 + 1));
+            for i in 0..per_task {
+                let k = rng.next();
+                match path {
+                    Path::SeedPort => seed.acquire_release(&keys[k]).await,
+                    Path::Keyed => drop(registry.acquire(&keys[k]).await.unwrap()),
+                    Path::Handle => drop(handles[k].acquire().await.unwrap()),
+                    Path::Floor => floor.acquire_release(&keys[k]),
+                }
+                // Let other tasks run, as a real caller would between calls.
+                if tasks > 1 && i % 256 == 255 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+    }
+    while set.join_next().await.is_some() {}
+    start.elapsed()
+}
+
+/// A writer thread inserting and removing a session every 100 µs; returns
+/// the achieved writes per second when stopped.
+fn start_writer(
+    subjects: &Arc<Subjects>,
+    path: Path,
+) -> (Arc<AtomicBool>, std::thread::JoinHandle<f64>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = {
+        let stop = stop.clone();
+        let subjects = subjects.clone();
+        std::thread::spawn(move || {
+            let key = SessionId::new("writer-churn");
+            let start = Instant::now();
+            let mut next = start;
+            let mut writes = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                while Instant::now() < next {
+                    std::thread::yield_now();
+                }
+                subjects.write_churn(path, &key);
+                writes += 1;
+                next += WRITER_PERIOD;
+            }
+            writes as f64 / start.elapsed().as_secs_f64()
+        })
+    };
+    (stop, handle)
+}
+
+// ---------------------------------------------------------------- summary mode
+
+struct Row {
+    path: Path,
+    tasks: usize,
+    writer: bool,
+    ns_per_op: f64,
+    writer_rate: Option<f64>,
+}
+
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    subjects: &Arc<Subjects>,
+    path: Path,
+    tasks: usize,
+    writer: bool,
+    budget: Duration,
+) -> Row {
+    // Calibrate: grow the op count until one run takes at least `budget`.
+    let mut ops = 2_000u64;
+    let (stop, writer_thread) = if writer {
+        let (s, h) = start_writer(subjects, path);
+        (Some(s), Some(h))
+    } else {
+        (None, None)
+    };
+    let mut best = f64::MAX;
+    let mut spent = Duration::ZERO;
+    while spent < budget * 3 {
+        let elapsed = rt.block_on(run_ops(subjects, path, tasks, ops));
+        spent += elapsed;
+        let per_task = (ops / tasks as u64).max(1) * tasks as u64;
+        best = best.min(elapsed.as_nanos() as f64 / per_task as f64);
+        if elapsed < budget / 4 {
+            ops *= 4;
+        }
+    }
+    let writer_rate = stop
+        .map(|s| s.store(true, Ordering::Relaxed))
+        .and(writer_thread)
+        .map(|h| h.join().unwrap());
+    Row {
+        path,
+        tasks,
+        writer,
+        ns_per_op: best,
+        writer_rate,
+    }
+}
+
+fn parallel_creation_ms(rt: &tokio::runtime::Runtime) -> f64 {
+    rt.block_on(async {
+        let registry = Registry::new(
+            InMemory {
+                handshake_delay: Duration::from_millis(50),
+            },
+            RegistryConfig::new(1_000, Duration::from_secs(3600)),
+        );
+        let start = Instant::now();
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..64 {
+            let registry = registry.clone();
+            set.spawn(async move {
+                drop(
+                    registry
+                        .acquire(&SessionId::new(format!("new-{i}")))
+                        .await
+                        .unwrap(),
+                );
+            });
+        }
+        while set.join_next().await.is_some() {}
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        registry.shutdown(Duration::from_secs(1)).await;
+        ms
+    })
+}
+
+/// Cleanup of 10,000 idle sessions: its duration, and the worst latency of a
+/// map read (peek) seen by a concurrent reader meanwhile.
+fn cleanup_10k(rt: &tokio::runtime::Runtime) -> (f64, f64) {
+    rt.block_on(async {
+        let registry = Registry::new(
+            InMemory {
+                handshake_delay: Duration::ZERO,
+            },
+            RegistryConfig::new(20_000, Duration::from_secs(3600)).with_reap_interval(None),
+        );
+        let keys: Vec<SessionId> = (0..10_000)
+            .map(|i| SessionId::new(format!("idle-{i}")))
+            .collect();
+        for key in &keys {
+            registry.__bench_insert(key);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let registry = registry.clone();
+            let stop = stop.clone();
+            let key = keys[17].clone();
+            std::thread::spawn(move || {
+                let mut worst = Duration::ZERO;
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    std::hint::black_box(registry.peek(&key));
+                    worst = worst.max(t.elapsed());
+                }
+                worst
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let start = Instant::now();
+        let removed = registry.cleanup_sessions(Some(Duration::ZERO)).await;
+        let took = start.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        let worst = reader.join().unwrap();
+        assert_eq!(removed, 10_000);
+        (took.as_secs_f64() * 1e3, worst.as_secs_f64() * 1e6)
+    })
+}
+
+fn summary(path: &str, quick: bool) {
+    let rt = runtime();
+    let subjects = Arc::new(rt.block_on(Subjects::new()));
+    let budget = if quick {
+        Duration::from_millis(60)
+    } else {
+        Duration::from_millis(400)
+    };
+    let mut rows = Vec::new();
+    for writer in [false, true] {
+        for tasks in [1, 2, 8, 64] {
+            for p in Path::ALL {
+                rows.push(measure(&rt, &subjects, p, tasks, writer, budget));
+            }
+        }
+    }
+    let creation = parallel_creation_ms(&rt);
+    let (cleanup_ms, worst_read_us) = cleanup_10k(&rt);
+
+    println!(
+        "\nregistry contention: ns per acquire+release pair (aggregate), 2-worker runtime, {SESSIONS} sessions, random keys"
+    );
+    println!(
+        "{:<8} {:>6} | {:>10} {:>10} {:>10} {:>10} | writes/s (seed, keyed, floor)",
+        "writer", "tasks", "seed_port", "keyed", "handle", "floor"
+    );
+    for writer in [false, true] {
+        for tasks in [1, 2, 8, 64] {
+            let get = |p: Path| {
+                rows.iter()
+                    .find(|r| r.path == p && r.tasks == tasks && r.writer == writer)
+                    .unwrap()
+            };
+            let rate = |p: Path| {
+                get(p)
+                    .writer_rate
+                    .map_or("-".to_owned(), |r| format!("{r:.0}"))
+            };
+            println!(
+                "{:<8} {:>6} | {:>10.1} {:>10.1} {:>10.1} {:>10.1} | {}",
+                if writer { "10k/s" } else { "none" },
+                tasks,
+                get(Path::SeedPort).ns_per_op,
+                get(Path::Keyed).ns_per_op,
+                get(Path::Handle).ns_per_op,
+                get(Path::Floor).ns_per_op,
+                if writer {
+                    format!(
+                        "{}, {}, {}",
+                        rate(Path::SeedPort),
+                        rate(Path::Keyed),
+                        rate(Path::Floor)
+                    )
+                } else {
+                    String::new()
+                },
+            );
+        }
+    }
+    println!("64 new sessions, 50 ms handshake each: {creation:.1} ms total");
+    println!(
+        "cleanup of 10,000 idle sessions: {cleanup_ms:.2} ms; worst concurrent map read: {worst_read_us:.1} µs"
+    );
+
+    let ns = |p: Path, tasks: usize, writer: bool| {
+        rows.iter()
+            .find(|r| r.path == p && r.tasks == tasks && r.writer == writer)
+            .unwrap()
+            .ns_per_op
+    };
+    let keyed_writer_rate = rows
+        .iter()
+        .find(|r| r.path == Path::Keyed && r.tasks == 64 && r.writer)
+        .and_then(|r| r.writer_rate)
+        .unwrap_or(0.0);
+    let mut json = String::from("{\n");
+    let mut field = |k: &str, v: f64| json.push_str(&format!("  \"{k}\": {v:.4},\n"));
+    field(
+        "keyed_speedup_vs_seed_port_64_tasks_writer",
+        ns(Path::SeedPort, 64, true) / ns(Path::Keyed, 64, true),
+    );
+    field(
+        "keyed_slowdown_vs_floor_1_task",
+        ns(Path::Keyed, 1, false) / ns(Path::Floor, 1, false),
+    );
+    field(
+        "handle_speedup_vs_seed_port_1_task",
+        ns(Path::SeedPort, 1, false) / ns(Path::Handle, 1, false),
+    );
+    field(
+        "writer_rate_fraction_64_tasks",
+        keyed_writer_rate / WRITER_TARGET_PER_SEC,
+    );
+    field("parallel_creation_64x50ms_ms", creation);
+    field("cleanup_10000_idle_ms", cleanup_ms);
+    field("cleanup_worst_reader_us", worst_read_us);
+    for r in &rows {
+        field(
+            &format!(
+                "ns_{}_{}_tasks{}",
+                r.path.name(),
+                r.tasks,
+                if r.writer { "_writer" } else { "" }
+            ),
+            r.ns_per_op,
+        );
+    }
+    json.truncate(json.len() - 2);
+    json.push_str("\n}\n");
+    if let Some(dir) = std::path::Path::new(path).parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::write(path, json).unwrap();
+    println!("wrote {path}");
+}
+
+// ---------------------------------------------------------------- criterion mode
+
+fn criterion_benches(c: &mut Criterion) {
+    let rt = runtime();
+    let subjects = rt.block_on(Subjects::new());
+    let mut group = c.benchmark_group("acquire_release");
+    for tasks in [1usize, 64] {
+        for p in Path::ALL {
+            group.bench_function(format!("{}/{tasks}_tasks", p.name()), |b| {
+                b.iter_custom(|iters| {
+                    rt.block_on(run_ops(&subjects, p, tasks, iters.max(tasks as u64)))
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
+/// `--profile PATH TASKS`: run one path for ~3 s, for `perf record`.
+fn profile(path: &str, tasks: usize) {
+    let rt = runtime();
+    let subjects = Arc::new(rt.block_on(Subjects::new()));
+    let path = Path::ALL.into_iter().find(|p| p.name() == path).unwrap();
+    let start = Instant::now();
+    let mut ops = 0u64;
+    while start.elapsed() < Duration::from_secs(3) {
+        rt.block_on(run_ops(&subjects, path, tasks, 100_000));
+        ops += 100_000;
+    }
+    println!("{} ns/op", start.elapsed().as_nanos() as f64 / ops as f64);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--profile") {
+        profile(&args[i + 1], args[i + 2].parse().unwrap());
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--summary") {
+        let path = args
+            .get(i + 1)
+            .cloned()
+            .unwrap_or_else(|| "target/xtask-bench/registry.json".into());
+        summary(&path, args.iter().any(|a| a == "--quick"));
+        return;
+    }
+    let mut c = Criterion::default().configure_from_args();
+    criterion_benches(&mut c);
+    c.final_summary();
+}
