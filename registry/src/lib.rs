@@ -83,6 +83,8 @@
 //!
 //! [mcp-group]: https://docs.rs/mcp-group
 
+#[cfg(all(test, mcp_group_loom))]
+mod loom_tests;
 mod sync;
 mod table;
 

@@ -120,18 +120,30 @@ fn test(extra: &[String]) -> Result<()> {
 
 fn loom() -> Result<()> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    run(Command::new(cargo)
-        .current_dir(root())
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root())
         .env("RUSTFLAGS", "--cfg mcp_group_loom")
         .env("CARGO_TARGET_DIR", root().join("target").join("loom"))
         .args([
             "test",
             "--package",
             "mcp-group-registry",
-            "--release",
             "--lib",
             "loom_tests",
-        ]))
+        ]);
+    eprintln!("xtask: running {cmd:?}");
+    let output = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    print!("{stdout}");
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    if !output.status.success() {
+        return Err(format!("loom models failed: {}", output.status));
+    }
+    // A model that silently stopped compiling in would pass as "0 passed".
+    if !stdout.contains("loom_tests::") {
+        return Err("no loom model ran (is `mod loom_tests` still declared?)".to_owned());
+    }
+    Ok(())
 }
 
 fn bench(quick: bool) -> Result<()> {
