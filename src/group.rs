@@ -110,10 +110,24 @@ impl FunctionGroup {
     /// # Cancel safety
     /// Dropping the future cancels the call (`notifications/cancelled` is
     /// sent) and releases the session lease.
-    #[tracing::instrument(level = "debug", skip(self, arguments), fields(session))]
     pub async fn call(
         &self,
         session: Option<&SessionId>,
+        tool: &str,
+        arguments: Value,
+    ) -> Result<ToolOutput, McpError> {
+        self.call_as(session, None, tool, arguments).await
+    }
+
+    /// Like [`FunctionGroup::call`], on behalf of `principal` (the end user
+    /// as your application authenticated them): a session first used by one
+    /// principal is refused to every other with [`McpError::SessionForbidden`],
+    /// so a shared or guessed session id never reaches another user's client.
+    #[tracing::instrument(level = "debug", skip(self, principal, arguments), fields(session))]
+    pub async fn call_as(
+        &self,
+        session: Option<&SessionId>,
+        principal: Option<&str>,
         tool: &str,
         arguments: Value,
     ) -> Result<ToolOutput, McpError> {
@@ -133,7 +147,7 @@ impl FunctionGroup {
                 });
             }
         };
-        let lease = self.lease(&session).await?;
+        let lease = self.registry.acquire_as(&session, principal).await?;
         let result = lease
             .call_tool(
                 function.original_name(),

@@ -317,3 +317,32 @@ async fn a_server_killed_between_calls_is_replaced_on_the_next_call() {
     );
     group.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_session_of_one_principal_is_refused_to_another() {
+    let group = FunctionGroup::connect(config(demo_server())).await.unwrap();
+    let s = SessionId::new("chat-7");
+    let out = group
+        .call_as(Some(&s), Some("alice"), "whoami", json!({}))
+        .await
+        .unwrap();
+    let (pid, _) = whoami(&out);
+    let err = group
+        .call_as(Some(&s), Some("mallory"), "whoami", json!({}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, McpError::SessionForbidden { session } if session == "chat-7"),
+        "{err:?}"
+    );
+    let again = group
+        .call_as(Some(&s), Some("alice"), "whoami", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        whoami(&again),
+        (pid, 2),
+        "mallory's call never reached alice's server"
+    );
+    group.shutdown().await;
+}
