@@ -62,6 +62,16 @@ pub struct McpClientConfig {
     /// Per-tool alias and description, keyed by the server's tool name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tool_overrides: BTreeMap<String, ToolOverride>,
+    /// If not empty, only server tools matching one of these names or globs
+    /// (`search_*`) are exposed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    /// Server tools matching one of these names or globs are not exposed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// Prepended to every exposed name, so two servers' tools never collide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_prefix: Option<String>,
 }
 
 /// Which server, over which transport. Fields that do not belong to the
@@ -226,7 +236,19 @@ impl McpClientConfig {
             session_limit_policy: SessionLimitPolicy::Reject,
             session_limit_wait: defaults::session_limit_wait(),
             tool_overrides: BTreeMap::new(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+            name_prefix: None,
         }
+    }
+
+    /// The presentation rules: overrides, filters and prefix.
+    pub fn overrides(&self) -> mcp_group_overrides::Overrides {
+        let mut overrides = mcp_group_overrides::Overrides::new(self.tool_overrides.clone());
+        overrides.include = self.include.clone();
+        overrides.exclude = self.exclude.clone();
+        overrides.prefix = self.name_prefix.clone();
+        overrides
     }
 
     /// Loads and validates a file; the format follows its extension.
@@ -339,6 +361,23 @@ impl McpClientConfig {
         }
         if self.tool_call_timeout.is_zero() {
             return invalid("tool_call_timeout", "must be greater than zero");
+        }
+        if let Err(error) = self.overrides().validate() {
+            return Err(ConfigError::Invalid {
+                field: "include/exclude",
+                reason: error.to_string(),
+            });
+        }
+        if let Some(problem) = self
+            .name_prefix
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .and_then(mcp_group_overrides::name_problem)
+        {
+            return Err(ConfigError::Invalid {
+                field: "name_prefix",
+                reason: problem,
+            });
         }
         if self.reconnect_max_backoff < self.reconnect_initial_backoff {
             return invalid(

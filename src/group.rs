@@ -1,43 +1,212 @@
 //! The function group: one server's tools, exposed per session.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex, RwLock},
+    time::Duration,
+};
 
-use mcp_group_core::{DynTransport, SessionId, ToolOutput, Transport};
-use mcp_group_overrides::{ExposedTool, ToolMap};
+use mcp_group_core::{DynTransport, JsonObject, SessionId, ToolOutput, Transport};
+use mcp_group_overrides::{ExposedTool, Overrides, ToolMap, UnusableTool};
 use mcp_group_registry::{FullPolicy, Lease, Registry, RegistryConfig, RegistryStats};
 use serde_json::Value;
+use tokio::{sync::broadcast, task::JoinHandle};
 
-use crate::{Error, McpClientConfig, McpError, SessionLimitPolicy, TransportKind};
+use crate::{
+    Error, McpClientConfig, McpError, SessionLimitPolicy, TransportKind, arguments::ArgumentChecker,
+};
 
 /// How long [`FunctionGroup::shutdown`] waits for calls in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The tools as exposed now, with their argument checkers.
+struct Catalog {
+    tools: ToolMap,
+    checkers: HashMap<String, ArgumentChecker>,
+    unknown_overrides: Vec<String>,
+    unusable: Vec<UnusableTool>,
+}
+
+/// A snapshot of the exposed functions. The group swaps in a new one when the
+/// server's tool list changes; a snapshot never changes.
+#[derive(Clone)]
+pub struct Functions(Arc<Catalog>);
+
+impl std::fmt::Debug for Functions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(ExposedTool::name))
+            .finish()
+    }
+}
+
+impl Functions {
+    /// Every exposed function, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = &ExposedTool> {
+        self.0.tools.iter()
+    }
+
+    /// The function exposed as `name`.
+    pub fn get(&self, name: &str) -> Option<&ExposedTool> {
+        self.0.tools.get(name)
+    }
+
+    /// The number of exposed functions.
+    pub fn len(&self) -> usize {
+        self.0.tools.len()
+    }
+
+    /// Whether no function is exposed.
+    pub fn is_empty(&self) -> bool {
+        self.0.tools.is_empty()
+    }
+
+    /// Whether the function's arguments are checked against its input schema
+    /// (false when the server's schema does not compile).
+    pub fn validates_arguments(&self, name: &str) -> bool {
+        self.0
+            .checkers
+            .get(name)
+            .is_some_and(ArgumentChecker::validates)
+    }
+
+    /// Override keys that named no tool of the server (ignored, as in the seed).
+    pub fn unknown_overrides(&self) -> &[String] {
+        &self.0.unknown_overrides
+    }
+
+    /// Server tools left out because their exposed name cannot be used.
+    pub fn unusable(&self) -> &[UnusableTool] {
+        &self.0.unusable
+    }
+}
+
+impl<'a> IntoIterator for &'a Functions {
+    type Item = &'a ExposedTool;
+    type IntoIter = Box<dyn Iterator<Item = &'a ExposedTool> + 'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+impl IntoIterator for Functions {
+    type Item = ExposedTool;
+    type IntoIter = std::vec::IntoIter<ExposedTool>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter().cloned().collect::<Vec<_>>().into_iter()
+    }
+}
+
+/// Sent to [`FunctionGroup::subscribe`]rs after the function list was refreshed.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ToolsChanged {
+    /// The new functions.
+    pub functions: Functions,
+}
+
+struct Shared {
+    registry: Registry<DynTransport>,
+    catalog: RwLock<Arc<Catalog>>,
+    overrides: Overrides,
+    config: McpClientConfig,
+    warned: Mutex<HashSet<String>>,
+    changes: broadcast::Sender<ToolsChanged>,
+}
+
+impl Shared {
+    fn catalog(&self) -> Arc<Catalog> {
+        match self.catalog.read() {
+            Ok(catalog) => catalog.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Applies the overrides to a fresh tool list and compiles the schemas.
+    fn build_catalog(
+        &self,
+        descriptors: Vec<mcp_group_core::ToolDescriptor>,
+    ) -> Result<Catalog, Error> {
+        let applied = self.overrides.apply(descriptors)?;
+        if let Ok(mut warned) = self.warned.lock() {
+            for name in &applied.unknown {
+                if warned.insert(format!("unknown:{name}")) {
+                    tracing::warn!(tool = %name, "a tool override names a tool the server does not have; it is ignored");
+                }
+            }
+            for unusable in &applied.unusable {
+                if warned.insert(format!("unusable:{}", unusable.original_name)) {
+                    tracing::warn!(tool = %unusable.original_name, exposed = %unusable.exposed_name, reason = %unusable.reason, "tool left out: its name cannot be used (alias it in tool_overrides)");
+                }
+            }
+        }
+        let checkers = applied
+            .tools
+            .iter()
+            .map(|t| {
+                (
+                    t.name().to_owned(),
+                    ArgumentChecker::new(t.name(), t.descriptor().input_schema.clone()),
+                )
+            })
+            .collect();
+        Ok(Catalog {
+            tools: applied.tools,
+            checkers,
+            unknown_overrides: applied.unknown,
+            unusable: applied.unusable,
+        })
+    }
+
+    async fn refresh(&self, lease: &Lease<DynTransport>) -> Result<(), Error> {
+        let descriptors = lease.list_tools(self.config.tool_call_timeout).await?;
+        let catalog = Arc::new(self.build_catalog(descriptors)?);
+        if let Ok(mut slot) = self.catalog.write() {
+            *slot = catalog.clone();
+        }
+        tracing::info!(functions = catalog.tools.len(), "function list refreshed");
+        let _ = self.changes.send(ToolsChanged {
+            functions: Functions(catalog),
+        });
+        Ok(())
+    }
+}
 
 /// One MCP server's tools, exposed as functions that run in a session.
 ///
 /// Each session id gets its own MCP connection (its own server process, for
 /// stdio), opened on its first call and shared by its concurrent calls. Calls
-/// without a session id share the default session, which is also the one the
-/// tool list was read from.
+/// without a session id share the default session: the group's base client,
+/// which listed the tools, listens for `notifications/tools/list_changed`, and
+/// stays open for the group's lifetime.
 pub struct FunctionGroup {
-    registry: Registry<DynTransport>,
-    tools: ToolMap,
-    unknown_overrides: Vec<String>,
-    config: McpClientConfig,
+    shared: Arc<Shared>,
+    watcher: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for FunctionGroup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FunctionGroup")
-            .field("server", &self.registry.transport().description())
-            .field("tools", &self.tools.len())
-            .field("registry", &self.registry)
+            .field("server", &self.shared.registry.transport().description())
+            .field("functions", &self.functions())
+            .field("registry", &self.shared.registry)
             .finish()
+    }
+}
+
+impl Drop for FunctionGroup {
+    fn drop(&mut self) {
+        if let Some(watcher) = self.watcher.lock().ok().and_then(|mut w| w.take()) {
+            watcher.abort();
+        }
     }
 }
 
 impl FunctionGroup {
     /// Validates `config`, connects the default session, lists the server's
-    /// tools (every page) and applies the tool overrides.
+    /// tools (every page) and applies the overrides and filters.
     pub async fn connect(config: McpClientConfig) -> Result<Self, Error> {
         config.validate()?;
         let transport = build_transport(&config)?;
@@ -66,46 +235,68 @@ impl FunctionGroup {
             .with_connect_timeout(config.tool_call_timeout)
             .with_full_policy(full_policy);
         let registry = Registry::new(transport, registry_config);
-        let descriptors = {
-            let lease = registry.acquire(&SessionId::default_session()).await?;
-            lease.list_tools(config.tool_call_timeout).await?
-        };
-        let applied = mcp_group_overrides::apply(descriptors, &config.tool_overrides)?;
-        Ok(Self {
+        let base = registry.acquire(&SessionId::default_session()).await?;
+        let descriptors = base.list_tools(config.tool_call_timeout).await?;
+        let shared = Shared {
             registry,
-            tools: applied.tools,
-            unknown_overrides: applied.unknown,
+            catalog: RwLock::new(Arc::new(Catalog {
+                tools: ToolMap::default(),
+                checkers: HashMap::new(),
+                unknown_overrides: Vec::new(),
+                unusable: Vec::new(),
+            })),
+            overrides: config.overrides(),
             config,
+            warned: Mutex::new(HashSet::new()),
+            changes: broadcast::channel(16).0,
+        };
+        let catalog = Arc::new(shared.build_catalog(descriptors)?);
+        if let Ok(mut slot) = shared.catalog.write() {
+            *slot = catalog;
+        }
+        let shared = Arc::new(shared);
+        let watcher = tokio::spawn(watch_tool_list(Arc::downgrade(&shared), base));
+        Ok(Self {
+            shared,
+            watcher: Mutex::new(Some(watcher)),
         })
     }
 
-    /// The exposed functions, sorted by name.
-    pub fn functions(&self) -> impl Iterator<Item = &ExposedTool> {
-        self.tools.iter()
+    /// The exposed functions now (a snapshot; see [`FunctionGroup::subscribe`]).
+    pub fn functions(&self) -> Functions {
+        Functions(self.shared.catalog())
     }
 
-    /// The function exposed as `name`.
-    pub fn function(&self, name: &str) -> Option<&ExposedTool> {
-        self.tools.get(name)
+    /// The function exposed as `name`, now.
+    pub fn function(&self, name: &str) -> Option<ExposedTool> {
+        self.shared.catalog().tools.get(name).cloned()
     }
 
     /// Override keys that named no tool of the server (ignored, as in the seed).
-    pub fn unknown_overrides(&self) -> &[String] {
-        &self.unknown_overrides
+    pub fn unknown_overrides(&self) -> Vec<String> {
+        self.shared.catalog().unknown_overrides.clone()
+    }
+
+    /// Notifications of function-list refreshes (after the server announced
+    /// `notifications/tools/list_changed`).
+    pub fn subscribe(&self) -> broadcast::Receiver<ToolsChanged> {
+        self.shared.changes.subscribe()
     }
 
     /// The configuration the group was built from.
     pub fn config(&self) -> &McpClientConfig {
-        &self.config
+        &self.shared.config
     }
 
     /// Calls the function exposed as `tool` in `session` (`None`: the shared
     /// default session) with `arguments` (a JSON object, or `null` for none).
     ///
-    /// A result the server flags with `isError` is returned as
-    /// [`McpError::ToolError`]. A call that may have reached the server is
-    /// never re-sent: if the connection broke, the error says so and the
-    /// session's next call opens a new connection.
+    /// The arguments are checked against the tool's input schema first; a
+    /// mismatch is [`McpError::InvalidArguments`] naming the field, and
+    /// nothing is sent. `null`s the schema forbids are dropped. A result the
+    /// server flags with `isError` is [`McpError::ToolError`]. A call that
+    /// may have reached the server is never re-sent: if the connection broke,
+    /// the error says so and the session's next call opens a new connection.
     ///
     /// # Cancel safety
     /// Dropping the future cancels the call (`notifications/cancelled` is
@@ -133,27 +324,10 @@ impl FunctionGroup {
     ) -> Result<ToolOutput, McpError> {
         let session = session.cloned().unwrap_or_default();
         tracing::Span::current().record("session", tracing::field::display(&session));
-        let function = self.tools.get(tool).ok_or_else(|| McpError::ToolNotFound {
-            name: tool.to_owned(),
-        })?;
-        let arguments = match arguments {
-            Value::Object(map) => map,
-            Value::Null => Default::default(),
-            other => {
-                return Err(McpError::InvalidArguments {
-                    tool: tool.to_owned(),
-                    field: None,
-                    reason: format!("arguments must be a JSON object, not {}", json_kind(&other)),
-                });
-            }
-        };
-        let lease = self.registry.acquire_as(&session, principal).await?;
+        let (original, arguments) = self.prepare(tool, arguments)?;
+        let lease = self.shared.registry.acquire_as(&session, principal).await?;
         let result = lease
-            .call_tool(
-                function.original_name(),
-                arguments,
-                self.config.tool_call_timeout,
-            )
+            .call_tool(&original, arguments, self.shared.config.tool_call_timeout)
             .await;
         match result {
             Ok(output) if output.is_error() => Err(McpError::ToolError {
@@ -170,9 +344,37 @@ impl FunctionGroup {
         }
     }
 
+    /// Resolves the exposed name and checks the arguments: everything a call
+    /// does before it touches a session.
+    fn prepare(&self, tool: &str, arguments: Value) -> Result<(String, JsonObject), McpError> {
+        let catalog = self.shared.catalog();
+        let function = catalog
+            .tools
+            .get(tool)
+            .ok_or_else(|| McpError::ToolNotFound {
+                name: tool.to_owned(),
+            })?;
+        let arguments = match arguments {
+            Value::Object(map) => map,
+            Value::Null => JsonObject::new(),
+            other => {
+                return Err(McpError::InvalidArguments {
+                    tool: tool.to_owned(),
+                    field: None,
+                    reason: format!("arguments must be a JSON object, not {}", json_kind(&other)),
+                });
+            }
+        };
+        let arguments = match catalog.checkers.get(tool) {
+            Some(checker) => checker.prepare(tool, arguments)?,
+            None => arguments,
+        };
+        Ok((function.original_name().to_owned(), arguments))
+    }
+
     /// Leases `session`'s connection (opening it if needed) for direct use.
     pub async fn lease(&self, session: &SessionId) -> Result<Lease<DynTransport>, McpError> {
-        self.registry.acquire(session).await
+        self.shared.registry.acquire(session).await
     }
 
     /// Pings the server in `session` and returns the round-trip time.
@@ -180,7 +382,7 @@ impl FunctionGroup {
         let session = session.cloned().unwrap_or_default();
         let lease = self.lease(&session).await?;
         let started = tokio::time::Instant::now();
-        match lease.ping(self.config.tool_call_timeout).await {
+        match lease.ping(self.shared.config.tool_call_timeout).await {
             Ok(()) => Ok(started.elapsed()),
             Err(error) => {
                 if error.is_connection_lost() {
@@ -192,25 +394,74 @@ impl FunctionGroup {
     }
 
     /// Closes sessions unused for `max_age` (`None`: `session_idle_timeout`)
-    /// and returns how many were closed. Sessions with calls in flight are kept.
+    /// and returns how many were closed. Sessions with calls in flight, and
+    /// the default session, are kept.
     pub async fn cleanup_sessions(&self, max_age: Option<Duration>) -> usize {
-        self.registry.cleanup_sessions(max_age).await
+        self.shared.registry.cleanup_sessions(max_age).await
     }
 
-    /// The number of open sessions.
+    /// The number of open sessions (the default session included).
     pub fn session_count(&self) -> usize {
-        self.registry.session_count()
+        self.shared.registry.session_count()
     }
 
     /// The session registry's counters.
     pub fn stats(&self) -> RegistryStats {
-        self.registry.stats()
+        self.shared.registry.stats()
     }
 
     /// Refuses new calls, waits briefly for calls in flight, and closes every
     /// session's connection (for stdio: every server process is reaped).
     pub async fn shutdown(&self) {
-        self.registry.shutdown(SHUTDOWN_GRACE).await;
+        if let Some(watcher) = self.watcher.lock().ok().and_then(|mut w| w.take()) {
+            watcher.abort();
+            // The watcher holds the default session's lease: let it go first.
+            let _ = watcher.await;
+        }
+        self.shared.registry.shutdown(SHUTDOWN_GRACE).await;
+    }
+}
+
+/// Keeps the default session's lease (the base client) and refreshes the
+/// function list whenever its server announces a tool-list change. If the
+/// base connection dies, it is replaced. Holds only a `Weak` to the group.
+async fn watch_tool_list(shared: std::sync::Weak<Shared>, mut lease: Lease<DynTransport>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut changes = lease.tools_changed();
+        if changes.changed().await.is_ok() {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            if let Err(error) = shared.refresh(&lease).await {
+                tracing::warn!(%error, "refreshing the function list failed; keeping the old one");
+            }
+            continue;
+        }
+        // The base connection is gone: replace it.
+        lease.invalidate();
+        loop {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            match shared.registry.acquire(&SessionId::default_session()).await {
+                Ok(new) => {
+                    lease = new;
+                    backoff = Duration::from_millis(100);
+                    if let Err(error) = shared.refresh(&lease).await {
+                        tracing::warn!(%error, "refreshing the function list failed; keeping the old one");
+                    }
+                    break;
+                }
+                Err(McpError::Shutdown) => return,
+                Err(error) => {
+                    tracing::warn!(%error, ?backoff, "the default session cannot reconnect; retrying");
+                    drop(shared);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
     }
 }
 

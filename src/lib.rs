@@ -38,18 +38,19 @@
 //!
 //! With `default-features = false, features = ["stdio"]` no HTTP client is built.
 
+mod arguments;
 mod config;
 mod group;
 mod reconnect;
 
 pub use config::{ConfigError, McpClientConfig, ServerConfig, SessionLimitPolicy, TransportKind};
-pub use group::{FunctionGroup, build_transport};
+pub use group::{FunctionGroup, Functions, ToolsChanged, build_transport};
 #[doc(inline)]
 pub use mcp_group_core as core;
 pub use mcp_group_core::{Error as McpError, SessionId, ToolDescriptor, ToolOutput};
 #[doc(inline)]
 pub use mcp_group_overrides as overrides;
-pub use mcp_group_overrides::{ExposedTool, ToolOverride};
+pub use mcp_group_overrides::{ExposedTool, ToolOverride, UnusableTool};
 #[doc(inline)]
 pub use mcp_group_registry as registry;
 

@@ -269,14 +269,17 @@ async fn connect(
 
 fn list_tools(group: &FunctionGroup, detail: bool, json: bool) -> Result<(), BoxError> {
     let mut out = std::io::stdout().lock();
+    let functions = group.functions();
     if json {
-        let tools: Vec<Value> = group
-            .functions()
+        let tools: Vec<Value> = functions
+            .iter()
             .map(|f| {
                 json!({
                     "name": f.name(),
                     "original_name": f.original_name(),
+                    "aliased": f.is_aliased(),
                     "description": f.description(),
+                    "validates_arguments": functions.validates_arguments(f.name()),
                     "input_schema": &*f.descriptor().input_schema,
                     "output_schema": f.descriptor().output_schema.as_deref(),
                 })
@@ -285,9 +288,15 @@ fn list_tools(group: &FunctionGroup, detail: bool, json: bool) -> Result<(), Box
         writeln!(out, "{}", serde_json::to_string_pretty(&tools)?)?;
         return Ok(());
     }
-    for f in group.functions() {
+    for f in &functions {
         if !detail {
-            writeln!(out, "{}", f.name())?;
+            let alias = if f.is_aliased() {
+                format!(" (server name: {})", f.original_name())
+            } else {
+                String::new()
+            };
+            let description = f.description().and_then(|d| d.lines().next()).unwrap_or("");
+            writeln!(out, "{}{alias}\t{description}", f.name())?;
             continue;
         }
         write!(out, "{}", f.name())?;

@@ -47,10 +47,56 @@ fn stderr(output: &Output) -> String {
 }
 
 #[test]
-fn tools_list_prints_the_names() {
+fn tools_list_prints_names_and_descriptions() {
     let out = run(&["tools", "list", "--stdio", &demo_server()], None);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "add\necho\nfail\nsleep\nwhoami\n");
+    let text = stdout(&out);
+    let names: Vec<&str> = text
+        .lines()
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    assert_eq!(names, ["add", "echo", "fail", "sleep", "whoami"]);
+    assert!(text.contains("echo\tEcho the message back"), "{text}");
+}
+
+#[test]
+fn tools_list_shows_aliases_with_the_server_name() {
+    let dir = std::env::temp_dir().join(format!("mcp-group-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("alias.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "exclude = [\"s*\"]\n[server]\ntransport = \"stdio\"\ncommand = {BIN:?}\nargs = [\"demo-server\"]\n\
+             [tool_overrides.add]\nalias = \"add_numbers\"\ndescription = \"Adds.\"\n"
+        ),
+    )
+    .unwrap();
+    let out = run(
+        &["tools", "list", "--config", config.to_str().unwrap()],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("add_numbers (server name: add)\tAdds.\n"),
+        "{text}"
+    );
+    assert!(!text.contains("sleep"), "excluded: {text}");
+    let out = run(
+        &[
+            "tools",
+            "call",
+            "add_numbers",
+            "--args",
+            r#"{"a":1,"b":2}"#,
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(stdout(&out), "3\n", "{}", stderr(&out));
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

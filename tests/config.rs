@@ -229,3 +229,18 @@ fn errors_name_the_field_in_their_message() {
         "invalid config field `server.url`: required for transport \"streamable-http\""
     );
 }
+
+#[test]
+fn filters_and_prefix_load_and_bad_ones_are_rejected() {
+    let config = McpClientConfig::from_toml_str(&format!(
+        "include = [\"search_*\"]\nexclude = [\"*_debug\"]\nname_prefix = \"gh_\"\n{STDIO}"
+    ))
+    .unwrap();
+    assert_eq!(config.include, ["search_*"]);
+    assert_eq!(config.exclude, ["*_debug"]);
+    assert_eq!(config.name_prefix.as_deref(), Some("gh_"));
+    let bad_glob = McpClientConfig::from_toml_str(&format!("include = [\"[oops\"]\n{STDIO}"));
+    assert_eq!(invalid_field(bad_glob), "include/exclude");
+    let bad_prefix = McpClientConfig::from_toml_str(&format!("name_prefix = \"a b\"\n{STDIO}"));
+    assert_eq!(invalid_field(bad_prefix), "name_prefix");
+}

@@ -38,10 +38,12 @@ pub trait Cleanup: Send + 'static {
     async fn cleanup(self: Box<Self>);
 }
 
-/// The client side of the handshake: what we tell the server about ourselves.
+/// The client side of the handshake — what we tell the server about
+/// ourselves — and the handler of what the server sends unasked.
 #[derive(Debug, Clone)]
 pub struct ClientAgent {
     info: ClientConfig,
+    tools_changed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl ClientAgent {
@@ -56,7 +58,10 @@ impl ClientAgent {
             Implementation::new("mcp-group", env!("CARGO_PKG_VERSION")),
         )
         .with_protocol_version(ProtocolVersion::V_2025_11_25);
-        Self { info }
+        Self {
+            info,
+            tools_changed: Arc::new(tokio::sync::watch::Sender::new(0)),
+        }
     }
 }
 
@@ -69,6 +74,11 @@ impl Default for ClientAgent {
 impl ClientHandler for ClientAgent {
     fn get_info(&self) -> ClientConfig {
         self.info.clone()
+    }
+
+    async fn on_tool_list_changed(&self, _context: rmcp::service::NotificationContext<RoleClient>) {
+        tracing::debug!("server says its tool list changed");
+        self.tools_changed.send_modify(|version| *version += 1);
     }
 }
 
@@ -85,6 +95,7 @@ pub struct Connection {
     service: Mutex<Option<RunningService<RoleClient, ClientAgent>>>,
     cleanup: Mutex<Option<Box<dyn Cleanup>>>,
     closed: AtomicBool,
+    tools_changed: tokio::sync::watch::Receiver<u64>,
 }
 
 impl fmt::Debug for Connection {
@@ -116,13 +127,12 @@ impl Connection {
         E: std::error::Error + Send + Sync + 'static,
     {
         let endpoint: String = endpoint.into();
-        let service = ClientAgent::new()
-            .serve(transport)
-            .await
-            .map_err(|e| Error::Handshake {
-                endpoint: endpoint.clone(),
-                source: Box::new(e),
-            })?;
+        let agent = ClientAgent::new();
+        let tools_changed = agent.tools_changed.subscribe();
+        let service = agent.serve(transport).await.map_err(|e| Error::Handshake {
+            endpoint: endpoint.clone(),
+            source: Box::new(e),
+        })?;
         let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(connection = id, %endpoint, "MCP connection established");
         Ok(Self {
@@ -132,6 +142,7 @@ impl Connection {
             service: Mutex::new(Some(service)),
             cleanup: Mutex::new(None),
             closed: AtomicBool::new(false),
+            tools_changed,
         })
     }
 
@@ -167,6 +178,15 @@ impl Connection {
     /// Two atomic loads: cheap enough for every call's hot path.
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire) || self.peer.is_transport_closed()
+    }
+
+    /// A receiver that changes each time the server sends
+    /// `notifications/tools/list_changed`; it reports an error once the
+    /// connection is gone.
+    pub fn tools_changed(&self) -> tokio::sync::watch::Receiver<u64> {
+        let mut receiver = self.tools_changed.clone();
+        receiver.mark_unchanged();
+        receiver
     }
 
     /// Lists every tool the server offers, following pagination to the end.

@@ -1,0 +1,347 @@
+//! Arguments checked against the tool's input schema before anything is sent.
+
+use std::sync::Arc;
+
+use mcp_group_core::JsonObject;
+use serde_json::Value;
+
+use crate::McpError;
+
+/// How deep `$ref` chains are followed when deciding whether `null` is allowed.
+const MAX_REF_DEPTH: usize = 32;
+
+/// One tool's argument checker: its compiled input schema, if it compiles.
+pub(crate) struct ArgumentChecker {
+    schema: Arc<JsonObject>,
+    validator: Option<jsonschema::Validator>,
+}
+
+impl ArgumentChecker {
+    /// Compiles `schema` (drafts 4 to 2020-12, by its `$schema`; 2020-12 when
+    /// absent). A schema that does not compile is reported and validation is
+    /// skipped for that tool: it stays listed and callable.
+    pub(crate) fn new(tool: &str, schema: Arc<JsonObject>) -> Self {
+        let value = Value::Object((*schema).clone());
+        let validator = match jsonschema::options()
+            .should_validate_formats(false)
+            .build(&value)
+        {
+            Ok(validator) => Some(validator),
+            Err(error) => {
+                tracing::warn!(tool, %error, "the tool's input schema does not compile; its arguments are not checked");
+                None
+            }
+        };
+        Self { schema, validator }
+    }
+
+    /// Whether arguments are checked (the schema compiled).
+    pub(crate) fn validates(&self) -> bool {
+        self.validator.is_some()
+    }
+
+    /// Drops `null` values the schema forbids (servers reject them; the seed
+    /// drops every null, which loses nullable fields), then validates.
+    pub(crate) fn prepare(
+        &self,
+        tool: &str,
+        mut arguments: JsonObject,
+    ) -> Result<JsonObject, McpError> {
+        let properties = self.schema.get("properties").and_then(Value::as_object);
+        arguments.retain(|name, value| {
+            if !value.is_null() {
+                return true;
+            }
+            match properties.and_then(|p| p.get(name)) {
+                Some(property) => allows_null(property, &self.schema, 0),
+                None => true,
+            }
+        });
+        let Some(validator) = &self.validator else {
+            return Ok(arguments);
+        };
+        let instance = Value::Object(arguments);
+        let mut errors = validator.iter_errors(&instance).peekable();
+        if errors.peek().is_none() {
+            drop(errors);
+            return match instance {
+                Value::Object(arguments) => Ok(arguments),
+                _ => Ok(JsonObject::new()),
+            };
+        }
+        let mut field = None;
+        let mut reasons = Vec::new();
+        for error in errors {
+            let path = error
+                .instance_path()
+                .as_str()
+                .trim_start_matches('/')
+                .to_owned();
+            let name = match error.kind() {
+                jsonschema::error::ValidationErrorKind::Required { property } => {
+                    let property = property
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| property.to_string());
+                    if path.is_empty() {
+                        property
+                    } else {
+                        format!("{path}/{property}")
+                    }
+                }
+                _ => path,
+            };
+            let reason = if name.is_empty() {
+                error.to_string()
+            } else {
+                format!("`{name}`: {error}")
+            };
+            field.get_or_insert(name);
+            reasons.push(reason);
+        }
+        Err(McpError::InvalidArguments {
+            tool: tool.to_owned(),
+            field: field.filter(|f| !f.is_empty()),
+            reason: reasons.join("; "),
+        })
+    }
+}
+
+/// Whether `schema` accepts `null`, following local `$ref`s into `root`.
+/// Unknown or unresolvable constructs are taken to allow it (keep the value
+/// and let the server decide) — only a provable "no" drops a null.
+fn allows_null(schema: &Value, root: &JsonObject, depth: usize) -> bool {
+    if depth > MAX_REF_DEPTH {
+        return true;
+    }
+    let object = match schema {
+        Value::Bool(allowed) => return *allowed,
+        Value::Object(object) => object,
+        _ => return true,
+    };
+    // (OpenAPI's `nullable` is not JSON Schema: the validator would refuse
+    // the null anyway, so it is not honoured here either.)
+    let type_ok = match object.get("type") {
+        None => true,
+        Some(Value::String(t)) => t == "null",
+        Some(Value::Array(types)) => types.iter().any(|t| t == "null"),
+        Some(_) => true,
+    };
+    let enum_ok = match object.get("enum") {
+        Some(Value::Array(values)) => values.iter().any(Value::is_null),
+        _ => true,
+    };
+    let const_ok = object.get("const").is_none_or(Value::is_null);
+    let any_ok = |key: &str| match object.get(key) {
+        Some(Value::Array(branches)) => branches.iter().any(|b| allows_null(b, root, depth + 1)),
+        _ => true,
+    };
+    let all_ok = match object.get("allOf") {
+        Some(Value::Array(branches)) => branches.iter().all(|b| allows_null(b, root, depth + 1)),
+        _ => true,
+    };
+    let ref_ok = match object.get("$ref").and_then(Value::as_str) {
+        Some(reference) => match resolve_local(reference, root) {
+            Some(target) => allows_null(target, root, depth + 1),
+            None => true,
+        },
+        None => true,
+    };
+    type_ok && enum_ok && const_ok && any_ok("anyOf") && any_ok("oneOf") && all_ok && ref_ok
+}
+
+/// Resolves `#/a/b` against the root schema.
+fn resolve_local<'a>(reference: &str, root: &'a JsonObject) -> Option<&'a Value> {
+    let pointer = reference.strip_prefix('#')?;
+    if pointer.is_empty() {
+        return None;
+    }
+    let mut parts = pointer.trim_start_matches('/').split('/');
+    let first = parts.next()?;
+    let mut node = root.get(&unescape(first))?;
+    for part in parts {
+        node = match node {
+            Value::Object(map) => map.get(&unescape(part))?,
+            Value::Array(items) => items.get(part.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(node)
+}
+
+fn unescape(token: &str) -> String {
+    token.replace("~1", "/").replace("~0", "~")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn checker(schema: Value) -> ArgumentChecker {
+        match schema {
+            Value::Object(map) => ArgumentChecker::new("t", Arc::new(map)),
+            _ => panic!("schema must be an object"),
+        }
+    }
+
+    fn args(value: Value) -> JsonObject {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    fn invalid(result: Result<JsonObject, McpError>) -> (Option<String>, String) {
+        match result {
+            Err(McpError::InvalidArguments { field, reason, .. }) => (field, reason),
+            other => panic!("expected invalid arguments, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let c = checker(json!({"type": "object", "properties": {"a": {"type": "number"}}}));
+        let (field, reason) = invalid(c.prepare("t", args(json!({"a": "two"}))));
+        assert_eq!(field.as_deref(), Some("a"));
+        assert!(
+            reason.contains("`a`") && reason.contains("number"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn missing_required_field_names_it() {
+        let c = checker(
+            json!({"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]}),
+        );
+        let (field, reason) = invalid(c.prepare("t", JsonObject::new()));
+        assert_eq!(field.as_deref(), Some("message"));
+        assert!(reason.contains("message"), "{reason}");
+    }
+
+    #[test]
+    fn nested_fields_are_named_by_path() {
+        let c = checker(
+            json!({"type": "object", "properties": {"p": {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}}}),
+        );
+        let (field, _) = invalid(c.prepare("t", args(json!({"p": {}}))));
+        assert_eq!(field.as_deref(), Some("p/x"));
+        let (field, _) = invalid(c.prepare("t", args(json!({"p": {"x": 1.5}}))));
+        assert_eq!(field.as_deref(), Some("p/x"));
+    }
+
+    #[test]
+    fn valid_arguments_pass_unchanged() {
+        let c = checker(
+            json!({"type": "object", "properties": {"a": {"type": "number"}}, "required": ["a"]}),
+        );
+        assert_eq!(
+            c.prepare("t", args(json!({"a": 1}))).unwrap(),
+            args(json!({"a": 1}))
+        );
+    }
+
+    #[test]
+    fn integer_enums_refs_defs_allof_and_patterns_are_enforced() {
+        let c = checker(json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "$defs": {"level": {"type": "integer", "enum": [1, 2, 3]}},
+            "properties": {
+                "level": {"$ref": "#/$defs/level"},
+                "code": {"allOf": [{"type": "string"}, {"pattern": "^[A-Z]{3}$"}]}
+            }
+        }));
+        assert!(c.validates());
+        assert!(
+            c.prepare("t", args(json!({"level": 2, "code": "ABC"})))
+                .is_ok()
+        );
+        assert_eq!(
+            invalid(c.prepare("t", args(json!({"level": 4}))))
+                .0
+                .as_deref(),
+            Some("level")
+        );
+        assert_eq!(
+            invalid(c.prepare("t", args(json!({"code": "abc"}))))
+                .0
+                .as_deref(),
+            Some("code")
+        );
+    }
+
+    #[test]
+    fn draft_7_definitions_refs_work() {
+        let c = checker(json!({
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "type": "object",
+            "definitions": {"n": {"type": "integer"}},
+            "properties": {"n": {"$ref": "#/definitions/n"}}
+        }));
+        assert!(c.prepare("t", args(json!({"n": 1}))).is_ok());
+        assert!(c.prepare("t", args(json!({"n": "x"}))).is_err());
+    }
+
+    #[test]
+    fn a_schema_that_does_not_compile_skips_validation() {
+        let c = checker(json!({"type": "object", "properties": {"a": {"type": "not-a-type"}}}));
+        assert!(!c.validates());
+        assert_eq!(
+            c.prepare("t", args(json!({"a": 1}))).unwrap(),
+            args(json!({"a": 1}))
+        );
+    }
+
+    #[test]
+    fn nulls_the_schema_forbids_are_dropped_and_allowed_nulls_kept() {
+        let c = checker(json!({
+            "type": "object",
+            "$defs": {"maybe": {"type": ["string", "null"]}},
+            "properties": {
+                "plain": {"type": "string"},
+                "nullable_type": {"type": ["string", "null"]},
+                "any_of": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                "by_ref": {"$ref": "#/$defs/maybe"},
+                "openapi": {"type": "string", "nullable": true},
+                "anything": {},
+                "enum_no_null": {"enum": ["a", "b"]}
+            },
+            "required": ["nullable_type"]
+        }));
+        let prepared = c
+            .prepare(
+                "t",
+                args(json!({
+                    "plain": null, "nullable_type": null, "any_of": null, "by_ref": null,
+                    "openapi": null, "anything": null, "enum_no_null": null, "undeclared": null
+                })),
+            )
+            .unwrap();
+        let kept: Vec<&str> = prepared.keys().map(String::as_str).collect();
+        assert_eq!(
+            kept,
+            [
+                "any_of",
+                "anything",
+                "by_ref",
+                "nullable_type",
+                "undeclared"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_required_nullable_field_arrives_as_null_not_missing() {
+        let c = checker(
+            json!({"type": "object", "properties": {"x": {"type": ["integer", "null"]}}, "required": ["x"]}),
+        );
+        let prepared = c.prepare("t", args(json!({"x": null}))).unwrap();
+        assert_eq!(prepared.get("x"), Some(&Value::Null));
+    }
+
+    #[test]
+    fn ref_cycles_terminate() {
+        let root = args(json!({"$defs": {"a": {"$ref": "#/$defs/a"}}}));
+        assert!(allows_null(&json!({"$ref": "#/$defs/a"}), &root, 0));
+    }
+}
