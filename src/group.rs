@@ -99,6 +99,39 @@ impl IntoIterator for Functions {
     }
 }
 
+/// One function of a group: its description and schemas, and `call`.
+#[derive(Debug)]
+pub struct Function<'g> {
+    group: &'g FunctionGroup,
+    tool: ExposedTool,
+}
+
+impl Function<'_> {
+    /// Exposed name, description, server name, input and output schemas.
+    pub fn tool(&self) -> &ExposedTool {
+        &self.tool
+    }
+
+    /// The JSON Schema of the arguments, as the server sent it.
+    pub fn input_schema(&self) -> &JsonObject {
+        &self.tool.descriptor().input_schema
+    }
+
+    /// The JSON Schema of the structured result, if the server gave one.
+    pub fn output_schema(&self) -> Option<&JsonObject> {
+        self.tool.descriptor().output_schema.as_deref()
+    }
+
+    /// Calls it in `session` (`None`: the default session); see [`FunctionGroup::call`].
+    pub async fn call(
+        &self,
+        session: Option<&SessionId>,
+        arguments: Value,
+    ) -> Result<ToolOutput, McpError> {
+        self.group.call(session, self.tool.name(), arguments).await
+    }
+}
+
 /// Sent to [`FunctionGroup::subscribe`]rs after the function list was refreshed.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -270,6 +303,20 @@ impl FunctionGroup {
     /// The function exposed as `name`, now.
     pub fn function(&self, name: &str) -> Option<ExposedTool> {
         self.shared.catalog().tools.get(name).cloned()
+    }
+
+    /// A callable handle on the function exposed as `name`.
+    ///
+    /// ```no_run
+    /// # async fn run(group: mcp_group::FunctionGroup) -> Result<(), mcp_group::McpError> {
+    /// let echo = group.get("echo").expect("the server has echo");
+    /// println!("{}: {:?}", echo.tool().name(), echo.tool().description());
+    /// let output = echo.call(None, serde_json::json!({"message": "hi"})).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn get(&self, name: &str) -> Option<Function<'_>> {
+        let tool = self.function(name)?;
+        Some(Function { group: self, tool })
     }
 
     /// Override keys that named no tool of the server (ignored, as in the seed).

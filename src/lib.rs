@@ -44,7 +44,7 @@ mod group;
 mod reconnect;
 
 pub use config::{ConfigError, McpClientConfig, ServerConfig, SessionLimitPolicy, TransportKind};
-pub use group::{FunctionGroup, Functions, ToolsChanged, build_transport};
+pub use group::{Function, FunctionGroup, Functions, ToolsChanged, build_transport};
 #[doc(inline)]
 pub use mcp_group_core as core;
 pub use mcp_group_core::{Error as McpError, SessionId, ToolDescriptor, ToolOutput};

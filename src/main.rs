@@ -307,9 +307,22 @@ fn list_tools(group: &FunctionGroup, detail: bool, json: bool) -> Result<(), Box
         if let Some(description) = f.description() {
             writeln!(out, "  {description}")?;
         }
+        writeln!(out, "  input schema:")?;
         let schema = serde_json::to_string_pretty(&*f.descriptor().input_schema)?;
         for line in schema.lines() {
             writeln!(out, "    {line}")?;
+        }
+        if let Some(output) = &f.descriptor().output_schema {
+            writeln!(out, "  output schema:")?;
+            for line in serde_json::to_string_pretty(&**output)?.lines() {
+                writeln!(out, "    {line}")?;
+            }
+        }
+        if !functions.validates_arguments(f.name()) {
+            writeln!(
+                out,
+                "  (its input schema does not compile: arguments are not checked)"
+            )?;
         }
     }
     Ok(())

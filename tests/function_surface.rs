@@ -322,3 +322,20 @@ async fn a_tool_list_change_refreshes_the_functions_and_notifies_subscribers() {
         .unwrap();
     group.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_function_handle_describes_and_calls_its_tool() {
+    let (group, state) = group_with(|_| {}).await;
+    let echo = group.get("echo").expect("echo is exposed");
+    assert_eq!(echo.tool().name(), "echo");
+    assert_eq!(echo.input_schema()["required"], json!(["message"]));
+    assert!(echo.output_schema().is_none());
+    let out = echo
+        .call(Some(&SessionId::new("s")), json!({"message": "hi"}))
+        .await
+        .unwrap();
+    assert_eq!(out.to_text(), r#"{"message":"hi"}"#);
+    assert_eq!(calls(&state), 1);
+    assert!(group.get("missing").is_none());
+    group.shutdown().await;
+}
