@@ -75,8 +75,9 @@ pub struct McpClientConfig {
 }
 
 /// Which server, over which transport. Fields that do not belong to the
-/// chosen transport are rejected by [`McpClientConfig::validate`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// chosen transport are rejected by [`McpClientConfig::validate`]. `Debug`
+/// redacts the values of credential-like headers and environment variables.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ServerConfig {
@@ -100,6 +101,24 @@ pub struct ServerConfig {
     /// streamable-http / sse: headers sent with every request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom_headers: Option<BTreeMap<String, String>>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use mcp_group_core::Redacted;
+        f.debug_struct("ServerConfig")
+            .field("transport", &self.transport)
+            .field("command", &self.command)
+            .field("args", &self.args)
+            .field("env", &self.env.as_ref().map(Redacted))
+            .field("cwd", &self.cwd)
+            .field("url", &self.url)
+            .field(
+                "custom_headers",
+                &self.custom_headers.as_ref().map(Redacted),
+            )
+            .finish()
+    }
 }
 
 impl ServerConfig {

@@ -101,8 +101,15 @@ struct ServerArgs {
     /// An HTTP server's URL.
     #[arg(long, group = "server_source")]
     url: Option<String>,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+/// How to reach a `--url` server (not part of the one-of server choice).
+#[derive(Debug, Args)]
+struct RemoteArgs {
     /// The transport for --url.
-    #[arg(long, requires = "url", default_value = "streamable-http", value_parser = ["streamable-http", "sse"])]
+    #[arg(long, default_value = "streamable-http", value_parser = ["streamable-http", "sse"])]
     transport: String,
 }
 
@@ -136,7 +143,9 @@ fn main() -> ExitCode {
 fn init_tracing(verbose: u8, server_mode: bool) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
-        0 => "warn",
+        // rmcp logs connection failures at ERROR from its worker task; our
+        // errors already carry them (with their cause), once.
+        0 => "warn,rmcp=off",
         1 => "debug",
         _ => "trace",
     };
@@ -247,7 +256,7 @@ fn config_from_args(server: &ServerArgs) -> Result<McpClientConfig, BoxError> {
         )));
     }
     if let Some(url) = &server.url {
-        let kind: TransportKind = server.transport.parse()?;
+        let kind: TransportKind = server.remote.transport.parse()?;
         return Ok(McpClientConfig::new(ServerConfig::remote(
             kind,
             url.clone(),

@@ -193,8 +193,32 @@ fn ping_reports_a_round_trip_time() {
 }
 
 #[test]
-fn http_transports_say_not_implemented_yet() {
-    let out = run(&["ping", "--url", "http://127.0.0.1:9/mcp"], None);
+fn an_unreachable_http_server_is_a_one_line_connect_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let out = run(&["ping", "--url", &url], None);
+    assert!(!out.status.success());
+    let expected = format!("error: could not connect to the MCP server at {url}");
+    assert!(stderr(&out).starts_with(&expected), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1);
+}
+
+#[test]
+fn the_sse_transport_says_not_implemented_yet() {
+    let out = run(
+        &[
+            "ping",
+            "--url",
+            "http://127.0.0.1:9/sse",
+            "--transport",
+            "sse",
+        ],
+        None,
+    );
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("not implemented yet"),

@@ -80,4 +80,6 @@ pub use error::{BoxError, Error};
 pub use rmcp;
 pub use rmcp::model::JsonObject;
 pub use transport::{DynTransport, Transport};
-pub use types::{ServerDescription, SessionId, ToolDescriptor, ToolOutput};
+pub use types::{
+    Redacted, ServerDescription, SessionId, ToolDescriptor, ToolOutput, is_secret_name,
+};

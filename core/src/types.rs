@@ -232,3 +232,37 @@ impl ToolOutput {
         self.result
     }
 }
+
+/// Whether a header or environment variable named `name` holds a credential,
+/// whose value must never be shown (`Debug`, logs): `authorization`,
+/// `proxy-authorization`, `cookie`, and any name containing `token`,
+/// `secret`, `key`, `auth` or `password` (case-insensitive).
+pub fn is_secret_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    matches!(
+        name.as_str(),
+        "authorization" | "proxy-authorization" | "cookie"
+    ) || ["token", "secret", "key", "auth", "password"]
+        .iter()
+        .any(|word| name.contains(word))
+}
+
+/// A map of names to values whose `Debug` redacts the secret ones.
+pub struct Redacted<'a>(pub &'a std::collections::BTreeMap<String, String>);
+
+impl fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                (
+                    k.as_str(),
+                    if is_secret_name(k) {
+                        "<redacted>"
+                    } else {
+                        v.as_str()
+                    },
+                )
+            }))
+            .finish()
+    }
+}

@@ -116,3 +116,70 @@ pub async fn wait_dead(pid: u32) -> bool {
     }
     true
 }
+
+/// A server process on a free loopback port, killed (and reaped) on drop.
+pub struct ServerProcess {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl ServerProcess {
+    /// Starts `command` with `PORT` set (and `{port}` in its arguments
+    /// replaced), then waits (bounded) until the port accepts connections.
+    pub fn start(program: &Path, args: &[&str], cwd: Option<&Path>) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut command = std::process::Command::new(program);
+        command
+            .args(args.iter().map(|a| a.replace("{port}", &port.to_string())))
+            .env("PORT", port.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
+        }
+        let child = command.spawn().expect("the server starts");
+        let server = Self { child, port };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{program:?} never listened on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `@modelcontextprotocol/server-everything` in `streamableHttp` or `sse` mode.
+pub fn server_everything_http(mode: &str) -> ServerProcess {
+    let dir =
+        require(fixtures_dir().join("npm/node_modules/@modelcontextprotocol/server-everything"));
+    ServerProcess::start(Path::new("node"), &["dist/index.js", mode], Some(&dir))
+}
+
+/// The Python streamable HTTP fixture.
+pub fn python_http_server() -> ServerProcess {
+    let python = require(fixtures_dir().join("venv/bin/python"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/py_http_server.py");
+    ServerProcess::start(
+        &python,
+        &[script.to_str().expect("utf-8 path"), "{port}"],
+        None,
+    )
+}

@@ -1,26 +1,52 @@
 //! The MCP streamable HTTP transport of [mcp-group].
 //!
-//! This crate holds the transport's configuration — the server URL and the
-//! custom headers every request carries — and its validation. Opening
-//! connections is not implemented yet: [`Transport::connect`] returns
-//! [`Error::NotImplemented`], never panics.
+//! Each connection is rmcp's streamable HTTP client (the `initialize`
+//! handshake, `Mcp-Session-Id`, SSE response streams with `Last-Event-ID`
+//! resumption, re-initialization when the server answers 404 to an expired
+//! session, and `DELETE` of the session on close) over one **shared** reqwest
+//! connection pool, so a thousand sessions do not mean a thousand pools.
+//! What this crate adds:
 //!
-//! ```
+//! - `custom_headers` from the configuration on every request, and a
+//!   per-session [`HeaderProvider`] (given the session id, the headers to add,
+//!   e.g. each end user's `Authorization: Bearer …`), so that every session's
+//!   client carries its own credentials;
+//! - secrets stay secret: header values are marked sensitive for the HTTP
+//!   stack, and [`HttpConfig`]'s `Debug` redacts credential-bearing headers
+//!   (`authorization`, `cookie`, `proxy-authorization`, any name containing
+//!   `token`, `secret`, `key` or `auth`);
+//! - connection failures (refused, reset) are reported as
+//!   [`Error::Connect`], which callers retry with backoff, distinct from a
+//!   server that answered but failed the handshake ([`Error::Handshake`]).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use mcp_group_core::{SessionId, Transport};
 //! use mcp_group_transport_http::{HttpConfig, StreamableHttpTransport};
 //!
-//! let config = HttpConfig::new("http://127.0.0.1:3001/mcp").unwrap();
-//! let transport = StreamableHttpTransport::new(config);
-//! assert_eq!(transport.config().url, "http://127.0.0.1:3001/mcp");
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = HttpConfig::new("http://127.0.0.1:3001/mcp")?.header("X-Team", "search");
+//! let transport = StreamableHttpTransport::new(config)
+//!     .with_header_provider(Arc::new(|session: &SessionId| {
+//!         vec![("authorization".to_owned(), format!("Bearer token-of-{session}"))]
+//!     }));
+//! let connection = transport.connect(&SessionId::new("alice")).await?;
+//! connection.close().await; // sends DELETE for the MCP session
+//! # Ok(()) }
 //! ```
 //!
 //! [mcp-group]: https://docs.rs/mcp-group
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, fmt, sync::Arc};
 
 use mcp_group_core::{Connection, Error, ServerDescription, SessionId, Transport};
+use reqwest::header::{HeaderName, HeaderValue};
+use rmcp::transport::{
+    StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
+};
 
 /// Where the server is and what every request carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HttpConfig {
     /// The server URL (`http://` or `https://`).
@@ -28,6 +54,31 @@ pub struct HttpConfig {
     /// Headers sent with every request.
     pub custom_headers: BTreeMap<String, String>,
 }
+
+impl fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: BTreeMap<&str, &str> = self
+            .custom_headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str(),
+                    if is_secret(k) {
+                        "<redacted>"
+                    } else {
+                        v.as_str()
+                    },
+                )
+            })
+            .collect();
+        f.debug_struct("HttpConfig")
+            .field("url", &self.url)
+            .field("custom_headers", &headers)
+            .finish()
+    }
+}
+
+pub use mcp_group_core::is_secret_name as is_secret;
 
 /// The URL is not one this transport can use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +96,16 @@ pub enum UrlError {
         /// The URL given.
         url: String,
     },
+}
+
+/// A header name or value cannot be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("header `{name}` cannot be sent: {reason}")]
+pub struct HeaderError {
+    /// The header's name.
+    pub name: String,
+    /// Why (never the value: it may be a secret).
+    pub reason: String,
 }
 
 impl HttpConfig {
@@ -71,30 +132,150 @@ impl HttpConfig {
     }
 }
 
+/// Headers for one session's requests — typically that end user's
+/// credentials. Called each time the session opens a connection.
+pub trait HeaderProvider: Send + Sync + 'static {
+    /// The headers to add for `session`, as `(name, value)` pairs.
+    fn headers(&self, session: &SessionId) -> Vec<(String, String)>;
+}
+
+impl<F> HeaderProvider for F
+where
+    F: Fn(&SessionId) -> Vec<(String, String)> + Send + Sync + 'static,
+{
+    fn headers(&self, session: &SessionId) -> Vec<(String, String)> {
+        self(session)
+    }
+}
+
+/// Converts headers for the HTTP stack, marking every value sensitive (so
+/// that nothing below us logs it).
+pub fn to_header_map<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<std::collections::HashMap<HeaderName, HeaderValue>, HeaderError> {
+    let mut map = std::collections::HashMap::new();
+    for (name, value) in headers {
+        let header = HeaderName::try_from(name).map_err(|e| HeaderError {
+            name: name.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let mut value = HeaderValue::try_from(value).map_err(|_| HeaderError {
+            name: name.to_owned(),
+            reason: "the value holds characters a header cannot".to_owned(),
+        })?;
+        value.set_sensitive(true);
+        map.insert(header, value);
+    }
+    Ok(map)
+}
+
 /// The MCP streamable HTTP transport.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StreamableHttpTransport {
     config: HttpConfig,
+    client: reqwest::Client,
+    provider: Option<Arc<dyn HeaderProvider>>,
+}
+
+impl fmt::Debug for StreamableHttpTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamableHttpTransport")
+            .field("config", &self.config)
+            .field("header_provider", &self.provider.is_some())
+            .finish()
+    }
 }
 
 impl StreamableHttpTransport {
-    /// A transport for `config`.
+    /// A transport for `config`, with its own connection pool shared by all
+    /// its connections.
     pub fn new(config: HttpConfig) -> Self {
-        Self { config }
+        // No redirects: following one would replay the session id and
+        // credentials to wherever it points (rmcp's default client follows
+        // same-origin 307/308 only; we keep it strict and simple).
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        Self {
+            config,
+            client,
+            provider: None,
+        }
+    }
+
+    /// Adds per-session headers.
+    pub fn with_header_provider(mut self, provider: Arc<dyn HeaderProvider>) -> Self {
+        self.provider = Some(provider);
+        self
     }
 
     /// The configuration.
     pub fn config(&self) -> &HttpConfig {
         &self.config
     }
+
+    fn transport_config(
+        &self,
+        session: &SessionId,
+    ) -> Result<StreamableHttpClientTransportConfig, Error> {
+        let session_headers = self
+            .provider
+            .as_ref()
+            .map(|p| p.headers(session))
+            .unwrap_or_default();
+        let headers = self
+            .config
+            .custom_headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(
+                session_headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            );
+        let custom_headers = to_header_map(headers).map_err(|e| Error::Connect {
+            endpoint: self.config.url.clone(),
+            source: Box::new(e),
+        })?;
+        let mut config = StreamableHttpClientTransportConfig::with_uri(self.config.url.as_str());
+        config.custom_headers = custom_headers;
+        config.reinit_on_expired_session = true;
+        Ok(config)
+    }
+}
+
+/// A failure to reach the server at all is `Connect` (worth retrying); an
+/// answer that breaks the handshake stays `Handshake`.
+fn classify(error: Error) -> Error {
+    match error {
+        Error::Handshake { endpoint, source } => {
+            let transport_level = source
+                .downcast_ref::<rmcp::service::ClientInitializeError>()
+                .is_some_and(|e| {
+                    matches!(
+                        e,
+                        rmcp::service::ClientInitializeError::TransportError { .. }
+                    )
+                });
+            if transport_level {
+                Error::Connect { endpoint, source }
+            } else {
+                Error::Handshake { endpoint, source }
+            }
+        }
+        other => other,
+    }
 }
 
 #[mcp_group_core::async_trait]
 impl Transport for StreamableHttpTransport {
-    async fn connect(&self, _session: &SessionId) -> Result<Connection, Error> {
-        Err(Error::NotImplemented {
-            transport: "streamable-http",
-        })
+    async fn connect(&self, session: &SessionId) -> Result<Connection, Error> {
+        let config = self.transport_config(session)?;
+        let transport = StreamableHttpClientTransport::with_client(self.client.clone(), config);
+        Connection::establish(transport, self.config.url.clone())
+            .await
+            .map_err(classify)
     }
 
     fn description(&self) -> ServerDescription {
@@ -131,19 +312,39 @@ mod tests {
         );
     }
 
+    #[test]
+    fn debug_redacts_credentials() {
+        let config = HttpConfig::new("http://h/mcp")
+            .unwrap()
+            .header("Authorization", "Bearer s3cr3t")
+            .header("X-Api-Key", "k3y")
+            .header("X-Team", "search");
+        let text = format!("{config:?}");
+        assert!(!text.contains("s3cr3t") && !text.contains("k3y"), "{text}");
+        assert!(text.contains("search"), "{text}");
+    }
+
+    #[test]
+    fn header_values_are_sensitive_and_bad_ones_named_without_their_value() {
+        let map = to_header_map([("authorization", "Bearer x")]).unwrap();
+        assert!(map.values().all(HeaderValue::is_sensitive));
+        let err = to_header_map([("x-bad", "line\nbreak-secret")]).unwrap_err();
+        assert_eq!(err.name, "x-bad");
+        assert!(!err.to_string().contains("secret"));
+    }
+
     #[tokio::test]
-    async fn connect_says_not_implemented_instead_of_panicking() {
-        let transport =
-            StreamableHttpTransport::new(HttpConfig::new("http://127.0.0.1:1/").unwrap());
-        let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::NotImplemented {
-                    transport: "streamable-http"
-                }
-            ),
-            "{err:?}"
+    async fn a_refused_connection_is_a_connect_error() {
+        // Bind and drop to find a port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let transport = StreamableHttpTransport::new(
+            HttpConfig::new(format!("http://127.0.0.1:{port}/mcp")).unwrap(),
         );
+        let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
+        assert!(matches!(err, Error::Connect { .. }), "{err:?}");
     }
 }
