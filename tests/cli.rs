@@ -208,23 +208,18 @@ fn an_unreachable_http_server_is_a_one_line_connect_error() {
 }
 
 #[test]
-fn the_sse_transport_says_not_implemented_yet() {
-    let out = run(
-        &[
-            "ping",
-            "--url",
-            "http://127.0.0.1:9/sse",
-            "--transport",
-            "sse",
-        ],
-        None,
-    );
+fn an_unreachable_sse_server_is_a_one_line_connect_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/sse");
+    let out = run(&["ping", "--url", &url, "--transport", "sse"], None);
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("not implemented yet"),
-        "{}",
-        stderr(&out)
-    );
+    let expected = format!("error: could not connect to the MCP server at {url}");
+    assert!(stderr(&out).starts_with(&expected), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1);
 }
 
 #[test]

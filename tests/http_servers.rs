@@ -179,3 +179,34 @@ async fn secret_header_values_never_appear_in_logs() {
         "a secret leaked into the logs: {leaks:#?}"
     );
 }
+
+#[cfg(feature = "sse")]
+#[tokio::test]
+async fn server_everything_over_legacy_sse_gives_exact_results() {
+    let server = server_everything_http("sse");
+    let group = FunctionGroup::connect(config(ServerConfig::remote(
+        TransportKind::Sse,
+        server.url("/sse"),
+    )))
+    .await
+    .unwrap();
+    assert!(group.functions().get("get-sum").is_some());
+    let a = SessionId::new("a");
+    let b = SessionId::new("b");
+    let echo = group
+        .call(Some(&a), "echo", json!({"message": "over sse"}))
+        .await
+        .unwrap();
+    assert_eq!(echo.to_text(), "Echo: over sse");
+    let sum = group
+        .call(Some(&b), "get-sum", json!({"a": 40, "b": 2}))
+        .await
+        .unwrap();
+    assert_eq!(sum.to_text(), "The sum of 40 and 2 is 42.");
+    assert_eq!(
+        group.stats().created,
+        3,
+        "default + two sessions, one stream each"
+    );
+    group.shutdown().await;
+}

@@ -1,45 +1,186 @@
-//! The legacy MCP HTTP+SSE (protocol 2024-11-05) transport of [mcp-group].
+//! The legacy MCP HTTP+SSE transport (protocol 2024-11-05) of [mcp-group].
 //!
-//! The configuration type, [`HttpConfig`], is shared with the streamable HTTP
-//! transport. Opening
-//! connections is not implemented yet: [`Transport::connect`] returns
-//! [`Error::NotImplemented`], never panics.
+//! A connection opens a `GET` event stream, waits for the server's `endpoint`
+//! event, then `POST`s each JSON-RPC message to that endpoint while reading
+//! the answers as `message` events from the stream. rmcp 3 has no client for
+//! this retired transport, so the exchange is written here, on reqwest (the
+//! same headers, redaction and pool rules as the streamable HTTP transport)
+//! and `sse-stream` for parsing the event stream — no hand-written SSE parser.
+//! Everything above the byte level (JSON-RPC, the handshake) is rmcp's.
 //!
-//! ```
+//! ```no_run
+//! use mcp_group_core::{SessionId, Transport};
 //! use mcp_group_transport_sse::{HttpConfig, SseTransport};
 //!
-//! let config = HttpConfig::new("http://127.0.0.1:3001/mcp").unwrap();
-//! let transport = SseTransport::new(config);
-//! assert_eq!(transport.config().url, "http://127.0.0.1:3001/mcp");
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let transport = SseTransport::new(HttpConfig::new("http://127.0.0.1:3001/sse")?);
+//! let connection = transport.connect(&SessionId::new("alice")).await?;
+//! connection.close().await; // drops the event stream
+//! # Ok(()) }
 //! ```
+//!
+//! # Cancel safety
+//! `connect` is cancel safe (dropping it drops the request and the stream).
+//! Reconnection after a dropped stream is the caller's: the connection ends,
+//! and the session's next call opens a new one.
 //!
 //! [mcp-group]: https://docs.rs/mcp-group
 
-use mcp_group_core::{Connection, Error, ServerDescription, SessionId, Transport};
-pub use mcp_group_transport_http::{HttpConfig, UrlError};
+use std::{pin::Pin, sync::Arc};
 
-/// The legacy MCP HTTP+SSE (protocol 2024-11-05) transport.
-#[derive(Debug, Clone)]
+use futures::{Stream, StreamExt};
+use mcp_group_core::{Connection, Error, ServerDescription, SessionId, Transport};
+pub use mcp_group_transport_http::{HeaderProvider, HttpConfig, UrlError};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
+use rmcp::{RoleClient, transport::Transport as RmcpTransport};
+
+/// What can fail on the wire.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SseError {
+    /// The HTTP request failed.
+    #[error("HTTP request failed")]
+    Http(#[source] reqwest::Error),
+    /// The server answered with a non-success status.
+    #[error("the server answered HTTP {status}")]
+    Status {
+        /// The status code.
+        status: u16,
+    },
+    /// The event stream ended before the `endpoint` event.
+    #[error("the event stream ended before the server sent its endpoint")]
+    NoEndpoint,
+    /// The `endpoint` event does not hold a usable URL.
+    #[error("the server's endpoint `{endpoint}` is not a URL")]
+    BadEndpoint {
+        /// What the server sent.
+        endpoint: String,
+    },
+    /// A header cannot be sent.
+    #[error(transparent)]
+    Header(#[from] mcp_group_transport_http::HeaderError),
+    /// A message could not be encoded.
+    #[error("cannot encode a JSON-RPC message")]
+    Encode(#[source] serde_json::Error),
+}
+
+type Events = Pin<Box<dyn Stream<Item = Result<sse_stream::Sse, sse_stream::Error>> + Send>>;
+
+/// The legacy HTTP+SSE transport.
+#[derive(Clone)]
 pub struct SseTransport {
     config: HttpConfig,
+    client: reqwest::Client,
+    provider: Option<Arc<dyn HeaderProvider>>,
+}
+
+impl std::fmt::Debug for SseTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SseTransport")
+            .field("config", &self.config)
+            .field("header_provider", &self.provider.is_some())
+            .finish()
+    }
 }
 
 impl SseTransport {
-    /// A transport for `config`.
+    /// A transport for `config`, with one connection pool for all its connections.
     pub fn new(config: HttpConfig) -> Self {
-        Self { config }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        Self {
+            config,
+            client,
+            provider: None,
+        }
+    }
+
+    /// Adds per-session headers.
+    pub fn with_header_provider(mut self, provider: Arc<dyn HeaderProvider>) -> Self {
+        self.provider = Some(provider);
+        self
     }
 
     /// The configuration.
     pub fn config(&self) -> &HttpConfig {
         &self.config
     }
+
+    fn headers(&self, session: &SessionId) -> Result<HeaderMap, SseError> {
+        let session_headers = self
+            .provider
+            .as_ref()
+            .map(|p| p.headers(session))
+            .unwrap_or_default();
+        let pairs = self
+            .config
+            .custom_headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(
+                session_headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            );
+        Ok(mcp_group_transport_http::to_header_map(pairs)?
+            .into_iter()
+            .collect())
+    }
+
+    /// Opens the event stream and waits for the endpoint.
+    async fn open(&self, session: &SessionId) -> Result<SseClient, SseError> {
+        let headers = self.headers(session)?;
+        let response = self
+            .client
+            .get(&self.config.url)
+            .headers(headers.clone())
+            .header(ACCEPT, "text/event-stream")
+            .send()
+            .await
+            .map_err(SseError::Http)?;
+        if !response.status().is_success() {
+            return Err(SseError::Status {
+                status: response.status().as_u16(),
+            });
+        }
+        let base = response.url().clone();
+        let mut events: Events = Box::pin(sse_stream::SseStream::from_bytes_stream(
+            response.bytes_stream(),
+        ));
+        let endpoint = loop {
+            match events.next().await {
+                Some(Ok(event)) if event.event.as_deref() == Some("endpoint") => {
+                    break event.data.unwrap_or_default();
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Err(SseError::NoEndpoint),
+            }
+        };
+        let post_url = base
+            .join(endpoint.trim())
+            .map_err(|_| SseError::BadEndpoint {
+                endpoint: endpoint.clone(),
+            })?;
+        tracing::debug!(%post_url, "SSE endpoint received");
+        Ok(SseClient {
+            client: self.client.clone(),
+            post_url,
+            headers,
+            events,
+        })
+    }
 }
 
 #[mcp_group_core::async_trait]
 impl Transport for SseTransport {
-    async fn connect(&self, _session: &SessionId) -> Result<Connection, Error> {
-        Err(Error::NotImplemented { transport: "sse" })
+    async fn connect(&self, session: &SessionId) -> Result<Connection, Error> {
+        let client = self.open(session).await.map_err(|e| Error::Connect {
+            endpoint: self.config.url.clone(),
+            source: Box::new(e),
+        })?;
+        Connection::establish(client, self.config.url.clone()).await
     }
 
     fn description(&self) -> ServerDescription {
@@ -50,17 +191,82 @@ impl Transport for SseTransport {
     }
 }
 
+/// One open HTTP+SSE exchange, as an rmcp transport.
+struct SseClient {
+    client: reqwest::Client,
+    post_url: reqwest::Url,
+    headers: HeaderMap,
+    events: Events,
+}
+
+impl RmcpTransport<RoleClient> for SseClient {
+    type Error = SseError;
+
+    fn send(
+        &mut self,
+        item: rmcp::service::TxJsonRpcMessage<RoleClient>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        let request = self
+            .client
+            .post(self.post_url.clone())
+            .headers(self.headers.clone())
+            .header(CONTENT_TYPE, "application/json");
+        async move {
+            let body = serde_json::to_vec(&item).map_err(SseError::Encode)?;
+            let response = request.body(body).send().await.map_err(SseError::Http)?;
+            if !response.status().is_success() {
+                return Err(SseError::Status {
+                    status: response.status().as_u16(),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    async fn receive(&mut self) -> Option<rmcp::service::RxJsonRpcMessage<RoleClient>> {
+        loop {
+            match self.events.next().await? {
+                Ok(event) => {
+                    if event.event.as_deref().is_some_and(|e| e != "message") {
+                        continue;
+                    }
+                    let Some(data) = event.data else { continue };
+                    match serde_json::from_str(&data) {
+                        Ok(message) => return Some(message),
+                        Err(error) => {
+                            tracing::warn!(%error, "ignoring an SSE message that is not JSON-RPC");
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "the SSE stream failed");
+                    return None;
+                }
+            }
+        }
+    }
+
+    async fn close(&mut self) -> Result<(), Self::Error> {
+        // Ending the stream ends the session on the server's side.
+        self.events = Box::pin(futures::stream::empty());
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn connect_says_not_implemented_instead_of_panicking() {
-        let transport = SseTransport::new(HttpConfig::new("http://127.0.0.1:1/sse").unwrap());
+    async fn a_refused_connection_is_a_connect_error() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let transport =
+            SseTransport::new(HttpConfig::new(format!("http://127.0.0.1:{port}/sse")).unwrap());
         let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
-        assert!(
-            matches!(err, Error::NotImplemented { transport: "sse" }),
-            "{err:?}"
-        );
+        assert!(matches!(err, Error::Connect { .. }), "{err:?}");
     }
 }
