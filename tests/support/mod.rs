@@ -183,3 +183,13 @@ pub fn python_http_server() -> ServerProcess {
         None,
     )
 }
+
+/// Our fault-injecting streamable HTTP server (Python standard library only).
+pub fn fault_server() -> ServerProcess {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fault_server.py");
+    ServerProcess::start(
+        Path::new("python3"),
+        &[script.to_str().expect("utf-8 path"), "{port}"],
+        None,
+    )
+}
