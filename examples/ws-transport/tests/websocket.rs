@@ -1,0 +1,127 @@
+//! The WebSocket transport against a WebSocket MCP server of ours (an rmcp
+//! server behind tokio-tungstenite), through `mcp-group-core` only.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt, future::ready};
+use mcp_group_core::{Error, SessionId, Transport};
+use mcp_group_example_ws_transport::WebSocketTransport;
+use rmcp::{
+    RoleServer, ServerHandler, ServiceExt,
+    handler::server::{router::tool::ToolRouter, wrapper::Parameters},
+    model::{ServerCapabilities, ServerConfig},
+    service::{RxJsonRpcMessage, TxJsonRpcMessage},
+    tool, tool_handler, tool_router,
+};
+use tokio_tungstenite::tungstenite::{self, Message};
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct Echo {
+    message: String,
+}
+
+#[derive(Clone)]
+struct EchoServer {
+    tool_router: ToolRouter<Self>,
+}
+
+#[tool_router]
+impl EchoServer {
+    #[tool(description = "Echo the message")]
+    async fn echo(&self, Parameters(Echo { message }): Parameters<Echo>) -> String {
+        format!("Echo: {message}")
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for EchoServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+}
+
+/// Serves MCP over WebSocket on a free loopback port; one rmcp server per socket.
+async fn start_server() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // Agree to the `mcp` subprotocol the client asks for.
+                let agree =
+                    |_request: &tungstenite::handshake::server::Request,
+                     mut response: tungstenite::handshake::server::Response| {
+                        response.headers_mut().insert(
+                            "Sec-WebSocket-Protocol",
+                            tungstenite::http::HeaderValue::from_static("mcp"),
+                        );
+                        Ok(response)
+                    };
+                let Ok(socket) = tokio_tungstenite::accept_hdr_async(stream, agree).await else {
+                    return;
+                };
+                let (write, read) = socket.split();
+                let sink = write.with(|m: TxJsonRpcMessage<RoleServer>| {
+                    ready(
+                        serde_json::to_string(&m)
+                            .map(Message::text)
+                            .map_err(|e| tungstenite::Error::Io(std::io::Error::other(e))),
+                    )
+                });
+                let stream = read.filter_map(|frame| {
+                    ready(match frame {
+                        Ok(Message::Text(t)) => {
+                            serde_json::from_str::<RxJsonRpcMessage<RoleServer>>(t.as_str()).ok()
+                        }
+                        _ => None,
+                    })
+                });
+                let server = EchoServer {
+                    tool_router: EchoServer::tool_router(),
+                };
+                if let Ok(running) = server.serve((Box::pin(sink), stream)).await {
+                    let _ = running.waiting().await;
+                }
+            });
+        }
+    });
+    format!("ws://127.0.0.1:{port}/mcp")
+}
+
+#[tokio::test]
+async fn lists_and_calls_tools_over_websocket() {
+    let url = start_server().await;
+    let transport = WebSocketTransport::new(url);
+    let a = transport.connect(&SessionId::new("a")).await.unwrap();
+    let b = transport.connect(&SessionId::new("b")).await.unwrap();
+    assert_ne!(a.id(), b.id(), "one socket per session");
+    let tools = a.list_tools(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        tools.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        ["echo"]
+    );
+    let args = serde_json::json!({"message": "over ws"})
+        .as_object()
+        .cloned()
+        .unwrap();
+    let out = b
+        .call_tool("echo", args, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(out.to_text(), "Echo: over ws");
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn nothing_listening_is_a_connect_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let transport = WebSocketTransport::new(format!("ws://127.0.0.1:{port}/mcp"));
+    let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+}
