@@ -123,6 +123,23 @@ async fn a_server_that_never_answers_times_out() {
         ),
         "{err:?}"
     );
+    // The abandoned request is cancelled on the wire.
+    let mut cancelled = false;
+    for _ in 0..100 {
+        if log(&server)
+            .iter()
+            .any(|e| e["rpc"] == "notifications/cancelled")
+        {
+            cancelled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        cancelled,
+        "notifications/cancelled was sent: {:#?}",
+        log(&server)
+    );
     // The session is still usable.
     let out = group
         .call(
