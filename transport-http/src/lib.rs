@@ -169,30 +169,29 @@ pub fn to_header_map<'a>(
     Ok(map)
 }
 
-/// The MCP streamable HTTP transport.
+/// What every HTTP-based transport of a server shares: the configuration,
+/// one connection pool (no redirects: following one would replay the session
+/// id and credentials to wherever it points), and the per-session headers.
+/// The SSE transport builds on it too.
 #[derive(Clone)]
-pub struct StreamableHttpTransport {
+pub struct HttpEndpoint {
     config: HttpConfig,
     client: reqwest::Client,
     provider: Option<Arc<dyn HeaderProvider>>,
 }
 
-impl fmt::Debug for StreamableHttpTransport {
+impl fmt::Debug for HttpEndpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StreamableHttpTransport")
+        f.debug_struct("HttpEndpoint")
             .field("config", &self.config)
             .field("header_provider", &self.provider.is_some())
             .finish()
     }
 }
 
-impl StreamableHttpTransport {
-    /// A transport for `config`, with its own connection pool shared by all
-    /// its connections.
+impl HttpEndpoint {
+    /// An endpoint for `config`, with its own connection pool.
     pub fn new(config: HttpConfig) -> Self {
-        // No redirects: following one would replay the session id and
-        // credentials to wherever it points (rmcp's default client follows
-        // same-origin 307/308 only; we keep it strict and simple).
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -215,16 +214,22 @@ impl StreamableHttpTransport {
         &self.config
     }
 
-    fn transport_config(
+    /// The shared connection pool.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// The configured headers plus `session`'s own, all marked sensitive.
+    pub fn headers(
         &self,
         session: &SessionId,
-    ) -> Result<StreamableHttpClientTransportConfig, Error> {
+    ) -> Result<std::collections::HashMap<HeaderName, HeaderValue>, HeaderError> {
         let session_headers = self
             .provider
             .as_ref()
             .map(|p| p.headers(session))
             .unwrap_or_default();
-        let headers = self
+        let pairs = self
             .config
             .custom_headers
             .iter()
@@ -234,11 +239,46 @@ impl StreamableHttpTransport {
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_str())),
             );
-        let custom_headers = to_header_map(headers).map_err(|e| Error::Connect {
-            endpoint: self.config.url.clone(),
+        to_header_map(pairs)
+    }
+}
+
+/// The MCP streamable HTTP transport.
+#[derive(Clone, Debug)]
+pub struct StreamableHttpTransport {
+    endpoint: HttpEndpoint,
+}
+
+impl StreamableHttpTransport {
+    /// A transport for `config`, with its own connection pool shared by all
+    /// its connections.
+    pub fn new(config: HttpConfig) -> Self {
+        Self {
+            endpoint: HttpEndpoint::new(config),
+        }
+    }
+
+    /// Adds per-session headers.
+    pub fn with_header_provider(mut self, provider: Arc<dyn HeaderProvider>) -> Self {
+        self.endpoint = self.endpoint.with_header_provider(provider);
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HttpConfig {
+        self.endpoint.config()
+    }
+
+    fn transport_config(
+        &self,
+        session: &SessionId,
+    ) -> Result<StreamableHttpClientTransportConfig, Error> {
+        let url = &self.endpoint.config().url;
+        let custom_headers = self.endpoint.headers(session).map_err(|e| Error::Connect {
+            endpoint: url.clone(),
             source: Box::new(e),
         })?;
-        let mut config = StreamableHttpClientTransportConfig::with_uri(self.config.url.as_str());
+        let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
         config.custom_headers = custom_headers;
         config.reinit_on_expired_session = true;
         Ok(config)
@@ -272,8 +312,9 @@ fn classify(error: Error) -> Error {
 impl Transport for StreamableHttpTransport {
     async fn connect(&self, session: &SessionId) -> Result<Connection, Error> {
         let config = self.transport_config(session)?;
-        let transport = StreamableHttpClientTransport::with_client(self.client.clone(), config);
-        Connection::establish(transport, self.config.url.clone())
+        let transport =
+            StreamableHttpClientTransport::with_client(self.endpoint.client().clone(), config);
+        Connection::establish(transport, self.config().url.clone())
             .await
             .map_err(classify)
     }
@@ -281,7 +322,7 @@ impl Transport for StreamableHttpTransport {
     fn description(&self) -> ServerDescription {
         ServerDescription {
             transport: "streamable-http",
-            endpoint: self.config.url.clone(),
+            endpoint: self.config().url.clone(),
         }
     }
 }

@@ -30,7 +30,7 @@ use std::{pin::Pin, sync::Arc};
 
 use futures::{Stream, StreamExt};
 use mcp_group_core::{Connection, Error, ServerDescription, SessionId, Transport};
-pub use mcp_group_transport_http::{HeaderProvider, HttpConfig, UrlError};
+pub use mcp_group_transport_http::{HeaderProvider, HttpConfig, HttpEndpoint, UrlError};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
 use rmcp::{RoleClient, transport::Transport as RmcpTransport};
 
@@ -67,74 +67,37 @@ pub enum SseError {
 type Events = Pin<Box<dyn Stream<Item = Result<sse_stream::Sse, sse_stream::Error>> + Send>>;
 
 /// The legacy HTTP+SSE transport.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SseTransport {
-    config: HttpConfig,
-    client: reqwest::Client,
-    provider: Option<Arc<dyn HeaderProvider>>,
-}
-
-impl std::fmt::Debug for SseTransport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SseTransport")
-            .field("config", &self.config)
-            .field("header_provider", &self.provider.is_some())
-            .finish()
-    }
+    endpoint: HttpEndpoint,
 }
 
 impl SseTransport {
     /// A transport for `config`, with one connection pool for all its connections.
     pub fn new(config: HttpConfig) -> Self {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
         Self {
-            config,
-            client,
-            provider: None,
+            endpoint: HttpEndpoint::new(config),
         }
     }
 
     /// Adds per-session headers.
     pub fn with_header_provider(mut self, provider: Arc<dyn HeaderProvider>) -> Self {
-        self.provider = Some(provider);
+        self.endpoint = self.endpoint.with_header_provider(provider);
         self
     }
 
     /// The configuration.
     pub fn config(&self) -> &HttpConfig {
-        &self.config
-    }
-
-    fn headers(&self, session: &SessionId) -> Result<HeaderMap, SseError> {
-        let session_headers = self
-            .provider
-            .as_ref()
-            .map(|p| p.headers(session))
-            .unwrap_or_default();
-        let pairs = self
-            .config
-            .custom_headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .chain(
-                session_headers
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str())),
-            );
-        Ok(mcp_group_transport_http::to_header_map(pairs)?
-            .into_iter()
-            .collect())
+        self.endpoint.config()
     }
 
     /// Opens the event stream and waits for the endpoint.
     async fn open(&self, session: &SessionId) -> Result<SseClient, SseError> {
-        let headers = self.headers(session)?;
+        let headers: HeaderMap = self.endpoint.headers(session)?.into_iter().collect();
         let response = self
-            .client
-            .get(&self.config.url)
+            .endpoint
+            .client()
+            .get(&self.config().url)
             .headers(headers.clone())
             .header(ACCEPT, "text/event-stream")
             .send()
@@ -165,7 +128,7 @@ impl SseTransport {
             })?;
         tracing::debug!(%post_url, "SSE endpoint received");
         Ok(SseClient {
-            client: self.client.clone(),
+            client: self.endpoint.client().clone(),
             post_url,
             headers,
             events,
@@ -176,17 +139,18 @@ impl SseTransport {
 #[mcp_group_core::async_trait]
 impl Transport for SseTransport {
     async fn connect(&self, session: &SessionId) -> Result<Connection, Error> {
+        let url = &self.config().url;
         let client = self.open(session).await.map_err(|e| Error::Connect {
-            endpoint: self.config.url.clone(),
+            endpoint: url.clone(),
             source: Box::new(e),
         })?;
-        Connection::establish(client, self.config.url.clone()).await
+        Connection::establish(client, url.clone()).await
     }
 
     fn description(&self) -> ServerDescription {
         ServerDescription {
             transport: "sse",
-            endpoint: self.config.url.clone(),
+            endpoint: self.config().url.clone(),
         }
     }
 }
