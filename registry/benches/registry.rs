@@ -326,44 +326,62 @@ struct Row {
     writer_rate: Option<f64>,
 }
 
-fn measure(
+/// Measures one cell of the table (a task count, with or without the
+/// writer) for every path. The paths are run in interleaved rounds and each
+/// reports its median, so that drift on a shared machine (frequency, other
+/// load) falls on all paths alike instead of on whichever ran last.
+fn measure_cell(
     rt: &tokio::runtime::Runtime,
     subjects: &Arc<Subjects>,
-    path: Path,
     tasks: usize,
     writer: bool,
-    budget: Duration,
-) -> Row {
-    // Calibrate: grow the op count until one run takes at least `budget`.
-    let mut ops = 2_000u64;
-    let (stop, writer_thread) = if writer {
-        let (s, h) = start_writer(subjects, path);
-        (Some(s), Some(h))
-    } else {
-        (None, None)
-    };
-    let mut best = f64::MAX;
-    let mut spent = Duration::ZERO;
-    while spent < budget * 3 {
-        let elapsed = rt.block_on(run_ops(subjects, path, tasks, ops));
-        spent += elapsed;
-        let per_task = (ops / tasks as u64).max(1) * tasks as u64;
-        best = best.min(elapsed.as_nanos() as f64 / per_task as f64);
-        if elapsed < budget / 4 {
-            ops *= 4;
+    run_time: Duration,
+    rounds: usize,
+) -> Vec<Row> {
+    let ops: Vec<u64> = Path::ALL
+        .iter()
+        .map(|&path| {
+            let mut ops = 2_000u64;
+            loop {
+                let elapsed = rt.block_on(run_ops(subjects, path, tasks, ops));
+                if elapsed >= run_time / 4 || ops > 1 << 26 {
+                    let scale = run_time.as_secs_f64() / elapsed.as_secs_f64().max(1e-6);
+                    break ((ops as f64 * scale) as u64).max(tasks as u64);
+                }
+                ops *= 4;
+            }
+        })
+        .collect();
+    let mut samples = vec![Vec::with_capacity(rounds); Path::ALL.len()];
+    let mut rates = vec![Vec::new(); Path::ALL.len()];
+    for _ in 0..rounds {
+        for (i, &path) in Path::ALL.iter().enumerate() {
+            let running_writer = writer.then(|| start_writer(subjects, path));
+            let elapsed = rt.block_on(run_ops(subjects, path, tasks, ops[i]));
+            if let Some((stop, thread)) = running_writer {
+                stop.store(true, Ordering::Relaxed);
+                rates[i].push(thread.join().unwrap());
+            }
+            let done = (ops[i] / tasks as u64).max(1) * tasks as u64;
+            samples[i].push(elapsed.as_nanos() as f64 / done as f64);
         }
     }
-    let writer_rate = stop
-        .map(|s| s.store(true, Ordering::Relaxed))
-        .and(writer_thread)
-        .map(|h| h.join().unwrap());
-    Row {
-        path,
-        tasks,
-        writer,
-        ns_per_op: best,
-        writer_rate,
-    }
+    Path::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, &path)| Row {
+            path,
+            tasks,
+            writer,
+            ns_per_op: median(&mut samples[i]),
+            writer_rate: writer.then(|| rates[i].iter().sum::<f64>() / rates[i].len() as f64),
+        })
+        .collect()
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn parallel_creation_ms(rt: &tokio::runtime::Runtime) -> f64 {
@@ -439,17 +457,17 @@ fn cleanup_10k(rt: &tokio::runtime::Runtime) -> (f64, f64) {
 fn summary(path: &str, quick: bool) {
     let rt = runtime();
     let subjects = Arc::new(rt.block_on(Subjects::new()));
-    let budget = if quick {
-        Duration::from_millis(60)
+    let (run_time, rounds) = if quick {
+        (Duration::from_millis(25), 5)
     } else {
-        Duration::from_millis(400)
+        (Duration::from_millis(60), 15)
     };
     let mut rows = Vec::new();
     for writer in [false, true] {
         for tasks in [1, 2, 8, 64] {
-            for p in Path::ALL {
-                rows.push(measure(&rt, &subjects, p, tasks, writer, budget));
-            }
+            rows.extend(measure_cell(
+                &rt, &subjects, tasks, writer, run_time, rounds,
+            ));
         }
     }
     let creation = parallel_creation_ms(&rt);

@@ -74,12 +74,14 @@
 //! 100 ms. Counters on the hot path are striped over cache lines. Entries keep
 //! the state word, timestamp and connection pointer together and box the rest.
 //!
-//! Measured here (2 cores, 2-worker runtime, 1,000 sessions, random keys),
-//! ns per acquire + release: single task, the seed's model ported ≈ 330–420,
-//! the keyed path ≈ 60–90, a [`SessionHandle`] ≈ 22–32, the floor (bare map
-//! lookup + atomic add/sub) ≈ 32–55; at 64 tasks with a writer inserting and
-//! removing a session every 100 µs, the keyed path is ≈ 3.3× faster than the
-//! port and the writer keeps its full 10,000 writes/s.
+//! Measured here (`cargo xtask bench`: 2 cores, 2-worker runtime, 1,000
+//! sessions, random keys; criterion medians), ns per acquire + release, one
+//! task: the seed's model ported ≈ 360, the keyed path ≈ 73, a
+//! [`SessionHandle`] ≈ 30, the floor (bare map lookup + atomic add/sub) ≈ 56.
+//! At 64 tasks with a writer inserting and removing a session every 100 µs,
+//! the keyed path is 5–11× faster than the port and the writer keeps its full
+//! 10,000 writes/s. 64 first uses of a server whose handshake takes 50 ms
+//! complete in ≈ 56 ms together.
 //!
 //! [mcp-group]: https://docs.rs/mcp-group
 
