@@ -34,6 +34,13 @@ struct SleepArgs {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct TallyArgs {
+    /// How long to take before answering, in milliseconds.
+    #[serde(default)]
+    ms: u64,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct FailArgs {
     /// The error text to return.
     #[serde(default)]
@@ -44,6 +51,7 @@ struct FailArgs {
 #[derive(Debug)]
 pub(crate) struct DemoServer {
     calls: AtomicU64,
+    tallies: AtomicU64,
     tool_router: ToolRouter<Self>,
 }
 
@@ -52,6 +60,7 @@ impl DemoServer {
     pub(crate) fn new() -> Self {
         Self {
             calls: AtomicU64::new(0),
+            tallies: AtomicU64::new(0),
             tool_router: Self::tool_router(),
         }
     }
@@ -82,6 +91,20 @@ impl DemoServer {
     }
 
     #[tool(
+        description = "A non-idempotent tool: count one execution (at once), then take `ms` milliseconds to answer with the count."
+    )]
+    async fn tally(&self, Parameters(TallyArgs { ms }): Parameters<TallyArgs>) -> String {
+        let count = self.tallies.fetch_add(1, Ordering::SeqCst) + 1;
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        count.to_string()
+    }
+
+    #[tool(description = "How many times `tally` has started executing on this connection.")]
+    async fn tallied(&self) -> String {
+        self.tallies.load(Ordering::SeqCst).to_string()
+    }
+
+    #[tool(
         description = "Report this connection's server process id and how many whoami calls it has served (a per-connection counter)."
     )]
     async fn whoami(&self) -> String {
@@ -93,8 +116,9 @@ impl DemoServer {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for DemoServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_instructions("mcp-group's demo server: echo, add, sleep, fail, whoami.")
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_instructions(
+            "mcp-group's demo server: echo, add, sleep, fail, tally, tallied, whoami.",
+        )
     }
 }
 

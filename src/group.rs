@@ -447,6 +447,12 @@ impl FunctionGroup {
         self.shared.registry.cleanup_sessions(max_age).await
     }
 
+    /// What the registry knows of `session` (leases held, idle time,
+    /// connection), read without refreshing its idle time.
+    pub fn peek_session(&self, session: &SessionId) -> Option<mcp_group_registry::SessionInfo> {
+        self.shared.registry.peek(session)
+    }
+
     /// The number of open sessions (the default session included).
     pub fn session_count(&self) -> usize {
         self.shared.registry.session_count()

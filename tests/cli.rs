@@ -55,7 +55,7 @@ fn tools_list_prints_names_and_descriptions() {
         .lines()
         .map(|l| l.split('\t').next().unwrap())
         .collect();
-    assert_eq!(names, ["add", "echo", "fail", "sleep", "whoami"]);
+    assert_eq!(names, ["add", "echo", "fail", "sleep", "tallied", "tally", "whoami"]);
     assert!(text.contains("echo\tEcho the message back"), "{text}");
 }
 
@@ -107,7 +107,7 @@ fn tools_list_json_is_machine_readable() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let tools: Vec<Value> = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(tools.len(), 5);
+    assert_eq!(tools.len(), 7);
     assert_eq!(tools[1]["name"], "echo");
     assert_eq!(
         tools[1]["input_schema"]["required"],
