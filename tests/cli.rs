@@ -55,7 +55,10 @@ fn tools_list_prints_names_and_descriptions() {
         .lines()
         .map(|l| l.split('\t').next().unwrap())
         .collect();
-    assert_eq!(names, ["add", "echo", "fail", "sleep", "tallied", "tally", "whoami"]);
+    assert_eq!(
+        names,
+        ["add", "echo", "fail", "sleep", "tallied", "tally", "whoami"]
+    );
     assert!(text.contains("echo\tEcho the message back"), "{text}");
 }
 

@@ -70,7 +70,10 @@ async fn tools_are_listed_with_descriptions_and_schemas() {
     let group = FunctionGroup::connect(config(demo_server())).await.unwrap();
     let functions = group.functions();
     let names: Vec<&str> = functions.iter().map(|f| f.name()).collect();
-    assert_eq!(names, ["add", "echo", "fail", "sleep", "tallied", "tally", "whoami"]);
+    assert_eq!(
+        names,
+        ["add", "echo", "fail", "sleep", "tallied", "tally", "whoami"]
+    );
     let echo = group.function("echo").unwrap();
     assert!(
         echo.description()
