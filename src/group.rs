@@ -330,6 +330,11 @@ impl FunctionGroup {
         self.shared.changes.subscribe()
     }
 
+    /// The server the group talks to.
+    pub fn server(&self) -> mcp_group_core::ServerDescription {
+        self.shared.registry.transport().description()
+    }
+
     /// The configuration the group was built from.
     pub fn config(&self) -> &McpClientConfig {
         &self.shared.config

@@ -193,7 +193,7 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             let rtt = result?;
             println!(
                 "pong from {} in {:.3} ms",
-                describe(&group),
+                group.server(),
                 rtt.as_secs_f64() * 1000.0
             );
             Ok(ExitCode::SUCCESS)
@@ -233,12 +233,6 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             Ok(code)
         }
     }
-}
-
-fn describe(group: &FunctionGroup) -> String {
-    mcp_group::build_transport(group.config())
-        .map(|t| t.description().to_string())
-        .unwrap_or_else(|_| "the server".to_owned())
 }
 
 fn config_from_args(server: &ServerArgs) -> Result<McpClientConfig, BoxError> {
