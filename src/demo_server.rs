@@ -128,3 +128,44 @@ pub(crate) async fn serve_stdio() -> Result<(), Box<dyn std::error::Error>> {
     service.waiting().await?;
     Ok(())
 }
+
+/// Serves streamable HTTP on `addr` (one demo server instance per MCP
+/// session) until interrupted. Prints the endpoint's URL on stdout first, so
+/// that a parent that asked for port 0 learns the port.
+pub(crate) async fn serve_http(addr: &str) -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::Write as _;
+
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+    };
+
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let service = StreamableHttpService::new(
+        || Ok(DemoServer::new()),
+        std::sync::Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default().with_sse_keep_alive(None),
+    );
+    let service = hyper_util::service::TowerToHyperService::new(service);
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "http://{local}/mcp")?;
+        stdout.flush()?;
+    }
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = accepted?;
+                let service = service.clone();
+                tokio::spawn(async move {
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, "demo server: HTTP connection ended");
+                    }
+                });
+            }
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}

@@ -55,9 +55,15 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         sessions: usize,
     },
-    /// Serve the bundled demo MCP server over stdio.
+    /// Serve the bundled demo MCP server over stdio, or over streamable HTTP
+    /// with `--http ADDR` (prints the URL it serves, then serves until
+    /// interrupted).
     #[command(hide = true)]
-    DemoServer,
+    DemoServer {
+        /// Serve streamable HTTP on this address (e.g. 127.0.0.1:0).
+        #[arg(long)]
+        http: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,7 +123,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose, matches!(cli.command, Command::DemoServer));
+    init_tracing(
+        cli.verbose,
+        matches!(cli.command, Command::DemoServer { .. }),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -179,10 +188,12 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
         })
         .transpose()?;
     match cli.command {
-        Command::DemoServer => {
-            demo_server::serve_stdio()
-                .await
-                .map_err(|e| e.to_string())?;
+        Command::DemoServer { http } => {
+            match http {
+                Some(addr) => demo_server::serve_http(&addr).await,
+                None => demo_server::serve_stdio().await,
+            }
+            .map_err(|e| e.to_string())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { sessions } => demo(sessions, timeout).await,

@@ -354,3 +354,37 @@ async fn a_session_of_one_principal_is_refused_to_another() {
     );
     group.shutdown().await;
 }
+
+#[tokio::test]
+async fn over_streamable_http_each_session_gets_its_own_server_session() {
+    let server = support::demo_http_server();
+    let group = FunctionGroup::connect(config(ServerConfig::remote(
+        mcp_group::TransportKind::StreamableHttp,
+        server.url("/mcp"),
+    )))
+    .await
+    .unwrap();
+    let alice = SessionId::new("alice");
+    let bob = SessionId::new("bob");
+
+    let echoed = group
+        .call(Some(&alice), "echo", json!({"message": "over http"}))
+        .await
+        .unwrap();
+    group.call(Some(&alice), "whoami", json!({})).await.unwrap();
+    let (alice_pid, alice_calls) =
+        whoami(&group.call(Some(&alice), "whoami", json!({})).await.unwrap());
+    let (bob_pid, bob_calls) = whoami(&group.call(Some(&bob), "whoami", json!({})).await.unwrap());
+
+    assert_eq!(echoed.to_text(), "Echo: over http");
+    assert_eq!(
+        alice_pid, bob_pid,
+        "one server process serves every session"
+    );
+    assert_eq!(
+        (alice_calls, bob_calls),
+        (2, 1),
+        "each MCP session has its own server-side state"
+    );
+    group.shutdown().await;
+}

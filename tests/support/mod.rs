@@ -193,3 +193,13 @@ pub fn fault_server() -> ServerProcess {
         None,
     )
 }
+
+/// The bundled demo server in streamable HTTP mode (`demo-server --http`).
+#[cfg(feature = "cli")]
+pub fn demo_http_server() -> ServerProcess {
+    ServerProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_mcp-group")),
+        &["demo-server", "--http", "127.0.0.1:{port}"],
+        None,
+    )
+}
