@@ -156,6 +156,10 @@ pub(crate) async fn serve_http(addr: &str) -> Result<(), Box<dyn std::error::Err
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, _) = accepted?;
+                // Answers are small and written in pieces (headers, SSE
+                // frames): without this, Nagle's algorithm holds each piece
+                // back for the client's delayed ACK, ~40 ms per call.
+                stream.set_nodelay(true)?;
                 let service = service.clone();
                 tokio::spawn(async move {
                     let connection = hyper::server::conn::http1::Builder::new()

@@ -10,6 +10,13 @@
 //!   seed's locking model ported, our keyed and handle paths, the floor) and
 //!   prints a summary table, writing `target/xtask-bench/registry.json`;
 //!   without `--quick` it also runs the criterion benchmarks.
+//! - `cargo xtask bench e2e [--quick]` installs the fixtures, runs the
+//!   end-to-end benchmarks (`benches/e2e.rs`: the group's overhead against a
+//!   bare rmcp client, throughput and p99 across sessions, `mcp-group batch`
+//!   against server-everything, memory per session), writes
+//!   `target/xtask-bench/e2e.json` and plots calls/s and p99 against sessions
+//!   to `target/xtask-bench/e2e.svg` (a full run also to `docs/bench-e2e.svg`,
+//!   which `BENCHMARKS.md` shows).
 //! - `cargo xtask loom` model-checks the registry's session table with loom
 //!   (`RUSTFLAGS="--cfg mcp_group_loom"`, the registry crate only, in its own
 //!   target folder so the normal build is not invalidated).
@@ -26,19 +33,33 @@ const PYTHON_MCP: &str = "mcp==2.3.0";
 
 type Result<T> = std::result::Result<T, String>;
 
+mod plot;
+
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("fixtures") => fixtures().map(|_| ()),
         Some("test") => test(&args[1..]),
         Some("loom") => loom(),
-        Some("bench") => bench(args[1..].iter().any(|a| a == "--quick")),
+        Some("bench") => {
+            let quick = args[1..].iter().any(|a| a == "--quick");
+            match args[1..]
+                .iter()
+                .find(|a| !a.starts_with("--"))
+                .map(String::as_str)
+            {
+                None | Some("registry") => bench(quick),
+                Some("e2e") => bench_e2e(quick),
+                Some(other) => Err(format!("unknown benchmark {other:?} (registry, e2e)")),
+            }
+        }
         _ => Err(format!(
             "usage: cargo xtask <task>\n\n\
              tasks:\n  fixtures   install the test servers into target/fixtures\n  \
              test       install fixtures, then run every test (extra args go to cargo test)\n  \
              loom       model-check the registry's invariants with loom\n  \
-             bench      registry contention benchmarks [--quick]\n\
+             bench      registry contention benchmarks [--quick]\n  \
+             bench e2e  end-to-end benchmarks and their plot [--quick]\n\
              (got {args:?})"
         )),
     };
@@ -176,6 +197,41 @@ fn bench(quick: bool) -> Result<()> {
             "--bench",
             "registry",
         ]))?;
+    }
+    Ok(())
+}
+
+fn bench_e2e(quick: bool) -> Result<()> {
+    fixtures()?;
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let out = root().join("target").join("xtask-bench");
+    let summary = out.join("e2e.json");
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(root())
+        .env("MCP_GROUP_FIXTURES", fixtures_dir())
+        .args([
+            "bench",
+            "--package",
+            "mcp-group",
+            "--bench",
+            "e2e",
+            "--",
+            "--summary",
+        ])
+        .arg(&summary);
+    if quick {
+        cmd.arg("--quick");
+    }
+    run(&mut cmd)?;
+    let figures: serde_json::Value = serde_json::from_str(&read(&summary))
+        .map_err(|e| format!("cannot read {}: {e}", summary.display()))?;
+    let svg = plot::throughput(&figures)?;
+    write(&out.join("e2e.svg"), &svg)?;
+    eprintln!("xtask: plotted {}", out.join("e2e.svg").display());
+    if !quick {
+        let docs = root().join("docs");
+        std::fs::create_dir_all(&docs).map_err(|e| format!("cannot create docs/: {e}"))?;
+        write(&docs.join("bench-e2e.svg"), &svg)?;
     }
     Ok(())
 }

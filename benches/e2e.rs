@@ -1,0 +1,588 @@
+//! End-to-end benchmarks of the function group, run by `cargo xtask bench e2e
+//! [--quick]` (a timed harness, not criterion: most figures here are about
+//! many sessions and processes at once, not one hot function).
+//!
+//! - overhead per call: a tool call through the group (overrides, argument
+//!   validation, registry, transport) against a bare rmcp client calling the
+//!   same tool of the same bundled demo server, stdio and streamable HTTP,
+//!   in interleaved rounds;
+//! - throughput and latency across 1, 8, 64, 256 sessions (one caller each),
+//!   with a cleanup pass every 10 ms, and the rate at which those sessions
+//!   were created;
+//! - `mcp-group batch` with 64 sessions × 20 `echo` calls against
+//!   `@modelcontextprotocol/server-everything` in streamable HTTP mode;
+//! - client-side RSS per idle HTTP session at 1,000 sessions.
+//!
+//! Writes the figures as JSON to the path after `--summary`.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use mcp_group::{FunctionGroup, McpClientConfig, ServerConfig, SessionId, TransportKind};
+use rmcp::{
+    ServiceExt,
+    model::{
+        CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion,
+    },
+    service::{RoleClient, RunningService},
+};
+use serde_json::{Value, json};
+
+const DEMO: &str = env!("CARGO_BIN_EXE_mcp-group");
+
+struct Settings {
+    overhead_calls: usize,
+    overhead_rounds: usize,
+    window: Duration,
+    sessions: &'static [usize],
+    batch_runs: usize,
+    memory_sessions: usize,
+}
+
+impl Settings {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                overhead_calls: 300,
+                overhead_rounds: 6,
+                window: Duration::from_millis(700),
+                sessions: &[1, 8, 64, 256],
+                batch_runs: 3,
+                memory_sessions: 1_000,
+            }
+        } else {
+            Self {
+                overhead_calls: 1_000,
+                overhead_rounds: 15,
+                window: Duration::from_secs(3),
+                sessions: &[1, 8, 64, 256],
+                batch_runs: 7,
+                memory_sessions: 1_000,
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------ servers
+
+/// A process killed and reaped on drop.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The demo server in streamable HTTP mode on a free port.
+fn demo_http() -> Server {
+    let mut child = Command::new(DEMO)
+        .args(["demo-server", "--http", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the demo server starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    Server {
+        child,
+        url: line.trim().to_owned(),
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+}
+
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn fixtures_dir() -> PathBuf {
+    std::env::var_os("MCP_GROUP_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fixtures"))
+}
+
+/// server-everything in streamable HTTP mode, if the fixtures are installed.
+fn server_everything_http() -> Option<Server> {
+    let dir = fixtures_dir().join("npm/node_modules/@modelcontextprotocol/server-everything");
+    if !dir.join("dist/index.js").exists() {
+        return None;
+    }
+    let port = free_port();
+    let child = Command::new("node")
+        .args(["dist/index.js", "streamableHttp"])
+        .current_dir(&dir)
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let server = Server {
+        child,
+        url: format!("http://127.0.0.1:{port}/mcp"),
+    };
+    wait_listening(port);
+    Some(server)
+}
+
+// ------------------------------------------------------------------ clients
+
+fn group_config(server: ServerConfig, max_sessions: usize) -> McpClientConfig {
+    let mut config = McpClientConfig::new(server);
+    config.max_sessions = max_sessions;
+    config.tool_call_timeout = Duration::from_secs(60);
+    config
+}
+
+fn stdio_server() -> ServerConfig {
+    ServerConfig::stdio(DEMO, ["demo-server"])
+}
+
+fn http_server(url: &str) -> ServerConfig {
+    ServerConfig::remote(TransportKind::StreamableHttp, url)
+}
+
+/// What the bare rmcp client says about itself: the same protocol version
+/// as the group's, so both make the same exchange.
+fn bare_info() -> ClientConfig {
+    ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("bare-rmcp", "0"),
+    )
+    .with_protocol_version(ProtocolVersion::V_2025_11_25)
+}
+
+type Bare = RunningService<RoleClient, ClientConfig>;
+
+async fn bare_stdio() -> (Bare, tokio::process::Child) {
+    let mut child = tokio::process::Command::new(DEMO)
+        .arg("demo-server")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stdin = child.stdin.take().unwrap();
+    (bare_info().serve((stdout, stdin)).await.unwrap(), child)
+}
+
+async fn bare_http(url: &str) -> Bare {
+    use rmcp::transport::{
+        StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
+    };
+    let transport = StreamableHttpClientTransport::with_client(
+        reqwest::Client::builder().build().unwrap(),
+        StreamableHttpClientTransportConfig::with_uri(url),
+    );
+    bare_info().serve(transport).await.unwrap()
+}
+
+fn echo_args() -> Value {
+    json!({"message": "hello"})
+}
+
+async fn bare_echo(bare: &Bare) {
+    let Value::Object(arguments) = echo_args() else {
+        unreachable!()
+    };
+    let result = bare
+        .call_tool(CallToolRequestParams::new("echo").with_arguments(arguments))
+        .await
+        .unwrap();
+    assert_ne!(result.is_error, Some(true));
+}
+
+async fn group_echo(group: &FunctionGroup, session: &SessionId) {
+    group
+        .call(Some(session), "echo", echo_args())
+        .await
+        .unwrap();
+}
+
+// ------------------------------------------------------------------ statistics
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+// ------------------------------------------------------------------ overhead
+
+struct Overhead {
+    bare_median_us: f64,
+    group_median_us: f64,
+    bare_p99_us: f64,
+    group_p99_us: f64,
+}
+
+impl Overhead {
+    fn ratio(&self) -> f64 {
+        self.group_median_us / self.bare_median_us
+    }
+}
+
+/// Same tool, same server binary, interleaved rounds of `calls` sequential
+/// calls each; medians over every call.
+async fn overhead(settings: &Settings, http: Option<&str>) -> Overhead {
+    let (bare, _child) = match http {
+        Some(url) => (bare_http(url).await, None),
+        None => {
+            let (bare, child) = bare_stdio().await;
+            (bare, Some(child))
+        }
+    };
+    let server = match http {
+        Some(url) => http_server(url),
+        None => stdio_server(),
+    };
+    let group = FunctionGroup::connect(group_config(server, 16))
+        .await
+        .unwrap();
+    let session = SessionId::new("overhead");
+    // Warm both up: connections open, caches filled.
+    for _ in 0..100 {
+        bare_echo(&bare).await;
+        group_echo(&group, &session).await;
+    }
+    let mut bare_times = Vec::new();
+    let mut group_times = Vec::new();
+    for _ in 0..settings.overhead_rounds {
+        for _ in 0..settings.overhead_calls {
+            let start = Instant::now();
+            bare_echo(&bare).await;
+            bare_times.push(start.elapsed());
+        }
+        for _ in 0..settings.overhead_calls {
+            let start = Instant::now();
+            group_echo(&group, &session).await;
+            group_times.push(start.elapsed());
+        }
+    }
+    group.shutdown().await;
+    let _ = bare.cancel().await;
+    bare_times.sort();
+    group_times.sort();
+    Overhead {
+        bare_median_us: us(percentile(&bare_times, 0.5)),
+        group_median_us: us(percentile(&group_times, 0.5)),
+        bare_p99_us: us(percentile(&bare_times, 0.99)),
+        group_p99_us: us(percentile(&group_times, 0.99)),
+    }
+}
+
+// ------------------------------------------------------------------ throughput
+
+struct Throughput {
+    sessions: usize,
+    created_per_s: f64,
+    calls_per_s: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+/// `sessions` callers, one session each: all first calls at once (the
+/// creation rate), then sequential `echo` calls for `window`, with a cleanup
+/// pass (a full scan that finds nothing idle) every 10 ms meanwhile.
+async fn throughput(server: ServerConfig, sessions: usize, window: Duration) -> Throughput {
+    let group = Arc::new(
+        FunctionGroup::connect(group_config(server, sessions + 16))
+            .await
+            .unwrap(),
+    );
+    let ids: Vec<SessionId> = (0..sessions)
+        .map(|i| SessionId::new(format!("caller-{i}")))
+        .collect();
+
+    let start = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for id in &ids {
+        let (group, id) = (group.clone(), id.clone());
+        set.spawn(async move { group_echo(&group, &id).await });
+    }
+    while let Some(done) = set.join_next().await {
+        done.unwrap();
+    }
+    let created_per_s = sessions as f64 / start.elapsed().as_secs_f64();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let cleaner = {
+        let (group, stop) = (group.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                group
+                    .cleanup_sessions(Some(Duration::from_secs(3600)))
+                    .await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let deadline = Instant::now() + window;
+    let start = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for id in &ids {
+        let (group, id) = (group.clone(), id.clone());
+        set.spawn(async move {
+            let mut times = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                group_echo(&group, &id).await;
+                times.push(t.elapsed());
+            }
+            times
+        });
+    }
+    let mut times = Vec::new();
+    while let Some(done) = set.join_next().await {
+        times.extend(done.unwrap());
+    }
+    let elapsed = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    cleaner.await.unwrap();
+    group.shutdown().await;
+    times.sort();
+    Throughput {
+        sessions,
+        created_per_s,
+        calls_per_s: times.len() as f64 / elapsed.as_secs_f64(),
+        p50_us: us(percentile(&times, 0.5)),
+        p99_us: us(percentile(&times, 0.99)),
+    }
+}
+
+// ------------------------------------------------------------------ batch
+
+/// `mcp-group batch` (a fresh process each run) with 64 sessions × 20 echo
+/// calls; the median wall time of `runs` runs, process start included.
+fn batch(url: &str, runs: usize) -> f64 {
+    let mut input = String::new();
+    for call in 0..20 {
+        for session in 0..64 {
+            input.push_str(
+                &json!({
+                    "session": format!("s{session}"),
+                    "tool": "echo",
+                    "args": {"message": format!("call {call}")},
+                })
+                .to_string(),
+            );
+            input.push('\n');
+        }
+    }
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let start = Instant::now();
+        let mut child = Command::new(DEMO)
+            .args(["batch", "--url", url, "--transport", "streamable-http"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        times.push(start.elapsed());
+        assert!(output.status.success(), "batch failed: {:?}", output.status);
+        let ok = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter(|l| l.contains("\"ok\":true"))
+            .count();
+        assert_eq!(ok, 64 * 20, "every call succeeded");
+    }
+    times.sort();
+    percentile(&times, 0.5).as_secs_f64() * 1e3
+}
+
+// ------------------------------------------------------------------ memory
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Client-side RSS growth per idle HTTP session (each opened by one call).
+async fn memory_per_session(url: &str, sessions: usize) -> f64 {
+    let group = Arc::new(
+        FunctionGroup::connect(group_config(http_server(url), sessions + 32))
+            .await
+            .unwrap(),
+    );
+    // Warm the pool, the runtime and the allocator with a few sessions.
+    for i in 0..16 {
+        group_echo(&group, &SessionId::new(format!("warm-{i}"))).await;
+    }
+    let before = rss_kib();
+    let limit = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..sessions {
+        let (group, limit) = (group.clone(), limit.clone());
+        set.spawn(async move {
+            let _permit = limit.acquire().await.unwrap();
+            group_echo(&group, &SessionId::new(format!("idle-{i}"))).await;
+        });
+    }
+    while let Some(done) = set.join_next().await {
+        done.unwrap();
+    }
+    let after = rss_kib();
+    assert_eq!(group.session_count(), sessions + 16 + 1);
+    group.shutdown().await;
+    (after.saturating_sub(before)) as f64 / sessions as f64
+}
+
+// ------------------------------------------------------------------ main
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(i) = args.iter().position(|a| a == "--summary") else {
+        // `cargo bench` without arguments (or with criterion's): nothing to
+        // do here; `cargo xtask bench e2e` passes `--summary`.
+        eprintln!("e2e: run through `cargo xtask bench e2e [--quick]`");
+        return;
+    };
+    let path = PathBuf::from(&args[i + 1]);
+    let settings = Settings::new(args.iter().any(|a| a == "--quick"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let mut out: BTreeMap<String, Value> = BTreeMap::new();
+
+    let http = demo_http();
+    // Memory first, before other phases leave freed memory in the allocator.
+    let kib = rt.block_on(memory_per_session(&http.url, settings.memory_sessions));
+    out.insert("http_rss_per_idle_session_kib".into(), json!(kib));
+
+    let stdio = rt.block_on(overhead(&settings, None));
+    let over_http = rt.block_on(overhead(&settings, Some(&http.url)));
+    println!("\nmcp-group e2e: overhead per call (echo on the bundled demo server; medians)");
+    println!(
+        "{:<6} | {:>10} {:>10} {:>7} {:>9} | {:>10} {:>10}",
+        "", "bare µs", "group µs", "ratio", "extra µs", "bare p99", "group p99"
+    );
+    for (name, o) in [("stdio", &stdio), ("http", &over_http)] {
+        println!(
+            "{:<6} | {:>10.1} {:>10.1} {:>7.3} {:>9.1} | {:>10.1} {:>10.1}",
+            name,
+            o.bare_median_us,
+            o.group_median_us,
+            o.ratio(),
+            o.group_median_us - o.bare_median_us,
+            o.bare_p99_us,
+            o.group_p99_us
+        );
+        out.insert(format!("overhead_ratio_{name}"), json!(o.ratio()));
+        out.insert(
+            format!("overhead_extra_us_{name}"),
+            json!(o.group_median_us - o.bare_median_us),
+        );
+        out.insert(format!("bare_median_us_{name}"), json!(o.bare_median_us));
+        out.insert(format!("group_median_us_{name}"), json!(o.group_median_us));
+    }
+
+    println!(
+        "\nthroughput: one caller per session, echo, {:?} window, a cleanup pass every 10 ms",
+        settings.window
+    );
+    println!(
+        "{:<6} {:>8} | {:>12} {:>10} {:>10} | {:>14}",
+        "", "sessions", "calls/s", "p50 µs", "p99 µs", "created/s"
+    );
+    let mut series = Vec::new();
+    for (name, make) in [("stdio", None), ("http", Some(http.url.clone()))] {
+        let mut rows = Vec::new();
+        for &sessions in settings.sessions {
+            let server = match &make {
+                Some(url) => http_server(url),
+                None => stdio_server(),
+            };
+            let row = rt.block_on(throughput(server, sessions, settings.window));
+            println!(
+                "{:<6} {:>8} | {:>12.0} {:>10.1} {:>10.1} | {:>14.1}",
+                name, row.sessions, row.calls_per_s, row.p50_us, row.p99_us, row.created_per_s
+            );
+            rows.push(json!({
+                "sessions": row.sessions,
+                "calls_per_s": row.calls_per_s,
+                "p50_us": row.p50_us,
+                "p99_us": row.p99_us,
+                "created_per_s": row.created_per_s,
+            }));
+        }
+        series.push((name, rows));
+    }
+    for (name, rows) in series {
+        out.insert(format!("throughput_{name}"), Value::Array(rows));
+    }
+    drop(http);
+
+    match server_everything_http() {
+        Some(everything) => {
+            let ms = batch(&everything.url, settings.batch_runs);
+            println!(
+                "\nmcp-group batch, 64 sessions × 20 echo, server-everything over streamable HTTP: {ms:.0} ms (median, process start included)"
+            );
+            out.insert("batch_64x20_server_everything_ms".into(), json!(ms));
+        }
+        None => println!("\nbatch: server-everything is not installed (cargo xtask fixtures)"),
+    }
+    println!(
+        "client RSS per idle HTTP session at {} sessions: {kib:.1} KiB",
+        settings.memory_sessions
+    );
+
+    let took = started.elapsed().as_secs_f64();
+    println!("(measured in {took:.1} s)");
+    out.insert("measured_in_s".into(), json!(took));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap()).unwrap();
+    println!("wrote {}", path.display());
+}
