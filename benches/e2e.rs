@@ -5,7 +5,7 @@
 //! - overhead per call: a tool call through the group (overrides, argument
 //!   validation, registry, transport) against a bare rmcp client calling the
 //!   same tool of the same bundled demo server, stdio and streamable HTTP,
-//!   in interleaved rounds;
+//!   calls alternating between the two;
 //! - throughput and latency across 1, 8, 64, 256 sessions (one caller each),
 //!   with a cleanup pass every 10 ms, and the rate at which those sessions
 //!   were created;
@@ -53,8 +53,8 @@ impl Settings {
     fn new(quick: bool) -> Self {
         if quick {
             Self {
-                overhead_calls: 300,
-                overhead_rounds: 6,
+                overhead_calls: 400,
+                overhead_rounds: 9,
                 window: Duration::from_millis(700),
                 sessions: &[1, 8, 64, 256],
                 batch_runs: 3,
@@ -63,7 +63,7 @@ impl Settings {
         } else {
             Self {
                 overhead_calls: 1_000,
-                overhead_rounds: 15,
+                overhead_rounds: 25,
                 window: Duration::from_secs(3),
                 sessions: &[1, 8, 64, 256],
                 batch_runs: 7,
@@ -249,60 +249,78 @@ struct Overhead {
     group_median_us: f64,
     bare_p99_us: f64,
     group_p99_us: f64,
+    /// The median over rounds of (group median ÷ bare median).
+    ratio: f64,
 }
 
 impl Overhead {
     fn ratio(&self) -> f64 {
-        self.group_median_us / self.bare_median_us
+        self.ratio
     }
 }
 
-/// Same tool, same server binary, interleaved rounds of `calls` sequential
-/// calls each; medians over every call.
+/// Same tool, same server binary. Each round starts a fresh bare client and
+/// a fresh group (over stdio: fresh server processes, so that where the OS
+/// happens to place them falls on both alike over the rounds), then
+/// alternates calls between the two. Reported: medians over every call, and
+/// the median of the per-round ratios.
 async fn overhead(settings: &Settings, http: Option<&str>) -> Overhead {
-    let (bare, _child) = match http {
-        Some(url) => (bare_http(url).await, None),
-        None => {
-            let (bare, child) = bare_stdio().await;
-            (bare, Some(child))
-        }
-    };
-    let server = match http {
-        Some(url) => http_server(url),
-        None => stdio_server(),
-    };
-    let group = FunctionGroup::connect(group_config(server, 16))
-        .await
-        .unwrap();
-    let session = SessionId::new("overhead");
-    // Warm both up: connections open, caches filled.
-    for _ in 0..100 {
-        bare_echo(&bare).await;
-        group_echo(&group, &session).await;
-    }
     let mut bare_times = Vec::new();
     let mut group_times = Vec::new();
+    let mut ratios = Vec::new();
     for _ in 0..settings.overhead_rounds {
+        let (bare, _child) = match http {
+            Some(url) => (bare_http(url).await, None),
+            None => {
+                let (bare, child) = bare_stdio().await;
+                (bare, Some(child))
+            }
+        };
+        let server = match http {
+            Some(url) => http_server(url),
+            None => stdio_server(),
+        };
+        let group = FunctionGroup::connect(group_config(server, 16))
+            .await
+            .unwrap();
+        let session = SessionId::new("overhead");
+        // Warm both up: connections open, caches filled.
+        for _ in 0..50 {
+            bare_echo(&bare).await;
+            group_echo(&group, &session).await;
+        }
+        let mut bare_round = Vec::with_capacity(settings.overhead_calls);
+        let mut group_round = Vec::with_capacity(settings.overhead_calls);
+        // Alternate call by call, so that drift (frequency, the other
+        // processes' scheduling) falls on both alike.
         for _ in 0..settings.overhead_calls {
             let start = Instant::now();
             bare_echo(&bare).await;
-            bare_times.push(start.elapsed());
-        }
-        for _ in 0..settings.overhead_calls {
+            bare_round.push(start.elapsed());
             let start = Instant::now();
             group_echo(&group, &session).await;
-            group_times.push(start.elapsed());
+            group_round.push(start.elapsed());
         }
+        group.shutdown().await;
+        let _ = bare.cancel().await;
+        bare_round.sort();
+        group_round.sort();
+        ratios.push(
+            percentile(&group_round, 0.5).as_secs_f64()
+                / percentile(&bare_round, 0.5).as_secs_f64(),
+        );
+        bare_times.extend(bare_round);
+        group_times.extend(group_round);
     }
-    group.shutdown().await;
-    let _ = bare.cancel().await;
     bare_times.sort();
     group_times.sort();
+    ratios.sort_by(f64::total_cmp);
     Overhead {
         bare_median_us: us(percentile(&bare_times, 0.5)),
         group_median_us: us(percentile(&group_times, 0.5)),
         bare_p99_us: us(percentile(&bare_times, 0.99)),
         group_p99_us: us(percentile(&group_times, 0.99)),
+        ratio: ratios[ratios.len() / 2],
     }
 }
 
@@ -433,6 +451,27 @@ fn batch(url: &str, runs: usize) -> f64 {
     percentile(&times, 0.5).as_secs_f64() * 1e3
 }
 
+/// The same work as [`batch`] by bare rmcp clients in this process (no
+/// process start, no group): what the server alone allows.
+async fn bare_batch(url: &str) -> f64 {
+    let start = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        let url = url.to_owned();
+        set.spawn(async move {
+            let bare = bare_http(&url).await;
+            for _ in 0..20 {
+                bare_echo(&bare).await;
+            }
+            let _ = bare.cancel().await;
+        });
+    }
+    while let Some(done) = set.join_next().await {
+        done.unwrap();
+    }
+    start.elapsed().as_secs_f64() * 1e3
+}
+
 // ------------------------------------------------------------------ memory
 
 fn rss_kib() -> u64 {
@@ -496,8 +535,22 @@ fn main() {
 
     let http = demo_http();
     // Memory first, before other phases leave freed memory in the allocator.
+    if args.iter().any(|a| a == "--overhead-only") {
+        // For profilers: the stdio overhead phase alone.
+        let o = rt.block_on(overhead(&settings, None));
+        println!(
+            "stdio: bare {:.1} µs, group {:.1} µs, ratio {:.3}",
+            o.bare_median_us, o.group_median_us, o.ratio
+        );
+        return;
+    }
     let kib = rt.block_on(memory_per_session(&http.url, settings.memory_sessions));
     out.insert("http_rss_per_idle_session_kib".into(), json!(kib));
+    if args.iter().any(|a| a == "--memory-only") {
+        // For heap profilers (valgrind --tool=massif, heaptrack).
+        println!("client RSS per idle HTTP session: {kib:.1} KiB");
+        return;
+    }
 
     let stdio = rt.block_on(overhead(&settings, None));
     let over_http = rt.block_on(overhead(&settings, Some(&http.url)));
@@ -560,15 +613,28 @@ fn main() {
     for (name, rows) in series {
         out.insert(format!("throughput_{name}"), Value::Array(rows));
     }
+    let demo_ms = batch(&http.url, settings.batch_runs);
+    println!(
+        "\nmcp-group batch, 64 sessions × 20 echo, bundled demo server over HTTP: {demo_ms:.0} ms"
+    );
+    out.insert("batch_64x20_demo_http_ms".into(), json!(demo_ms));
     drop(http);
 
     match server_everything_http() {
         Some(everything) => {
             let ms = batch(&everything.url, settings.batch_runs);
+            let mut bare: Vec<f64> = (0..settings.batch_runs)
+                .map(|_| rt.block_on(bare_batch(&everything.url)))
+                .collect();
+            bare.sort_by(f64::total_cmp);
+            let bare = bare[bare.len() / 2];
             println!(
-                "\nmcp-group batch, 64 sessions × 20 echo, server-everything over streamable HTTP: {ms:.0} ms (median, process start included)"
+                "\n64 sessions × 20 echo against server-everything over streamable HTTP (medians):\n  \
+                 mcp-group batch (process start included): {ms:.0} ms\n  \
+                 bare rmcp clients in-process:             {bare:.0} ms"
             );
             out.insert("batch_64x20_server_everything_ms".into(), json!(ms));
+            out.insert("bare_rmcp_64x20_server_everything_ms".into(), json!(bare));
         }
         None => println!("\nbatch: server-everything is not installed (cargo xtask fixtures)"),
     }

@@ -198,3 +198,33 @@ async fn answers_that_are_not_mcp_are_typed_errors() {
         );
     }
 }
+
+#[tokio::test]
+async fn per_user_sessions_open_no_standalone_get_stream() {
+    let server = fault_server();
+    let group = FunctionGroup::connect(http(server.url("/mcp")))
+        .await
+        .unwrap();
+    for name in ["a", "b"] {
+        group
+            .call(Some(&SessionId::new(name)), "echo", json!({}))
+            .await
+            .unwrap();
+    }
+    group.shutdown().await;
+    let entries = log(&server);
+    let user_sessions: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["rpc"] == "tools/call")
+        .map(|e| &e["session"])
+        .collect();
+    assert_eq!(user_sessions.len(), 2, "{entries:#?}");
+    let gets_of_user_sessions = entries
+        .iter()
+        .filter(|e| e["http"] == "GET" && user_sessions.contains(&&e["session"]))
+        .count();
+    assert_eq!(
+        gets_of_user_sessions, 0,
+        "only the default session may hold a standalone stream: {entries:#?}"
+    );
+}

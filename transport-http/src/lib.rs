@@ -17,7 +17,15 @@
 //!   `token`, `secret`, `key` or `auth`);
 //! - connection failures (refused, reset) are reported as
 //!   [`Error::Connect`], which callers retry with backoff, distinct from a
-//!   server that answered but failed the handshake ([`Error::Handshake`]).
+//!   server that answered but failed the handshake ([`Error::Handshake`]);
+//! - only the default session opens the optional standalone `GET` stream for
+//!   server-initiated messages ([`StandaloneStreams`]): rmcp opens one per
+//!   session, and each holds an idle connection for the session's whole life
+//!   (1,000 sessions: 1,000 sockets, and about a third of the client's memory
+//!   per session). rmcp has no switch for it, so a thin wrapper around its
+//!   reqwest client declines that one request; the group still hears
+//!   server-wide notifications such as `tools/list_changed` on the default
+//!   session.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -40,6 +48,9 @@
 use std::{collections::BTreeMap, fmt, sync::Arc};
 
 use mcp_group_core::{Connection, Error, ServerDescription, SessionId, Transport};
+pub use standalone::StandaloneStreams;
+
+mod standalone;
 use reqwest::header::{HeaderName, HeaderValue};
 use rmcp::transport::{
     StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
@@ -247,6 +258,7 @@ impl HttpEndpoint {
 #[derive(Clone, Debug)]
 pub struct StreamableHttpTransport {
     endpoint: HttpEndpoint,
+    standalone: StandaloneStreams,
 }
 
 impl StreamableHttpTransport {
@@ -255,7 +267,16 @@ impl StreamableHttpTransport {
     pub fn new(config: HttpConfig) -> Self {
         Self {
             endpoint: HttpEndpoint::new(config),
+            standalone: StandaloneStreams::default(),
         }
+    }
+
+    /// Chooses which sessions open the standalone `GET` stream for
+    /// server-initiated messages (default:
+    /// [`StandaloneStreams::DefaultSessionOnly`]).
+    pub fn with_standalone_streams(mut self, standalone: StandaloneStreams) -> Self {
+        self.standalone = standalone;
+        self
     }
 
     /// Adds per-session headers.
@@ -312,8 +333,14 @@ fn classify(error: Error) -> Error {
 impl Transport for StreamableHttpTransport {
     async fn connect(&self, session: &SessionId) -> Result<Connection, Error> {
         let config = self.transport_config(session)?;
-        let transport =
-            StreamableHttpClientTransport::with_client(self.endpoint.client().clone(), config);
+        let client = standalone::Client {
+            inner: self.endpoint.client().clone(),
+            open_standalone: match self.standalone {
+                StandaloneStreams::Every => true,
+                StandaloneStreams::DefaultSessionOnly => *session == SessionId::default_session(),
+            },
+        };
+        let transport = StreamableHttpClientTransport::with_client(client, config);
         Connection::establish(transport, self.config().url.clone())
             .await
             .map_err(classify)
