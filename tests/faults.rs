@@ -1,5 +1,7 @@
-//! Reliability under faults, over stdio against the bundled demo server:
-//! no duplicate execution, cancellation, multiplexing, shutdown in flight.
+//! Reliability under faults, over stdio against the bundled demo server and
+//! misbehaving one-liners: no duplicate execution, cancellation at any point,
+//! multiplexing, a server killed mid-call, servers that never answer or answer
+//! garbage, shutdown in flight.
 #![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used)]
 
@@ -142,4 +144,185 @@ async fn shutdown_with_calls_in_flight_leaves_no_process_behind() {
         .await
         .unwrap_err();
     assert!(matches!(err, McpError::Shutdown), "{err:?}");
+}
+
+/// Waits (bounded) until `refs` leases of `session` are held.
+async fn until_leased(group: &FunctionGroup, session: &SessionId, refs: u64) {
+    for _ in 0..2_000 {
+        if group
+            .peek_session(session)
+            .is_some_and(|info| info.ref_count == refs)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("{session} never reached {refs} leases");
+}
+
+fn kill(pid: u32) {
+    // SAFETY: sending a signal has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    assert_eq!(rc, 0, "kill {pid}");
+}
+
+#[tokio::test]
+async fn a_server_killed_mid_call_fails_the_calls_at_once_and_one_reconnect_serves_them_all() {
+    let mut config = config(demo_server());
+    config.tool_call_timeout = Duration::from_secs(60);
+    let group = Arc::new(FunctionGroup::connect(config).await.unwrap());
+    let s = SessionId::new("s");
+    let (pid, _) = whoami(&group.call(Some(&s), "whoami", json!({})).await.unwrap());
+    let created = group.stats().created;
+
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let (group, s) = (group.clone(), s.clone());
+            tokio::spawn(async move { group.call(Some(&s), "sleep", json!({"ms": 60_000})).await })
+        })
+        .collect();
+    until_leased(&group, &s, 4).await;
+    kill(pid);
+    for call in calls {
+        // Far sooner than the 60 s call timeout: the closed pipe ends them.
+        let result = tokio::time::timeout(Duration::from_secs(10), call)
+            .await
+            .expect("the call ends when its server dies")
+            .unwrap();
+        let err = result.unwrap_err();
+        assert!(err.is_connection_lost(), "{err:?}");
+    }
+    assert!(support::wait_gone(pid).await, "the killed server is reaped");
+
+    // Concurrent callers after the failure share one new connection.
+    let again: Vec<_> = (0..4)
+        .map(|_| {
+            let (group, s) = (group.clone(), s.clone());
+            tokio::spawn(async move { group.call(Some(&s), "whoami", json!({})).await })
+        })
+        .collect();
+    let mut pids = Vec::new();
+    for call in again {
+        pids.push(whoami(&call.await.unwrap().unwrap()).0);
+    }
+    assert!(pids.iter().all(|p| *p == pids[0] && *p != pid), "{pids:?}");
+    assert_eq!(group.stats().created, created + 1, "one reconnect for all");
+    group.shutdown().await;
+}
+
+#[tokio::test]
+async fn cancelling_a_call_at_every_await_point_leaves_the_ref_count_true() {
+    use std::{future::Future, pin::pin, task::Poll};
+
+    let group = FunctionGroup::connect(config(demo_server())).await.unwrap();
+    let s = SessionId::new("s");
+    // Cancel after 0, 1, 2, … polls: before the session exists, while it is
+    // being created, while the request is in flight, as the answer arrives.
+    let mut completed = false;
+    for polls in 0..200 {
+        {
+            let mut call = pin!(group.call(Some(&s), "echo", json!({"message": "x"})));
+            for _ in 0..polls {
+                let step = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+                if step.is_ready() {
+                    completed = true;
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        } // dropped here, at whatever point it had reached
+        if let Some(info) = group.peek_session(&s) {
+            assert_eq!(info.ref_count, 0, "after cancelling at poll {polls}");
+        }
+        if completed {
+            break;
+        }
+    }
+    assert!(completed, "some run got far enough to finish");
+    let out = group
+        .call(Some(&s), "echo", json!({"message": "after"}))
+        .await
+        .unwrap();
+    assert_eq!(out.to_text(), "Echo: after");
+    assert_eq!(group.peek_session(&s).unwrap().ref_count, 0);
+    group.shutdown().await;
+}
+
+/// A stdio "server" that is a shell or Python one-liner.
+fn odd_server(program: &str, args: &[&str]) -> mcp_group::McpClientConfig {
+    let mut config = config(mcp_group::ServerConfig::stdio(
+        program,
+        args.iter().copied(),
+    ));
+    config.tool_call_timeout = Duration::from_millis(1_500);
+    config.reconnect_max_attempts = 1;
+    config
+}
+
+async fn connect_fails(config: mcp_group::McpClientConfig) -> McpError {
+    let started = std::time::Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(20), FunctionGroup::connect(config))
+        .await
+        .expect("no hang")
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "bounded by the timeout: {:?}",
+        started.elapsed()
+    );
+    match err {
+        mcp_group::Error::Mcp(err) => err,
+        other => panic!("expected an MCP error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_initialize_is_a_timeout() {
+    let err = connect_fails(odd_server("sleep", &["60"])).await;
+    assert!(matches!(err, McpError::Timeout { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn garbage_on_stdout_is_a_typed_error_not_a_hang() {
+    let err = connect_fails(odd_server(
+        "sh",
+        &[
+            "-c",
+            "echo 'this is not JSON-RPC'; echo '{\"jsonrpc\":\"1.0\"}'; sleep 60",
+        ],
+    ))
+    .await;
+    assert!(
+        matches!(err, McpError::Timeout { .. } | McpError::Handshake { .. }),
+        "{err:?}"
+    );
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_ten_mib_line_is_a_typed_error_with_bounded_memory() {
+    let before = rss_kib();
+    let err = connect_fails(odd_server(
+        "python3",
+        &[
+            "-c",
+            "import sys, time; sys.stdout.write('x' * (10 << 20) + '\\n'); sys.stdout.flush(); time.sleep(60)",
+        ],
+    ))
+    .await;
+    assert!(
+        matches!(err, McpError::Timeout { .. } | McpError::Handshake { .. }),
+        "{err:?}"
+    );
+    let grown_mib = rss_kib().saturating_sub(before) / 1024;
+    assert!(grown_mib < 64, "memory stays bounded: grew {grown_mib} MiB");
 }

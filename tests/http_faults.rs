@@ -1,6 +1,6 @@
 //! The streamable HTTP transport against our fault server: expired sessions,
 //! dropped connections, servers that never answer, and answers that are not MCP.
-#![cfg(feature = "http")]
+#![cfg(all(feature = "http", feature = "cli"))]
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -227,4 +227,42 @@ async fn per_user_sessions_open_no_standalone_get_stream() {
         gets_of_user_sessions, 0,
         "only the default session may hold a standalone stream: {entries:#?}"
     );
+}
+
+#[tokio::test]
+async fn a_client_is_never_left_permanently_dead() {
+    let server = support::demo_http_server();
+    let port = server.port;
+    let mut config = http(server.url("/mcp"));
+    config.reconnect_max_attempts = 2;
+    let group = FunctionGroup::connect(config).await.unwrap();
+    let s = SessionId::new("s");
+    group
+        .call(Some(&s), "echo", json!({"message": "up"}))
+        .await
+        .unwrap();
+
+    drop(server); // killed and reaped
+    for _ in 0..2 {
+        // Retries exhausted, every time: a typed error, not a hang.
+        let err = group
+            .call(Some(&s), "echo", json!({"message": "down"}))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                McpError::Connect { .. } | McpError::ServerGone { .. } | McpError::Handshake { .. }
+            ),
+            "{err:?}"
+        );
+    }
+
+    let _server = support::demo_http_server_on(port);
+    let out = group
+        .call(Some(&s), "echo", json!({"message": "back"}))
+        .await
+        .unwrap();
+    assert_eq!(out.to_text(), "Echo: back", "the session works again");
+    group.shutdown().await;
 }

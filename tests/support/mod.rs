@@ -131,6 +131,12 @@ impl ServerProcess {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        Self::start_on(port, program, args, cwd)
+    }
+
+    /// Like [`ServerProcess::start`], on a given port (to restart a server
+    /// where its clients expect it).
+    pub fn start_on(port: u16, program: &Path, args: &[&str], cwd: Option<&Path>) -> Self {
         let mut command = std::process::Command::new(program);
         command
             .args(args.iter().map(|a| a.replace("{port}", &port.to_string())))
@@ -198,6 +204,17 @@ pub fn fault_server() -> ServerProcess {
 #[cfg(feature = "cli")]
 pub fn demo_http_server() -> ServerProcess {
     ServerProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_mcp-group")),
+        &["demo-server", "--http", "127.0.0.1:{port}"],
+        None,
+    )
+}
+
+/// The demo HTTP server on `port`.
+#[cfg(feature = "cli")]
+pub fn demo_http_server_on(port: u16) -> ServerProcess {
+    ServerProcess::start_on(
+        port,
         Path::new(env!("CARGO_BIN_EXE_mcp-group")),
         &["demo-server", "--http", "127.0.0.1:{port}"],
         None,
