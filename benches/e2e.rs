@@ -13,7 +13,8 @@
 //!   `@modelcontextprotocol/server-everything` in streamable HTTP mode;
 //! - client-side RSS per idle HTTP session at 1,000 sessions.
 //!
-//! Writes the figures as JSON to the path after `--summary`.
+//! Writes the figures as JSON to the path after `--summary`. With `--soak
+//! [--sessions N]` it runs the session churn soak instead.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::{
@@ -39,6 +40,10 @@ use rmcp::{
 use serde_json::{Value, json};
 
 const DEMO: &str = env!("CARGO_BIN_EXE_mcp-group");
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../tests/support/soak.rs"]
+mod soak;
 
 struct Settings {
     overhead_calls: usize,
@@ -515,8 +520,69 @@ async fn memory_per_session(url: &str, sessions: usize) -> f64 {
 
 // ------------------------------------------------------------------ main
 
+/// `--soak [--sessions N]`: the session churn soak (`cargo xtask soak`),
+/// over stdio then streamable HTTP, with its summary; fails if anything was
+/// lost or left behind.
+fn soak(rt: &tokio::runtime::Runtime, sessions: usize) -> bool {
+    let mut clean = true;
+    for transport in ["stdio", "http"] {
+        let http = (transport == "http").then(demo_http);
+        let plan = soak::Plan {
+            server: match &http {
+                Some(server) => http_server(&server.url),
+                None => stdio_server(),
+            },
+            sessions,
+            callers: 64,
+            max_sessions: 100,
+            idle_timeout: Duration::from_millis(200),
+            process_per_session: http.is_none(),
+        };
+        // Twice: the allocator keeps what the first pass freed, so RSS is
+        // compared between the end of the first pass and of the second.
+        let mut rss_after = Vec::new();
+        for pass in 1..=2 {
+            let report = rt.block_on(soak::run(plan.clone()));
+            println!(
+                "\nsoak over {transport}, pass {pass}: {sessions} sessions, 64 callers, max_sessions 100\n{}",
+                report.summary()
+            );
+            clean &= report.calls_failed == 0
+                && report.calls_ok == 2 * sessions
+                && report.orphans == 0
+                && report.leaked_entries == 0
+                && report.fds_after <= report.fds_before;
+            rss_after.push(report.rss_kib_after);
+        }
+        let growth = rss_after[1] as f64 / rss_after[0] as f64 - 1.0;
+        println!(
+            "RSS after pass 1: {} KiB, after pass 2: {} KiB ({:+.1} %)",
+            rss_after[0],
+            rss_after[1],
+            growth * 100.0
+        );
+        clean &= growth < 0.10;
+    }
+    clean
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--soak") {
+        let sessions = args
+            .iter()
+            .position(|a| a == "--sessions")
+            .and_then(|i| args.get(i + 1)?.parse().ok())
+            .unwrap_or(10_000);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let clean = soak(&rt, sessions);
+        println!("\nsoak: {}", if clean { "clean" } else { "NOT CLEAN" });
+        std::process::exit(if clean { 0 } else { 1 });
+    }
     let Some(i) = args.iter().position(|a| a == "--summary") else {
         // `cargo bench` without arguments (or with criterion's): nothing to
         // do here; `cargo xtask bench e2e` passes `--summary`.

@@ -9,6 +9,8 @@ use std::{
 
 use mcp_group::{McpClientConfig, ServerConfig};
 
+pub mod soak;
+
 /// Where `cargo xtask fixtures` installed the third-party servers.
 pub fn fixtures_dir() -> PathBuf {
     std::env::var_os("MCP_GROUP_FIXTURES")

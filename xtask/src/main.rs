@@ -17,6 +17,11 @@
 //!   `target/xtask-bench/e2e.json` and plots calls/s and p99 against sessions
 //!   to `target/xtask-bench/e2e.svg` (a full run also to `docs/bench-e2e.svg`,
 //!   which `BENCHMARKS.md` shows).
+//! - `cargo xtask soak [--sessions N]` churns N sessions (default 10,000)
+//!   through a registry of 100 with 64 callers, over stdio then streamable
+//!   HTTP against the demo server, and prints what was left behind
+//!   (processes, entries, file descriptors, RSS); `tests/soak.rs` is its
+//!   short version, run in CI.
 //! - `cargo xtask loom` model-checks the registry's session table with loom
 //!   (`RUSTFLAGS="--cfg mcp_group_loom"`, the registry crate only, in its own
 //!   target folder so the normal build is not invalidated).
@@ -41,6 +46,7 @@ fn main() -> ExitCode {
         Some("fixtures") => fixtures().map(|_| ()),
         Some("test") => test(&args[1..]),
         Some("loom") => loom(),
+        Some("soak") => soak(&args[1..]),
         Some("bench") => {
             let quick = args[1..].iter().any(|a| a == "--quick");
             match args[1..]
@@ -59,7 +65,8 @@ fn main() -> ExitCode {
              test       install fixtures, then run every test (extra args go to cargo test)\n  \
              loom       model-check the registry's invariants with loom\n  \
              bench      registry contention benchmarks [--quick]\n  \
-             bench e2e  end-to-end benchmarks and their plot [--quick]\n\
+             bench e2e  end-to-end benchmarks and their plot [--quick]\n  \
+             soak       session churn soak [--sessions N] (default 10000)\n\
              (got {args:?})"
         )),
     };
@@ -234,6 +241,22 @@ fn bench_e2e(quick: bool) -> Result<()> {
         write(&docs.join("bench-e2e.svg"), &svg)?;
     }
     Ok(())
+}
+
+fn soak(args: &[String]) -> Result<()> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    run(Command::new(&cargo)
+        .current_dir(root())
+        .args([
+            "bench",
+            "--package",
+            "mcp-group",
+            "--bench",
+            "e2e",
+            "--",
+            "--soak",
+        ])
+        .args(args))
 }
 
 fn read(path: &Path) -> String {

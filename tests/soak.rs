@@ -1,0 +1,71 @@
+//! A short session churn soak (the long one is `cargo xtask soak`): sessions
+//! created, reaped and refused through a small registry, over stdio and
+//! streamable HTTP against the bundled demo server. Nothing is lost, nothing
+//! is left: no orphan process, no registry entry, no file descriptor.
+#![cfg(all(feature = "cli", feature = "http"))]
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use mcp_group::{ServerConfig, TransportKind};
+use support::soak::{Plan, run};
+
+fn check(report: &support::soak::Report, sessions: usize) {
+    let summary = report.summary();
+    assert_eq!(report.calls_failed, 0, "{summary}");
+    assert_eq!(
+        report.calls_ok,
+        2 * sessions,
+        "every session got both calls served, after being refused or not: {summary}"
+    );
+    assert_eq!(report.orphans, 0, "{summary}");
+    assert_eq!(report.leaked_entries, 0, "{summary}");
+    assert_eq!(
+        report.fds_after,
+        report.fds_before,
+        "{summary}\n{:#?}",
+        support::soak::fd_targets()
+    );
+}
+
+// One test, the transports in turn: file descriptors are counted for the
+// whole process, so nothing else may run beside it (this file has no other).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_over_stdio_then_http_leaves_nothing_behind() {
+    let sessions = 200;
+    let report = run(Plan {
+        server: support::demo_server(),
+        sessions,
+        callers: 16,
+        max_sessions: 20,
+        idle_timeout: Duration::from_millis(200),
+        process_per_session: true,
+    })
+    .await;
+    check(&report, sessions);
+    assert!(
+        report.server_pids > 20,
+        "sessions churned: {}",
+        report.summary()
+    );
+
+    let server = support::demo_http_server();
+    let sessions = 500;
+    let report = run(Plan {
+        server: ServerConfig::remote(TransportKind::StreamableHttp, server.url("/mcp")),
+        sessions,
+        callers: 32,
+        max_sessions: 40,
+        idle_timeout: Duration::from_millis(200),
+        process_per_session: false,
+    })
+    .await;
+    check(&report, sessions);
+    assert!(
+        report.created > 40,
+        "sessions churned: {}",
+        report.summary()
+    );
+}
