@@ -22,6 +22,10 @@
 //!   HTTP against the demo server, and prints what was left behind
 //!   (processes, entries, file descriptors, RSS); `tests/soak.rs` is its
 //!   short version, run in CI.
+//! - `cargo xtask fuzz [--cases N]` runs the property tests of what servers
+//!   may send (`tests/fuzz.rs`: bytes in place of the handshake, tool
+//!   results, tool lists and schemas) with N cases each (default 10,000; CI
+//!   runs 96).
 //! - `cargo xtask loom` model-checks the registry's session table with loom
 //!   (`RUSTFLAGS="--cfg mcp_group_loom"`, the registry crate only, in its own
 //!   target folder so the normal build is not invalidated).
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("loom") => loom(),
         Some("soak") => soak(&args[1..]),
+        Some("fuzz") => fuzz(&args[1..]),
         Some("bench") => {
             let quick = args[1..].iter().any(|a| a == "--quick");
             match args[1..]
@@ -66,7 +71,8 @@ fn main() -> ExitCode {
              loom       model-check the registry's invariants with loom\n  \
              bench      registry contention benchmarks [--quick]\n  \
              bench e2e  end-to-end benchmarks and their plot [--quick]\n  \
-             soak       session churn soak [--sessions N] (default 10000)\n\
+             soak       session churn soak [--sessions N] (default 10000)\n  \
+             fuzz       property tests of what servers send [--cases N] (default 10000)\n\
              (got {args:?})"
         )),
     };
@@ -257,6 +263,26 @@ fn soak(args: &[String]) -> Result<()> {
             "--soak",
         ])
         .args(args))
+}
+
+fn fuzz(args: &[String]) -> Result<()> {
+    let cases = args
+        .iter()
+        .position(|a| a == "--cases")
+        .and_then(|i| args.get(i + 1))
+        .map_or("10000", String::as_str);
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    run(Command::new(&cargo)
+        .current_dir(root())
+        .env("PROPTEST_CASES", cases)
+        .args([
+            "test",
+            "--release",
+            "--package",
+            "mcp-group",
+            "--test",
+            "fuzz",
+        ]))
 }
 
 fn read(path: &Path) -> String {
