@@ -72,6 +72,11 @@ pub struct McpClientConfig {
     /// Prepended to every exposed name, so two servers' tools never collide.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name_prefix: Option<String>,
+    /// The MCP protocol version offered in the handshake (default
+    /// `"2025-11-25"`, which current servers and the conformance suite
+    /// accept; rmcp's own default, 2026-07-28, is refused by many).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol_version: Option<String>,
 }
 
 /// Which server, over which transport. Fields that do not belong to the
@@ -241,6 +246,20 @@ pub enum ConfigError {
 }
 
 impl McpClientConfig {
+    /// The client options this configuration asks for (the offered protocol
+    /// version); add an elicitation handler to them and pass them to
+    /// [`crate::FunctionGroup::connect_with`].
+    pub fn client_options(&self) -> mcp_group_core::ClientOptions {
+        let options = mcp_group_core::ClientOptions::new();
+        match &self.protocol_version {
+            Some(version) => options
+                .clone()
+                .with_protocol_version(version)
+                .unwrap_or(options),
+            None => options,
+        }
+    }
+
     /// A configuration for `server` with every other field at its default.
     pub fn new(server: ServerConfig) -> Self {
         Self {
@@ -258,6 +277,7 @@ impl McpClientConfig {
             include: Vec::new(),
             exclude: Vec::new(),
             name_prefix: None,
+            protocol_version: None,
         }
     }
 
@@ -380,6 +400,17 @@ impl McpClientConfig {
         }
         if self.tool_call_timeout.is_zero() {
             return invalid("tool_call_timeout", "must be greater than zero");
+        }
+        if let Some(version) = &self.protocol_version {
+            if !mcp_group_core::PROTOCOL_VERSIONS.contains(&version.as_str()) {
+                return Err(ConfigError::Invalid {
+                    field: "protocol_version",
+                    reason: format!(
+                        "unknown version {version:?}; one of {}",
+                        mcp_group_core::PROTOCOL_VERSIONS.join(", ")
+                    ),
+                });
+            }
         }
         if let Err(error) = self.overrides().validate() {
             return Err(ConfigError::Invalid {

@@ -241,8 +241,31 @@ impl FunctionGroup {
     /// Validates `config`, connects the default session, lists the server's
     /// tools (every page) and applies the overrides and filters.
     pub async fn connect(config: McpClientConfig) -> Result<Self, Error> {
+        let options = config.client_options();
+        Self::connect_with(config, options).await
+    }
+
+    /// Like [`FunctionGroup::connect`], with client options: typically
+    /// `config.client_options()` plus an elicitation handler, so that
+    /// servers asking for user input get an answer (every session's
+    /// connection uses them).
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use mcp_group::{FunctionGroup, McpClientConfig, ServerConfig, core::AcceptDefaults};
+    ///
+    /// # async fn run() -> Result<(), mcp_group::Error> {
+    /// let config = McpClientConfig::new(ServerConfig::stdio("my-server", ["--stdio"]));
+    /// let options = config.client_options().with_elicitation(Arc::new(AcceptDefaults));
+    /// let group = FunctionGroup::connect_with(config, options).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_with(
+        config: McpClientConfig,
+        options: mcp_group_core::ClientOptions,
+    ) -> Result<Self, Error> {
         config.validate()?;
-        let transport = build_transport(&config)?;
+        let transport = build_transport_with(&config, options)?;
         Self::with_transport(transport, config).await
     }
 
@@ -536,6 +559,18 @@ fn json_kind(value: &Value) -> &'static str {
 
 /// Builds the transport the configuration names, if its feature is enabled.
 pub fn build_transport(config: &McpClientConfig) -> Result<DynTransport, McpError> {
+    build_transport_with(config, config.client_options())
+}
+
+/// Like [`build_transport`], with the client's options.
+#[cfg_attr(
+    not(all(feature = "stdio", feature = "http", feature = "sse")),
+    allow(unused_variables)
+)]
+pub fn build_transport_with(
+    config: &McpClientConfig,
+    options: mcp_group_core::ClientOptions,
+) -> Result<DynTransport, McpError> {
     let server = &config.server;
     match server.transport {
         TransportKind::Stdio => {
@@ -546,7 +581,9 @@ pub fn build_transport(config: &McpClientConfig) -> Result<DynTransport, McpErro
                     .args(server.args.clone().unwrap_or_default());
                 stdio.env = server.env.clone().unwrap_or_default();
                 stdio.cwd = server.cwd.clone();
-                Ok(Arc::new(StdioTransport::new(stdio)))
+                Ok(Arc::new(
+                    StdioTransport::new(stdio).with_client_options(options),
+                ))
             }
             #[cfg(not(feature = "stdio"))]
             Err(McpError::TransportDisabled {
@@ -559,7 +596,8 @@ pub fn build_transport(config: &McpClientConfig) -> Result<DynTransport, McpErro
             {
                 let http = http_config(server)?;
                 Ok(Arc::new(
-                    mcp_group_transport_http::StreamableHttpTransport::new(http),
+                    mcp_group_transport_http::StreamableHttpTransport::new(http)
+                        .with_client_options(options),
                 ))
             }
             #[cfg(not(feature = "http"))]
@@ -572,7 +610,9 @@ pub fn build_transport(config: &McpClientConfig) -> Result<DynTransport, McpErro
             #[cfg(feature = "sse")]
             {
                 let http = http_config(server)?;
-                Ok(Arc::new(mcp_group_transport_sse::SseTransport::new(http)))
+                Ok(Arc::new(
+                    mcp_group_transport_sse::SseTransport::new(http).with_client_options(options),
+                ))
             }
             #[cfg(not(feature = "sse"))]
             Err(McpError::TransportDisabled {

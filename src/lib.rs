@@ -44,7 +44,9 @@ mod group;
 mod reconnect;
 
 pub use config::{ConfigError, McpClientConfig, ServerConfig, SessionLimitPolicy, TransportKind};
-pub use group::{Function, FunctionGroup, Functions, ToolsChanged, build_transport};
+pub use group::{
+    Function, FunctionGroup, Functions, ToolsChanged, build_transport, build_transport_with,
+};
 #[doc(inline)]
 pub use mcp_group_core as core;
 pub use mcp_group_core::{Error as McpError, SessionId, ToolDescriptor, ToolOutput};

@@ -55,6 +55,14 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         sessions: usize,
     },
+    /// MCP conformance-suite client mode: connect to URL over streamable
+    /// HTTP, answer elicitations with their defaults, call every tool with
+    /// arguments built from its schema (`cargo xtask conformance`).
+    #[command(hide = true)]
+    Conformance {
+        /// The scenario server's URL (the suite appends it).
+        url: String,
+    },
     /// Serve the bundled demo MCP server over stdio, or over streamable HTTP
     /// with `--http ADDR` (prints the URL it serves, then serves until
     /// interrupted).
@@ -197,6 +205,7 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { sessions } => demo(sessions, timeout).await,
+        Command::Conformance { url } => conformance(&url, timeout).await,
         Command::Ping { server } => {
             let group = connect(&server, timeout).await?;
             let result = group.ping(None).await;
@@ -415,6 +424,60 @@ async fn batch(group: Arc<FunctionGroup>) -> Result<ExitCode, BoxError> {
     } else {
         ExitCode::from(2)
     })
+}
+
+/// The conformance suite's client: what an agent using the group would do.
+async fn conformance(url: &str, timeout: Option<Duration>) -> Result<ExitCode, BoxError> {
+    let scenario = std::env::var("MCP_CONFORMANCE_SCENARIO").unwrap_or_default();
+    tracing::info!(%scenario, %url, "conformance client");
+    let mut config = McpClientConfig::new(ServerConfig::remote(TransportKind::StreamableHttp, url));
+    config.tool_call_timeout = timeout.unwrap_or(Duration::from_secs(20));
+    let options = config
+        .client_options()
+        .with_elicitation(std::sync::Arc::new(mcp_group::core::AcceptDefaults));
+    let group = FunctionGroup::connect_with(config, options).await?;
+    let mut failed = false;
+    for tool in group.functions().iter() {
+        let arguments = example_arguments(&tool.descriptor().input_schema);
+        match group.call(None, tool.name(), arguments).await {
+            Ok(output) => println!("{}: {}", tool.name(), output.to_text()),
+            Err(error) => {
+                failed = true;
+                println!("{}: error: {error}", tool.name());
+            }
+        }
+    }
+    group.shutdown().await;
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Arguments for a tool built from its input schema: each property's
+/// `default`, else a plain value of its type.
+fn example_arguments(schema: &serde_json::Map<String, serde_json::Value>) -> serde_json::Value {
+    use serde_json::{Value, json};
+    let mut arguments = serde_json::Map::new();
+    if let Some(Value::Object(properties)) = schema.get("properties") {
+        for (name, property) in properties {
+            let value = match (
+                property.get("default"),
+                property.get("type").and_then(Value::as_str),
+            ) {
+                (Some(default), _) => default.clone(),
+                (None, Some("number" | "integer")) => json!(1),
+                (None, Some("string")) => json!("test"),
+                (None, Some("boolean")) => json!(true),
+                (None, Some("array")) => json!([]),
+                (None, Some("object")) => json!({}),
+                _ => continue,
+            };
+            arguments.insert(name.clone(), value);
+        }
+    }
+    Value::Object(arguments)
 }
 
 async fn demo(sessions: usize, timeout: Option<Duration>) -> Result<ExitCode, BoxError> {

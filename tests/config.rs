@@ -244,3 +244,15 @@ fn filters_and_prefix_load_and_bad_ones_are_rejected() {
     let bad_prefix = McpClientConfig::from_toml_str(&format!("name_prefix = \"a b\"\n{STDIO}"));
     assert_eq!(invalid_field(bad_prefix), "name_prefix");
 }
+
+#[test]
+fn the_offered_protocol_version_is_configurable_and_checked() {
+    let config = McpClientConfig::from_toml_str(STDIO).unwrap();
+    assert_eq!(config.client_options().protocol_version(), "2025-11-25");
+    let config =
+        McpClientConfig::from_toml_str(&format!("protocol_version = \"2025-06-18\"\n{STDIO}"))
+            .unwrap();
+    assert_eq!(config.client_options().protocol_version(), "2025-06-18");
+    let r = McpClientConfig::from_toml_str(&format!("protocol_version = \"2099-01-01\"\n{STDIO}"));
+    assert_eq!(invalid_field(r), "protocol_version");
+}

@@ -12,14 +12,18 @@ use std::{
 use rmcp::{
     ClientHandler, RoleClient, ServiceExt,
     model::{
-        CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, JsonObject,
-        ProtocolVersion, ServerPeerInfo,
+        CallToolRequestParams, ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult,
+        ElicitationAction, ElicitationCapability, FormElicitationCapability, Implementation,
+        JsonObject, ServerPeerInfo,
     },
     service::{Peer, RunningService},
     transport::IntoTransport,
 };
 
-use crate::{Error, ToolDescriptor, ToolOutput};
+use crate::{
+    ClientOptions, Error, ToolDescriptor, ToolOutput,
+    options::{ElicitationAnswer, apply_defaults},
+};
 
 /// How long [`Connection::close`] waits for the protocol task to stop.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -40,10 +44,19 @@ pub trait Cleanup: Send + 'static {
 
 /// The client side of the handshake — what we tell the server about
 /// ourselves — and the handler of what the server sends unasked.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientAgent {
     info: ClientConfig,
+    options: ClientOptions,
     tools_changed: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl fmt::Debug for ClientAgent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientAgent")
+            .field("options", &self.options)
+            .finish()
+    }
 }
 
 impl ClientAgent {
@@ -53,13 +66,25 @@ impl ClientAgent {
     /// (and the conformance suite's 0.1 releases) reject; 2025-11-25 is the
     /// newest version that every current server negotiates.
     pub fn new() -> Self {
+        Self::with_options(ClientOptions::new())
+    }
+
+    /// A client with `options` (protocol version, elicitation handler).
+    pub fn with_options(options: ClientOptions) -> Self {
+        let mut capabilities = ClientCapabilities::default();
+        if options.elicitation().is_some() {
+            let mut elicitation = ElicitationCapability::new();
+            elicitation.form = Some(FormElicitationCapability::default());
+            capabilities.elicitation = Some(elicitation);
+        }
         let info = ClientConfig::new(
-            ClientCapabilities::default(),
+            capabilities,
             Implementation::new("mcp-group", env!("CARGO_PKG_VERSION")),
         )
-        .with_protocol_version(ProtocolVersion::V_2025_11_25);
+        .with_protocol_version(options.rmcp_protocol_version());
         Self {
             info,
+            options,
             tools_changed: Arc::new(tokio::sync::watch::Sender::new(0)),
         }
     }
@@ -79,6 +104,39 @@ impl ClientHandler for ClientAgent {
     async fn on_tool_list_changed(&self, _context: rmcp::service::NotificationContext<RoleClient>) {
         tracing::debug!("server says its tool list changed");
         self.tools_changed.send_modify(|version| *version += 1);
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        _context: rmcp::service::RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, rmcp::ErrorData> {
+        let declined = Ok(ElicitResult::new(ElicitationAction::Decline));
+        let (
+            Some(handler),
+            ElicitRequestParams::FormElicitationParams {
+                message,
+                requested_schema,
+                ..
+            },
+        ) = (self.options.elicitation(), request)
+        else {
+            return declined;
+        };
+        let schema = match serde_json::to_value(&requested_schema) {
+            Ok(serde_json::Value::Object(schema)) => schema,
+            _ => return declined,
+        };
+        match handler.elicit(&message, &schema).await {
+            ElicitationAnswer::Accept(mut content) => {
+                apply_defaults(&schema, &mut content);
+                tracing::debug!(fields = content.len(), "elicitation accepted");
+                Ok(ElicitResult::new(ElicitationAction::Accept)
+                    .with_content(serde_json::Value::Object(content)))
+            }
+            ElicitationAnswer::Decline => declined,
+            ElicitationAnswer::Cancel => Ok(ElicitResult::new(ElicitationAction::Cancel)),
+        }
     }
 }
 
@@ -126,8 +184,22 @@ impl Connection {
         T: IntoTransport<RoleClient, E, A>,
         E: std::error::Error + Send + Sync + 'static,
     {
+        Self::establish_with(transport, endpoint, &ClientOptions::new()).await
+    }
+
+    /// Like [`Connection::establish`], with the client's `options` (offered
+    /// protocol version, elicitation handler).
+    pub async fn establish_with<T, E, A>(
+        transport: T,
+        endpoint: impl Into<String>,
+        options: &ClientOptions,
+    ) -> Result<Self, Error>
+    where
+        T: IntoTransport<RoleClient, E, A>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
         let endpoint: String = endpoint.into();
-        let agent = ClientAgent::new();
+        let agent = ClientAgent::with_options(options.clone());
         let tools_changed = agent.tools_changed.subscribe();
         let service = agent.serve(transport).await.map_err(|e| Error::Handshake {
             endpoint: endpoint.clone(),

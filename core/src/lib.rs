@@ -13,6 +13,10 @@
 //! request multiplexing, cancellation) is rmcp's, the official Rust MCP SDK:
 //! [`Connection::establish`] runs rmcp's client over whatever byte or message
 //! stream a transport opens. Nothing here re-implements the protocol.
+//! [`ClientOptions`] set what the client side says and answers: the protocol
+//! version offered in the handshake, and an [`Elicitation`] handler for
+//! servers that ask for user input ([`AcceptDefaults`] answers with the
+//! requested schema's defaults); [`Connection::establish_with`] takes them.
 //!
 //! # Writing a transport
 //!
@@ -71,12 +75,17 @@
 
 mod connection;
 mod error;
+mod options;
 mod transport;
 mod types;
 
 pub use async_trait::async_trait;
 pub use connection::{Cleanup, ClientAgent, Connection};
 pub use error::{BoxError, Error};
+pub use options::{
+    AcceptDefaults, ClientOptions, Elicitation, ElicitationAnswer, PROTOCOL_VERSIONS,
+    apply_defaults,
+};
 pub use rmcp;
 pub use rmcp::model::JsonObject;
 pub use transport::{DynTransport, Transport};

@@ -47,7 +47,7 @@
 
 use std::{collections::BTreeMap, fmt, sync::Arc};
 
-use mcp_group_core::{Connection, Error, ServerDescription, SessionId, Transport};
+use mcp_group_core::{ClientOptions, Connection, Error, ServerDescription, SessionId, Transport};
 pub use standalone::StandaloneStreams;
 
 mod standalone;
@@ -259,6 +259,7 @@ impl HttpEndpoint {
 pub struct StreamableHttpTransport {
     endpoint: HttpEndpoint,
     standalone: StandaloneStreams,
+    options: ClientOptions,
 }
 
 impl StreamableHttpTransport {
@@ -268,7 +269,14 @@ impl StreamableHttpTransport {
         Self {
             endpoint: HttpEndpoint::new(config),
             standalone: StandaloneStreams::default(),
+            options: ClientOptions::new(),
         }
+    }
+
+    /// The client side's options: offered protocol version, elicitation.
+    pub fn with_client_options(mut self, options: ClientOptions) -> Self {
+        self.options = options;
+        self
     }
 
     /// Chooses which sessions open the standalone `GET` stream for
@@ -341,7 +349,7 @@ impl Transport for StreamableHttpTransport {
             },
         };
         let transport = StreamableHttpClientTransport::with_client(client, config);
-        Connection::establish(transport, self.config().url.clone())
+        Connection::establish_with(transport, self.config().url.clone(), &self.options)
             .await
             .map_err(classify)
     }

@@ -29,7 +29,7 @@
 use std::{pin::Pin, sync::Arc};
 
 use futures::{Stream, StreamExt};
-use mcp_group_core::{Connection, Error, ServerDescription, SessionId, Transport};
+use mcp_group_core::{ClientOptions, Connection, Error, ServerDescription, SessionId, Transport};
 pub use mcp_group_transport_http::{HeaderProvider, HttpConfig, HttpEndpoint, UrlError};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
 use rmcp::{RoleClient, transport::Transport as RmcpTransport};
@@ -70,6 +70,7 @@ type Events = Pin<Box<dyn Stream<Item = Result<sse_stream::Sse, sse_stream::Erro
 #[derive(Clone, Debug)]
 pub struct SseTransport {
     endpoint: HttpEndpoint,
+    options: ClientOptions,
 }
 
 impl SseTransport {
@@ -77,7 +78,14 @@ impl SseTransport {
     pub fn new(config: HttpConfig) -> Self {
         Self {
             endpoint: HttpEndpoint::new(config),
+            options: ClientOptions::new(),
         }
+    }
+
+    /// The client side's options: offered protocol version, elicitation.
+    pub fn with_client_options(mut self, options: ClientOptions) -> Self {
+        self.options = options;
+        self
     }
 
     /// Adds per-session headers.
@@ -144,7 +152,7 @@ impl Transport for SseTransport {
             endpoint: url.clone(),
             source: Box::new(e),
         })?;
-        Connection::establish(client, url.clone()).await
+        Connection::establish_with(client, url.clone(), &self.options).await
     }
 
     fn description(&self) -> ServerDescription {

@@ -37,7 +37,9 @@
 
 use std::{collections::BTreeMap, path::PathBuf, process::Stdio, time::Duration};
 
-use mcp_group_core::{Cleanup, Connection, Error, ServerDescription, SessionId, Transport};
+use mcp_group_core::{
+    Cleanup, ClientOptions, Connection, Error, ServerDescription, SessionId, Transport,
+};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, ChildStderr, Command},
@@ -130,12 +132,22 @@ pub enum CommandLineError {
 #[derive(Debug, Clone)]
 pub struct StdioTransport {
     config: StdioConfig,
+    options: ClientOptions,
 }
 
 impl StdioTransport {
     /// A transport running `config` for every new connection.
     pub fn new(config: StdioConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            options: ClientOptions::new(),
+        }
+    }
+
+    /// The client side's options: offered protocol version, elicitation.
+    pub fn with_client_options(mut self, options: ClientOptions) -> Self {
+        self.options = options;
+        self
     }
 
     /// The configuration.
@@ -180,7 +192,8 @@ impl Transport for StdioTransport {
         // From here on the guard owns the process: any early return or a
         // dropped future kills the group.
         let guard = ChildGuard::new(child);
-        let connection = Connection::establish((stdout, stdin), command_line).await?;
+        let connection =
+            Connection::establish_with((stdout, stdin), command_line, &self.options).await?;
         Ok(connection.with_cleanup(guard))
     }
 

