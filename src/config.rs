@@ -106,6 +106,34 @@ pub struct ServerConfig {
     /// streamable-http / sse: headers sent with every request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom_headers: Option<BTreeMap<String, String>>,
+    /// streamable-http: authorize with OAuth client credentials (the
+    /// authorization server is discovered from the MCP server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth_client_credentials: Option<OAuthClientCredentials>,
+}
+
+/// OAuth client credentials (`[server.oauth_client_credentials]`). `Debug`
+/// redacts the secret.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthClientCredentials {
+    /// The client id.
+    pub client_id: String,
+    /// The client secret.
+    pub client_secret: String,
+    /// The scope to ask for (space-separated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+impl std::fmt::Debug for OAuthClientCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthClientCredentials")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("scope", &self.scope)
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -122,6 +150,7 @@ impl std::fmt::Debug for ServerConfig {
                 "custom_headers",
                 &self.custom_headers.as_ref().map(Redacted),
             )
+            .field("oauth_client_credentials", &self.oauth_client_credentials)
             .finish()
     }
 }
@@ -354,6 +383,12 @@ impl McpClientConfig {
                 if server.custom_headers.is_some() {
                     return invalid(
                         "server.custom_headers",
+                        "not allowed with transport \"stdio\"",
+                    );
+                }
+                if server.oauth_client_credentials.is_some() {
+                    return invalid(
+                        "server.oauth_client_credentials",
                         "not allowed with transport \"stdio\"",
                     );
                 }

@@ -595,10 +595,18 @@ pub fn build_transport_with(
             #[cfg(feature = "http")]
             {
                 let http = http_config(server)?;
-                Ok(Arc::new(
-                    mcp_group_transport_http::StreamableHttpTransport::new(http)
-                        .with_client_options(options),
-                ))
+                let mut transport = mcp_group_transport_http::StreamableHttpTransport::new(http)
+                    .with_client_options(options);
+                if let Some(oauth) = &server.oauth_client_credentials {
+                    transport = transport.with_client_credentials(
+                        mcp_group_transport_http::ClientCredentials {
+                            client_id: oauth.client_id.clone(),
+                            client_secret: oauth.client_secret.clone(),
+                            scope: oauth.scope.clone(),
+                        },
+                    );
+                }
+                Ok(Arc::new(transport))
             }
             #[cfg(not(feature = "http"))]
             Err(McpError::TransportDisabled {

@@ -43,7 +43,10 @@ mod config;
 mod group;
 mod reconnect;
 
-pub use config::{ConfigError, McpClientConfig, ServerConfig, SessionLimitPolicy, TransportKind};
+pub use config::{
+    ConfigError, McpClientConfig, OAuthClientCredentials, ServerConfig, SessionLimitPolicy,
+    TransportKind,
+};
 pub use group::{
     Function, FunctionGroup, Functions, ToolsChanged, build_transport, build_transport_with,
 };

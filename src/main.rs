@@ -432,6 +432,21 @@ async fn conformance(url: &str, timeout: Option<Duration>) -> Result<ExitCode, B
     tracing::info!(%scenario, %url, "conformance client");
     let mut config = McpClientConfig::new(ServerConfig::remote(TransportKind::StreamableHttp, url));
     config.tool_call_timeout = timeout.unwrap_or(Duration::from_secs(20));
+    // Scenarios that hand out client credentials put them in the context.
+    let context: serde_json::Value = std::env::var("MCP_CONFORMANCE_CONTEXT")
+        .ok()
+        .and_then(|c| serde_json::from_str(&c).ok())
+        .unwrap_or_default();
+    if let (Some(id), Some(secret)) = (
+        context["client_id"].as_str(),
+        context["client_secret"].as_str(),
+    ) {
+        config.server.oauth_client_credentials = Some(mcp_group::OAuthClientCredentials {
+            client_id: id.to_owned(),
+            client_secret: secret.to_owned(),
+            scope: None,
+        });
+    }
     let options = config
         .client_options()
         .with_elicitation(std::sync::Arc::new(mcp_group::core::AcceptDefaults));

@@ -212,23 +212,41 @@ async fn a_server_killed_mid_call_fails_the_calls_at_once_and_one_reconnect_serv
 
 #[tokio::test]
 async fn cancelling_a_call_at_every_await_point_leaves_the_ref_count_true() {
-    use std::{future::Future, pin::pin, task::Poll};
+    use std::{
+        future::Future,
+        pin::pin,
+        task::{Context, Wake, Waker},
+    };
+
+    /// Wakes the test when the call can make progress.
+    struct Progress(tokio::sync::Notify);
+    impl Wake for Progress {
+        fn wake(self: Arc<Self>) {
+            self.0.notify_one();
+        }
+    }
 
     let group = FunctionGroup::connect(config(demo_server())).await.unwrap();
     let s = SessionId::new("s");
-    // Cancel after 0, 1, 2, … polls: before the session exists, while it is
-    // being created, while the request is in flight, as the answer arrives.
+    // Cancel after 0, 1, 2, … steps, a step being one poll after the call
+    // was woken: before the session exists, while it is being created, while
+    // the request is in flight, as the answer arrives. Counting wake-ups, not
+    // time, makes the points the same on a slow machine.
     let mut completed = false;
-    for polls in 0..200 {
+    for polls in 0..500 {
         {
+            let progress = Arc::new(Progress(tokio::sync::Notify::new()));
+            let waker = Waker::from(progress.clone());
+            let mut cx = Context::from_waker(&waker);
             let mut call = pin!(group.call(Some(&s), "echo", json!({"message": "x"})));
-            for _ in 0..polls {
-                let step = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
-                if step.is_ready() {
+            for step in 0..polls {
+                if step > 0 {
+                    progress.0.notified().await;
+                }
+                if call.as_mut().poll(&mut cx).is_ready() {
                     completed = true;
                     break;
                 }
-                tokio::task::yield_now().await;
             }
         } // dropped here, at whatever point it had reached
         if let Some(info) = group.peek_session(&s) {

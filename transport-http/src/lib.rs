@@ -48,7 +48,10 @@
 use std::{collections::BTreeMap, fmt, sync::Arc};
 
 use mcp_group_core::{ClientOptions, Connection, Error, ServerDescription, SessionId, Transport};
+pub use oauth::{ClientCredentials, OAuthError};
 pub use standalone::StandaloneStreams;
+
+mod oauth;
 
 mod standalone;
 use reqwest::header::{HeaderName, HeaderValue};
@@ -260,6 +263,7 @@ pub struct StreamableHttpTransport {
     endpoint: HttpEndpoint,
     standalone: StandaloneStreams,
     options: ClientOptions,
+    oauth: Option<Arc<oauth::TokenSource>>,
 }
 
 impl StreamableHttpTransport {
@@ -270,7 +274,16 @@ impl StreamableHttpTransport {
             endpoint: HttpEndpoint::new(config),
             standalone: StandaloneStreams::default(),
             options: ClientOptions::new(),
+            oauth: None,
         }
+    }
+
+    /// Authorizes with OAuth client credentials: discovers the authorization
+    /// server, gets a token (cached until it expires, shared by every
+    /// session) and sends it as `Authorization: Bearer …`.
+    pub fn with_client_credentials(mut self, credentials: ClientCredentials) -> Self {
+        self.oauth = Some(Arc::new(oauth::TokenSource::new(credentials)));
+        self
     }
 
     /// The client side's options: offered protocol version, elicitation.
@@ -340,7 +353,17 @@ fn classify(error: Error) -> Error {
 #[mcp_group_core::async_trait]
 impl Transport for StreamableHttpTransport {
     async fn connect(&self, session: &SessionId) -> Result<Connection, Error> {
-        let config = self.transport_config(session)?;
+        let mut config = self.transport_config(session)?;
+        if let Some(oauth) = &self.oauth {
+            let url = &self.config().url;
+            config.auth_header = oauth
+                .token(self.endpoint.client(), url)
+                .await
+                .map_err(|e| Error::Connect {
+                    endpoint: url.clone(),
+                    source: Box::new(e),
+                })?;
+        }
         let client = standalone::Client {
             inner: self.endpoint.client().clone(),
             open_standalone: match self.standalone {

