@@ -119,8 +119,13 @@ pub struct ServerConfig {
 pub struct OAuthClientCredentials {
     /// The client id.
     pub client_id: String,
-    /// The client secret.
+    /// The client secret (for `client_secret_basic` / `_post`).
+    #[serde(default)]
     pub client_secret: String,
+    /// An ES256 private key, PKCS#8 PEM: authenticate with a signed JWT
+    /// assertion (`private_key_jwt`) instead of the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key_pem: Option<String>,
     /// The scope to ask for (space-separated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
@@ -131,6 +136,10 @@ impl std::fmt::Debug for OAuthClientCredentials {
         f.debug_struct("OAuthClientCredentials")
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
+            .field(
+                "private_key_pem",
+                &self.private_key_pem.as_ref().map(|_| "<redacted>"),
+            )
             .field("scope", &self.scope)
             .finish()
     }

@@ -602,6 +602,7 @@ pub fn build_transport_with(
                         mcp_group_transport_http::ClientCredentials {
                             client_id: oauth.client_id.clone(),
                             client_secret: oauth.client_secret.clone(),
+                            private_key_pem: oauth.private_key_pem.clone(),
                             scope: oauth.scope.clone(),
                         },
                     );

@@ -437,13 +437,14 @@ async fn conformance(url: &str, timeout: Option<Duration>) -> Result<ExitCode, B
         .ok()
         .and_then(|c| serde_json::from_str(&c).ok())
         .unwrap_or_default();
-    if let (Some(id), Some(secret)) = (
-        context["client_id"].as_str(),
-        context["client_secret"].as_str(),
-    ) {
+    if let Some(id) = context["client_id"].as_str() {
         config.server.oauth_client_credentials = Some(mcp_group::OAuthClientCredentials {
             client_id: id.to_owned(),
-            client_secret: secret.to_owned(),
+            client_secret: context["client_secret"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            private_key_pem: context["private_key_pem"].as_str().map(str::to_owned),
             scope: None,
         });
     }

@@ -256,3 +256,30 @@ fn the_offered_protocol_version_is_configurable_and_checked() {
     let r = McpClientConfig::from_toml_str(&format!("protocol_version = \"2099-01-01\"\n{STDIO}"));
     assert_eq!(invalid_field(r), "protocol_version");
 }
+
+#[test]
+fn oauth_client_credentials_load_for_http_only_and_stay_secret_in_debug() {
+    let config = McpClientConfig::from_toml_str(
+        r#"
+[server]
+transport = "streamable-http"
+url = "https://mcp.example.com/mcp"
+[server.oauth_client_credentials]
+client_id = "agent"
+client_secret = "hunter2"
+private_key_pem = "-----BEGIN PRIVATE KEY-----"
+"#,
+    )
+    .unwrap();
+    let oauth = config.server.oauth_client_credentials.clone().unwrap();
+    assert_eq!(oauth.client_id, "agent");
+    let debug = format!("{config:?}");
+    assert!(
+        !debug.contains("hunter2") && !debug.contains("BEGIN"),
+        "{debug}"
+    );
+    let r = McpClientConfig::from_toml_str(&format!(
+        "{STDIO}[server.oauth_client_credentials]\nclient_id = \"a\"\n"
+    ));
+    assert_eq!(invalid_field(r), "server.oauth_client_credentials");
+}

