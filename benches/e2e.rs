@@ -45,6 +45,8 @@ const DEMO: &str = env!("CARGO_BIN_EXE_mcp-group");
 #[path = "../tests/support/soak.rs"]
 mod soak;
 
+use soak::rss_kib;
+
 struct Settings {
     overhead_calls: usize,
     overhead_rounds: usize,
@@ -478,15 +480,6 @@ async fn bare_batch(url: &str) -> f64 {
 }
 
 // ------------------------------------------------------------------ memory
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
 
 /// Client-side RSS growth per idle HTTP session (each opened by one call).
 async fn memory_per_session(url: &str, sessions: usize) -> f64 {

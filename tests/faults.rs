@@ -317,18 +317,9 @@ async fn garbage_on_stdout_is_a_typed_error_not_a_hang() {
     );
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test]
 async fn a_ten_mib_line_is_a_typed_error_with_bounded_memory() {
-    let before = rss_kib();
+    let before = support::soak::rss_kib();
     let err = connect_fails(odd_server(
         "python3",
         &[
@@ -341,6 +332,6 @@ async fn a_ten_mib_line_is_a_typed_error_with_bounded_memory() {
         matches!(err, McpError::Timeout { .. } | McpError::Handshake { .. }),
         "{err:?}"
     );
-    let grown_mib = rss_kib().saturating_sub(before) / 1024;
+    let grown_mib = support::soak::rss_kib().saturating_sub(before) / 1024;
     assert!(grown_mib < 64, "memory stays bounded: grew {grown_mib} MiB");
 }

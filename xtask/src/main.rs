@@ -152,7 +152,7 @@ fn fixtures() -> Result<PathBuf> {
 
 fn test(extra: &[String]) -> Result<()> {
     let dir = fixtures()?;
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let cargo = cargo();
     run(Command::new(cargo)
         .current_dir(root())
         .env("MCP_GROUP_FIXTURES", dir)
@@ -161,7 +161,7 @@ fn test(extra: &[String]) -> Result<()> {
 }
 
 fn loom() -> Result<()> {
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let cargo = cargo();
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root())
         .env("RUSTFLAGS", "--cfg mcp_group_loom")
@@ -189,7 +189,7 @@ fn loom() -> Result<()> {
 }
 
 fn bench(quick: bool) -> Result<()> {
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let cargo = cargo();
     let summary = root()
         .join("target")
         .join("xtask-bench")
@@ -224,7 +224,7 @@ fn bench(quick: bool) -> Result<()> {
 
 fn bench_e2e(quick: bool) -> Result<()> {
     fixtures()?;
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let cargo = cargo();
     let out = root().join("target").join("xtask-bench");
     let summary = out.join("e2e.json");
     let mut cmd = Command::new(&cargo);
@@ -258,7 +258,7 @@ fn bench_e2e(quick: bool) -> Result<()> {
 }
 
 fn soak(args: &[String]) -> Result<()> {
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let cargo = cargo();
     run(Command::new(&cargo)
         .current_dir(root())
         .args([
@@ -279,7 +279,7 @@ fn fuzz(args: &[String]) -> Result<()> {
         .position(|a| a == "--cases")
         .and_then(|i| args.get(i + 1))
         .map_or("10000", String::as_str);
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let cargo = cargo();
     run(Command::new(&cargo)
         .current_dir(root())
         .env("PROPTEST_CASES", cases)
@@ -291,6 +291,11 @@ fn fuzz(args: &[String]) -> Result<()> {
             "--test",
             "fuzz",
         ]))
+}
+
+/// The cargo that runs this xtask.
+pub(crate) fn cargo() -> String {
+    env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
 
 pub(crate) fn read(path: &Path) -> String {
