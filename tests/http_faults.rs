@@ -85,8 +85,9 @@ async fn an_expired_session_is_re_initialized_transparently() {
     group.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_graceful_close_deletes_every_mcp_session() {
+/// The fault server's log after a group served sessions `a` and `b` (one
+/// call each) and shut down.
+async fn two_sessions_then_shutdown() -> Vec<Value> {
     let server = fault_server();
     let group = FunctionGroup::connect(http(server.url("/mcp")))
         .await
@@ -98,7 +99,12 @@ async fn a_graceful_close_deletes_every_mcp_session() {
             .unwrap();
     }
     group.shutdown().await;
-    let entries = log(&server);
+    log(&server)
+}
+
+#[tokio::test]
+async fn a_graceful_close_deletes_every_mcp_session() {
+    let entries = two_sessions_then_shutdown().await;
     let deletes = entries.iter().filter(|e| e["http"] == "DELETE").count();
     assert_eq!(deletes, 3, "default + a + b: {entries:#?}");
 }
@@ -201,18 +207,7 @@ async fn answers_that_are_not_mcp_are_typed_errors() {
 
 #[tokio::test]
 async fn per_user_sessions_open_no_standalone_get_stream() {
-    let server = fault_server();
-    let group = FunctionGroup::connect(http(server.url("/mcp")))
-        .await
-        .unwrap();
-    for name in ["a", "b"] {
-        group
-            .call(Some(&SessionId::new(name)), "echo", json!({}))
-            .await
-            .unwrap();
-    }
-    group.shutdown().await;
-    let entries = log(&server);
+    let entries = two_sessions_then_shutdown().await;
     let user_sessions: Vec<&Value> = entries
         .iter()
         .filter(|e| e["rpc"] == "tools/call")

@@ -189,56 +189,29 @@ fn loom() -> Result<()> {
 }
 
 fn bench(quick: bool) -> Result<()> {
-    let cargo = cargo();
     let summary = root()
         .join("target")
         .join("xtask-bench")
         .join("registry.json");
-    let mut cmd = Command::new(&cargo);
-    cmd.current_dir(root())
-        .args([
-            "bench",
-            "--package",
-            "mcp-group-registry",
-            "--bench",
-            "registry",
-            "--",
-            "--summary",
-        ])
-        .arg(&summary);
+    let mut cmd = cargo_bench("mcp-group-registry", "registry");
+    cmd.args(["--", "--summary"]).arg(&summary);
     if quick {
         cmd.arg("--quick");
     }
     run(&mut cmd)?;
     if !quick {
-        run(Command::new(&cargo).current_dir(root()).args([
-            "bench",
-            "--package",
-            "mcp-group-registry",
-            "--bench",
-            "registry",
-        ]))?;
+        run(&mut cargo_bench("mcp-group-registry", "registry"))?;
     }
     Ok(())
 }
 
 fn bench_e2e(quick: bool) -> Result<()> {
     fixtures()?;
-    let cargo = cargo();
     let out = root().join("target").join("xtask-bench");
     let summary = out.join("e2e.json");
-    let mut cmd = Command::new(&cargo);
-    cmd.current_dir(root())
-        .env("MCP_GROUP_FIXTURES", fixtures_dir())
-        .args([
-            "bench",
-            "--package",
-            "mcp-group",
-            "--bench",
-            "e2e",
-            "--",
-            "--summary",
-        ])
+    let mut cmd = cargo_bench("mcp-group", "e2e");
+    cmd.env("MCP_GROUP_FIXTURES", fixtures_dir())
+        .args(["--", "--summary"])
         .arg(&summary);
     if quick {
         cmd.arg("--quick");
@@ -258,19 +231,17 @@ fn bench_e2e(quick: bool) -> Result<()> {
 }
 
 fn soak(args: &[String]) -> Result<()> {
-    let cargo = cargo();
-    run(Command::new(&cargo)
-        .current_dir(root())
-        .args([
-            "bench",
-            "--package",
-            "mcp-group",
-            "--bench",
-            "e2e",
-            "--",
-            "--soak",
-        ])
+    run(cargo_bench("mcp-group", "e2e")
+        .args(["--", "--soak"])
         .args(args))
+}
+
+/// `cargo bench --package PACKAGE --bench BENCH`, from the workspace root.
+fn cargo_bench(package: &str, bench: &str) -> Command {
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(root())
+        .args(["bench", "--package", package, "--bench", bench]);
+    cmd
 }
 
 fn fuzz(args: &[String]) -> Result<()> {
