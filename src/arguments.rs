@@ -5,7 +5,7 @@ use std::sync::Arc;
 use mcp_group_core::JsonObject;
 use serde_json::Value;
 
-use crate::McpError;
+use crate::Error;
 
 /// How deep `$ref` chains are followed when deciding whether `null` is allowed.
 const MAX_REF_DEPTH: usize = 32;
@@ -40,13 +40,13 @@ impl ArgumentChecker {
         self.validator.is_some()
     }
 
-    /// Drops `null` values the schema forbids (servers reject them; the seed
-    /// drops every null, which loses nullable fields), then validates.
+    /// Drops `null` values the schema forbids (servers reject them) and keeps
+    /// those it allows, then validates.
     pub(crate) fn prepare(
         &self,
         tool: &str,
         mut arguments: JsonObject,
-    ) -> Result<JsonObject, McpError> {
+    ) -> Result<JsonObject, Error> {
         let properties = self.schema.get("properties").and_then(Value::as_object);
         arguments.retain(|name, value| {
             if !value.is_null() {
@@ -99,7 +99,7 @@ impl ArgumentChecker {
             field.get_or_insert(name);
             reasons.push(reason);
         }
-        Err(McpError::InvalidArguments {
+        Err(Error::InvalidArguments {
             tool: tool.to_owned(),
             field: field.filter(|f| !f.is_empty()),
             reason: reasons.join("; "),
@@ -190,9 +190,9 @@ mod tests {
         value.as_object().cloned().unwrap_or_default()
     }
 
-    fn invalid(result: Result<JsonObject, McpError>) -> (Option<String>, String) {
+    fn invalid(result: Result<JsonObject, Error>) -> (Option<String>, String) {
         match result {
-            Err(McpError::InvalidArguments { field, reason, .. }) => (field, reason),
+            Err(Error::InvalidArguments { field, reason, .. }) => (field, reason),
             other => panic!("expected invalid arguments, got {other:?}"),
         }
     }

@@ -1,5 +1,6 @@
-//! The configuration: a serde mirror of the seed's `MCPClientConfig`, with the
-//! same field names and defaults, loadable from TOML, YAML or JSON.
+//! The configuration, loadable from TOML, YAML or JSON. Its field names and
+//! defaults are those of NeMo Agent Toolkit's `MCPClientConfig`, so its
+//! files are accepted as they are.
 
 use std::{
     collections::BTreeMap,
@@ -7,6 +8,7 @@ use std::{
     time::Duration,
 };
 
+use mcp_group_core::{ClientCredentials, Redacted};
 use mcp_group_overrides::ToolOverride;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -51,7 +53,7 @@ pub struct McpClientConfig {
     #[serde(default = "defaults::session_idle_timeout", with = "duration")]
     pub session_idle_timeout: Duration,
     /// What a new session gets when `max_sessions` are open: `"reject"` (the
-    /// default, as the seed), `"evict-lru-idle"` (close the least recently
+    /// default, as in NeMo Agent Toolkit), `"evict-lru-idle"` (close the least recently
     /// used session with no call in flight) or `"wait"` (up to
     /// `session_limit_wait` for one to be removed).
     #[serde(default)]
@@ -79,87 +81,98 @@ pub struct McpClientConfig {
     pub protocol_version: Option<String>,
 }
 
-/// Which server, over which transport. Fields that do not belong to the
-/// chosen transport are rejected by [`McpClientConfig::validate`]. `Debug`
-/// redacts the values of credential-like headers and environment variables.
+/// Which server, over which transport: a table tagged by its `transport`
+/// key, so a field that does not belong to the chosen transport (`url` with
+/// `stdio`, `command` with `streamable-http`) is a parse error naming it.
+/// `Debug` redacts credential-like headers, environment variables and OAuth
+/// secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "transport")]
+#[non_exhaustive]
+pub enum ServerConfig {
+    /// A child process speaking MCP over stdin/stdout.
+    #[serde(rename = "stdio")]
+    Stdio(StdioServer),
+    /// MCP streamable HTTP.
+    #[serde(rename = "streamable-http")]
+    StreamableHttp(HttpServer),
+    /// Legacy HTTP+SSE (deprecated by MCP).
+    #[serde(rename = "sse")]
+    Sse(SseServer),
+}
+
+/// A stdio server: the program to run.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
-pub struct ServerConfig {
-    /// The transport.
-    pub transport: TransportKind,
-    /// stdio: the program to run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command: Option<String>,
-    /// stdio: its arguments.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub args: Option<Vec<String>>,
-    /// stdio: extra environment variables.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub env: Option<BTreeMap<String, String>>,
-    /// stdio: the working directory.
+pub struct StdioServer {
+    /// The program to run (looked up in `PATH` when it has no slash).
+    pub command: String,
+    /// Its arguments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// The working directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<PathBuf>,
-    /// streamable-http / sse: the server URL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    /// streamable-http / sse: headers sent with every request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub custom_headers: Option<BTreeMap<String, String>>,
-    /// streamable-http: authorize with OAuth client credentials (the
-    /// authorization server is discovered from the MCP server).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub oauth_client_credentials: Option<OAuthClientCredentials>,
 }
 
-/// OAuth client credentials (`[server.oauth_client_credentials]`). `Debug`
-/// redacts the secret.
+/// A streamable HTTP server.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OAuthClientCredentials {
-    /// The client id.
-    pub client_id: String,
-    /// The client secret (for `client_secret_basic` / `_post`).
-    #[serde(default)]
-    pub client_secret: String,
-    /// An ES256 private key, PKCS#8 PEM: authenticate with a signed JWT
-    /// assertion (`private_key_jwt`) instead of the secret.
+#[non_exhaustive]
+pub struct HttpServer {
+    /// The server URL (`http://` or `https://`).
+    pub url: String,
+    /// Headers sent with every request.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub custom_headers: BTreeMap<String, String>,
+    /// Authorize with OAuth client credentials (the authorization server is
+    /// discovered from the MCP server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub private_key_pem: Option<String>,
-    /// The scope to ask for (space-separated).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
+    pub oauth_client_credentials: Option<ClientCredentials>,
 }
 
-impl std::fmt::Debug for OAuthClientCredentials {
+/// A legacy HTTP+SSE server.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct SseServer {
+    /// The URL of the event stream (`http://` or `https://`).
+    pub url: String,
+    /// Headers sent with every request.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub custom_headers: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for StdioServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OAuthClientCredentials")
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"<redacted>")
-            .field(
-                "private_key_pem",
-                &self.private_key_pem.as_ref().map(|_| "<redacted>"),
-            )
-            .field("scope", &self.scope)
+        f.debug_struct("StdioServer")
+            .field("command", &self.command)
+            .field("args", &self.args)
+            .field("env", &Redacted(&self.env))
+            .field("cwd", &self.cwd)
             .finish()
     }
 }
 
-impl std::fmt::Debug for ServerConfig {
+impl std::fmt::Debug for HttpServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use mcp_group_core::Redacted;
-        f.debug_struct("ServerConfig")
-            .field("transport", &self.transport)
-            .field("command", &self.command)
-            .field("args", &self.args)
-            .field("env", &self.env.as_ref().map(Redacted))
-            .field("cwd", &self.cwd)
+        f.debug_struct("HttpServer")
             .field("url", &self.url)
-            .field(
-                "custom_headers",
-                &self.custom_headers.as_ref().map(Redacted),
-            )
+            .field("custom_headers", &Redacted(&self.custom_headers))
             .field("oauth_client_credentials", &self.oauth_client_credentials)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SseServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SseServer")
+            .field("url", &self.url)
+            .field("custom_headers", &Redacted(&self.custom_headers))
             .finish()
     }
 }
@@ -171,20 +184,57 @@ impl ServerConfig {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Self {
-            transport: TransportKind::Stdio,
-            command: Some(command.into()),
-            args: Some(args.into_iter().map(Into::into).collect()),
-            ..Self::default()
+        ServerConfig::Stdio(StdioServer {
+            command: command.into(),
+            args: args.into_iter().map(Into::into).collect(),
+            ..StdioServer::default()
+        })
+    }
+
+    /// A streamable HTTP server at `url`.
+    pub fn streamable_http(url: impl Into<String>) -> Self {
+        ServerConfig::StreamableHttp(HttpServer {
+            url: url.into(),
+            ..HttpServer::default()
+        })
+    }
+
+    /// A legacy HTTP+SSE server at `url`.
+    pub fn sse(url: impl Into<String>) -> Self {
+        ServerConfig::Sse(SseServer {
+            url: url.into(),
+            ..SseServer::default()
+        })
+    }
+
+    /// A server reached at `url` over `transport` (streamable HTTP or SSE);
+    /// an error for `stdio`, which has no URL.
+    pub fn remote(transport: TransportKind, url: impl Into<String>) -> Result<Self, ConfigError> {
+        match transport {
+            TransportKind::StreamableHttp => Ok(Self::streamable_http(url)),
+            TransportKind::Sse => Ok(Self::sse(url)),
+            TransportKind::Stdio => Err(ConfigError::Invalid {
+                field: "server.transport",
+                reason: "\"stdio\" has no URL; give a command instead".to_owned(),
+            }),
         }
     }
 
-    /// A server reached at `url` over `transport` (streamable HTTP or SSE).
-    pub fn remote(transport: TransportKind, url: impl Into<String>) -> Self {
-        Self {
-            transport,
-            url: Some(url.into()),
-            ..Self::default()
+    /// The transport.
+    pub fn kind(&self) -> TransportKind {
+        match self {
+            ServerConfig::Stdio(_) => TransportKind::Stdio,
+            ServerConfig::StreamableHttp(_) => TransportKind::StreamableHttp,
+            ServerConfig::Sse(_) => TransportKind::Sse,
+        }
+    }
+
+    /// The URL of an HTTP or SSE server.
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            ServerConfig::Stdio(_) => None,
+            ServerConfig::StreamableHttp(server) => Some(&server.url),
+            ServerConfig::Sse(server) => Some(&server.url),
         }
     }
 }
@@ -265,13 +315,47 @@ pub enum ConfigError {
         /// The file.
         path: PathBuf,
     },
-    /// The text does not parse, or has unknown or mistyped keys.
-    #[error("cannot parse {format} config: {message}")]
-    Parse {
-        /// `TOML`, `YAML` or `JSON`.
-        format: &'static str,
-        /// The parser's message (it names the key and, where it can, the line).
-        message: String,
+    /// TOML that does not parse, or has unknown or mistyped keys.
+    #[error("cannot parse the TOML config")]
+    Toml {
+        /// The parser's error (it names the key and, where it can, the line).
+        #[source]
+        source: toml::de::Error,
+    },
+    /// YAML that does not parse, or has unknown or mistyped keys.
+    #[error("cannot parse the YAML config")]
+    Yaml {
+        /// The parser's error (it names the key and, where it can, the line).
+        #[source]
+        source: serde_yaml_ng::Error,
+    },
+    /// JSON that does not parse, or has unknown or mistyped keys.
+    #[error("cannot parse the JSON config")]
+    Json {
+        /// The parser's error (it names the key and the line).
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The `include`/`exclude` patterns cannot be used.
+    #[error("invalid config field `include`/`exclude`")]
+    Patterns {
+        /// The pattern's error.
+        #[source]
+        source: mcp_group_overrides::OverrideError,
+    },
+    /// The `name_prefix` cannot start a function name.
+    #[error("invalid config field `name_prefix`")]
+    NamePrefix {
+        /// Why.
+        #[source]
+        source: mcp_group_overrides::NameProblem,
+    },
+    /// The protocol version is not one this client speaks.
+    #[error("invalid config field `protocol_version`")]
+    ProtocolVersion {
+        /// The connection layer's error, naming the version.
+        #[source]
+        source: mcp_group_core::Error,
     },
     /// A field's value is not allowed, or contradicts another field.
     #[error("invalid config field `{field}`: {reason}")]
@@ -287,14 +371,13 @@ impl McpClientConfig {
     /// The client options this configuration asks for (the offered protocol
     /// version); add an elicitation handler to them and pass them to
     /// [`crate::FunctionGroup::connect_with`].
-    pub fn client_options(&self) -> mcp_group_core::ClientOptions {
+    pub fn client_options(&self) -> Result<mcp_group_core::ClientOptions, ConfigError> {
         let options = mcp_group_core::ClientOptions::new();
         match &self.protocol_version {
             Some(version) => options
-                .clone()
                 .with_protocol_version(version)
-                .unwrap_or(options),
-            None => options,
+                .map_err(|source| ConfigError::ProtocolVersion { source }),
+            None => Ok(options),
         }
     }
 
@@ -347,35 +430,29 @@ impl McpClientConfig {
 
     /// Parses and validates TOML.
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            format: "TOML",
-            message: e.to_string(),
-        })?;
+        let config: Self = toml::from_str(text).map_err(|source| ConfigError::Toml { source })?;
         config.validate()?;
         Ok(config)
     }
 
     /// Parses and validates YAML.
     pub fn from_yaml_str(text: &str) -> Result<Self, ConfigError> {
-        let config: Self = serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse {
-            format: "YAML",
-            message: e.to_string(),
-        })?;
+        let config: Self =
+            serde_yaml_ng::from_str(text).map_err(|source| ConfigError::Yaml { source })?;
         config.validate()?;
         Ok(config)
     }
 
     /// Parses and validates JSON.
     pub fn from_json_str(text: &str) -> Result<Self, ConfigError> {
-        let config: Self = serde_json::from_str(text).map_err(|e| ConfigError::Parse {
-            format: "JSON",
-            message: e.to_string(),
-        })?;
+        let config: Self =
+            serde_json::from_str(text).map_err(|source| ConfigError::Json { source })?;
         config.validate()?;
         Ok(config)
     }
 
-    /// Checks the rules the seed's validators enforce, and a few more.
+    /// Checks what the types cannot say: non-empty command, HTTP(S) URLs,
+    /// limits and timeouts in range, override patterns and the name prefix.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |field, reason: &str| {
             Err(ConfigError::Invalid {
@@ -383,59 +460,19 @@ impl McpClientConfig {
                 reason: reason.to_owned(),
             })
         };
-        let server = &self.server;
-        match server.transport {
-            TransportKind::Stdio => {
-                if server.url.is_some() {
-                    return invalid("server.url", "not allowed with transport \"stdio\"");
-                }
-                if server.custom_headers.is_some() {
-                    return invalid(
-                        "server.custom_headers",
-                        "not allowed with transport \"stdio\"",
-                    );
-                }
-                if server.oauth_client_credentials.is_some() {
-                    return invalid(
-                        "server.oauth_client_credentials",
-                        "not allowed with transport \"stdio\"",
-                    );
-                }
-                match &server.command {
-                    None => return invalid("server.command", "required for transport \"stdio\""),
-                    Some(c) if c.trim().is_empty() => {
-                        return invalid("server.command", "must not be empty");
-                    }
-                    Some(_) => {}
+        match &self.server {
+            ServerConfig::Stdio(server) => {
+                if server.command.trim().is_empty() {
+                    return invalid("server.command", "must not be empty");
                 }
             }
-            TransportKind::StreamableHttp | TransportKind::Sse => {
-                let name = server.transport.as_str();
-                let stdio_only = [
-                    ("server.command", server.command.is_some()),
-                    ("server.args", server.args.is_some()),
-                    ("server.env", server.env.is_some()),
-                    ("server.cwd", server.cwd.is_some()),
-                ];
-                for (field, present) in stdio_only {
-                    if present {
-                        return invalid(field, &format!("not allowed with transport \"{name}\""));
-                    }
-                }
-                match &server.url {
-                    None => {
-                        return invalid(
-                            "server.url",
-                            &format!("required for transport \"{name}\""),
-                        );
-                    }
-                    Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
-                        return invalid(
-                            "server.url",
-                            &format!("`{url}` is not an http:// or https:// URL"),
-                        );
-                    }
-                    Some(_) => {}
+            ServerConfig::StreamableHttp(HttpServer { url, .. })
+            | ServerConfig::Sse(SseServer { url, .. }) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return invalid(
+                        "server.url",
+                        &format!("`{url}` is not an http:// or https:// URL"),
+                    );
                 }
             }
         }
@@ -445,33 +482,17 @@ impl McpClientConfig {
         if self.tool_call_timeout.is_zero() {
             return invalid("tool_call_timeout", "must be greater than zero");
         }
-        if let Some(version) = &self.protocol_version {
-            if !mcp_group_core::PROTOCOL_VERSIONS.contains(&version.as_str()) {
-                return Err(ConfigError::Invalid {
-                    field: "protocol_version",
-                    reason: format!(
-                        "unknown version {version:?}; one of {}",
-                        mcp_group_core::PROTOCOL_VERSIONS.join(", ")
-                    ),
-                });
-            }
-        }
-        if let Err(error) = self.overrides().validate() {
-            return Err(ConfigError::Invalid {
-                field: "include/exclude",
-                reason: error.to_string(),
-            });
-        }
-        if let Some(problem) = self
+        self.client_options()?;
+        self.overrides()
+            .validate()
+            .map_err(|source| ConfigError::Patterns { source })?;
+        if let Some(source) = self
             .name_prefix
             .as_deref()
             .filter(|p| !p.is_empty())
             .and_then(mcp_group_overrides::name_problem)
         {
-            return Err(ConfigError::Invalid {
-                field: "name_prefix",
-                reason: problem,
-            });
+            return Err(ConfigError::NamePrefix { source });
         }
         if self.reconnect_max_backoff < self.reconnect_initial_backoff {
             return invalid(

@@ -12,9 +12,7 @@ use mcp_group_registry::{FullPolicy, Lease, Registry, RegistryConfig, RegistrySt
 use serde_json::Value;
 use tokio::{sync::broadcast, task::JoinHandle};
 
-use crate::{
-    Error, McpClientConfig, McpError, SessionLimitPolicy, TransportKind, arguments::ArgumentChecker,
-};
+use crate::{Error, McpClientConfig, ServerConfig, SessionLimitPolicy, arguments::ArgumentChecker};
 
 /// How long [`FunctionGroup::shutdown`] waits for calls in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -70,7 +68,7 @@ impl Functions {
             .is_some_and(ArgumentChecker::validates)
     }
 
-    /// Override keys that named no tool of the server (ignored, as in the seed).
+    /// Override keys that named no tool of the server (ignored; listed so a typo is visible).
     pub fn unknown_overrides(&self) -> &[String] {
         &self.0.unknown_overrides
     }
@@ -127,7 +125,7 @@ impl Function<'_> {
         &self,
         session: Option<&SessionId>,
         arguments: Value,
-    ) -> Result<ToolOutput, McpError> {
+    ) -> Result<ToolOutput, Error> {
         self.group.call(session, self.tool.name(), arguments).await
     }
 }
@@ -241,7 +239,7 @@ impl FunctionGroup {
     /// Validates `config`, connects the default session, lists the server's
     /// tools (every page) and applies the overrides and filters.
     pub async fn connect(config: McpClientConfig) -> Result<Self, Error> {
-        let options = config.client_options();
+        let options = config.client_options()?;
         Self::connect_with(config, options).await
     }
 
@@ -256,7 +254,7 @@ impl FunctionGroup {
     ///
     /// # async fn run() -> Result<(), mcp_group::Error> {
     /// let config = McpClientConfig::new(ServerConfig::stdio("my-server", ["--stdio"]));
-    /// let options = config.client_options().with_elicitation(Arc::new(AcceptDefaults));
+    /// let options = config.client_options()?.with_elicitation(Arc::new(AcceptDefaults));
     /// let group = FunctionGroup::connect_with(config, options).await?;
     /// # Ok(()) }
     /// ```
@@ -331,7 +329,7 @@ impl FunctionGroup {
     /// A callable handle on the function exposed as `name`.
     ///
     /// ```no_run
-    /// # async fn run(group: mcp_group::FunctionGroup) -> Result<(), mcp_group::McpError> {
+    /// # async fn run(group: mcp_group::FunctionGroup) -> Result<(), mcp_group::Error> {
     /// let echo = group.get("echo").expect("the server has echo");
     /// println!("{}: {:?}", echo.tool().name(), echo.tool().description());
     /// let output = echo.call(None, serde_json::json!({"message": "hi"})).await?;
@@ -342,7 +340,7 @@ impl FunctionGroup {
         Some(Function { group: self, tool })
     }
 
-    /// Override keys that named no tool of the server (ignored, as in the seed).
+    /// Override keys that named no tool of the server (ignored; listed so a typo is visible).
     pub fn unknown_overrides(&self) -> Vec<String> {
         self.shared.catalog().unknown_overrides.clone()
     }
@@ -367,9 +365,9 @@ impl FunctionGroup {
     /// default session) with `arguments` (a JSON object, or `null` for none).
     ///
     /// The arguments are checked against the tool's input schema first; a
-    /// mismatch is [`McpError::InvalidArguments`] naming the field, and
+    /// mismatch is [`Error::InvalidArguments`] naming the field, and
     /// nothing is sent. `null`s the schema forbids are dropped. A result the
-    /// server flags with `isError` is [`McpError::ToolError`]. A call that
+    /// server flags with `isError` is [`Error::ToolError`]. A call that
     /// may have reached the server is never re-sent: if the connection broke,
     /// the error says so and the session's next call opens a new connection.
     ///
@@ -381,13 +379,13 @@ impl FunctionGroup {
         session: Option<&SessionId>,
         tool: &str,
         arguments: Value,
-    ) -> Result<ToolOutput, McpError> {
+    ) -> Result<ToolOutput, Error> {
         self.call_as(session, None, tool, arguments).await
     }
 
     /// Like [`FunctionGroup::call`], on behalf of `principal` (the end user
     /// as your application authenticated them): a session first used by one
-    /// principal is refused to every other with [`McpError::SessionForbidden`],
+    /// principal is refused to every other with [`Error::SessionForbidden`],
     /// so a shared or guessed session id never reaches another user's client.
     #[tracing::instrument(level = "debug", skip(self, principal, arguments), fields(session))]
     pub async fn call_as(
@@ -396,7 +394,7 @@ impl FunctionGroup {
         principal: Option<&str>,
         tool: &str,
         arguments: Value,
-    ) -> Result<ToolOutput, McpError> {
+    ) -> Result<ToolOutput, Error> {
         let session = session.cloned().unwrap_or_default();
         tracing::Span::current().record("session", tracing::field::display(&session));
         let (original, arguments) = self.prepare(tool, arguments)?;
@@ -405,7 +403,7 @@ impl FunctionGroup {
             .call_tool(&original, arguments, self.shared.config.tool_call_timeout)
             .await;
         match result {
-            Ok(output) if output.is_error() => Err(McpError::ToolError {
+            Ok(output) if output.is_error() => Err(Error::ToolError {
                 tool: tool.to_owned(),
                 message: output.to_text(),
             }),
@@ -414,26 +412,23 @@ impl FunctionGroup {
                 if error.is_connection_lost() {
                     lease.invalidate();
                 }
-                Err(error)
+                Err(error.into())
             }
         }
     }
 
     /// Resolves the exposed name and checks the arguments: everything a call
     /// does before it touches a session.
-    fn prepare(&self, tool: &str, arguments: Value) -> Result<(String, JsonObject), McpError> {
+    fn prepare(&self, tool: &str, arguments: Value) -> Result<(String, JsonObject), Error> {
         let catalog = self.shared.catalog();
-        let function = catalog
-            .tools
-            .get(tool)
-            .ok_or_else(|| McpError::ToolNotFound {
-                name: tool.to_owned(),
-            })?;
+        let function = catalog.tools.get(tool).ok_or_else(|| Error::ToolNotFound {
+            name: tool.to_owned(),
+        })?;
         let arguments = match arguments {
             Value::Object(map) => map,
             Value::Null => JsonObject::new(),
             other => {
-                return Err(McpError::InvalidArguments {
+                return Err(Error::InvalidArguments {
                     tool: tool.to_owned(),
                     field: None,
                     reason: format!("arguments must be a JSON object, not {}", json_kind(&other)),
@@ -448,12 +443,12 @@ impl FunctionGroup {
     }
 
     /// Leases `session`'s connection (opening it if needed) for direct use.
-    pub async fn lease(&self, session: &SessionId) -> Result<Lease<DynTransport>, McpError> {
-        self.shared.registry.acquire(session).await
+    pub async fn lease(&self, session: &SessionId) -> Result<Lease<DynTransport>, Error> {
+        Ok(self.shared.registry.acquire(session).await?)
     }
 
     /// Pings the server in `session` and returns the round-trip time.
-    pub async fn ping(&self, session: Option<&SessionId>) -> Result<Duration, McpError> {
+    pub async fn ping(&self, session: Option<&SessionId>) -> Result<Duration, Error> {
         let session = session.cloned().unwrap_or_default();
         let lease = self.lease(&session).await?;
         let started = tokio::time::Instant::now();
@@ -463,7 +458,7 @@ impl FunctionGroup {
                 if error.is_connection_lost() {
                     lease.invalidate();
                 }
-                Err(error)
+                Err(error.into())
             }
         }
     }
@@ -534,7 +529,7 @@ async fn watch_tool_list(shared: std::sync::Weak<Shared>, mut lease: Lease<DynTr
                     }
                     break;
                 }
-                Err(McpError::Shutdown) => return,
+                Err(mcp_group_registry::Error::Shutdown) => return,
                 Err(error) => {
                     tracing::warn!(%error, ?backoff, "the default session cannot reconnect; retrying");
                     drop(shared);
@@ -558,8 +553,8 @@ fn json_kind(value: &Value) -> &'static str {
 }
 
 /// Builds the transport the configuration names, if its feature is enabled.
-pub fn build_transport(config: &McpClientConfig) -> Result<DynTransport, McpError> {
-    build_transport_with(config, config.client_options())
+pub fn build_transport(config: &McpClientConfig) -> Result<DynTransport, Error> {
+    build_transport_with(config, config.client_options()?)
 }
 
 /// Like [`build_transport`], with the client's options.
@@ -570,61 +565,65 @@ pub fn build_transport(config: &McpClientConfig) -> Result<DynTransport, McpErro
 pub fn build_transport_with(
     config: &McpClientConfig,
     options: mcp_group_core::ClientOptions,
-) -> Result<DynTransport, McpError> {
-    let server = &config.server;
-    match server.transport {
-        TransportKind::Stdio => {
+) -> Result<DynTransport, Error> {
+    match &config.server {
+        ServerConfig::Stdio(server) => {
             #[cfg(feature = "stdio")]
             {
                 use mcp_group_transport_stdio::{StdioConfig, StdioTransport};
-                let mut stdio = StdioConfig::new(server.command.clone().unwrap_or_default())
-                    .args(server.args.clone().unwrap_or_default());
-                stdio.env = server.env.clone().unwrap_or_default();
+                let mut stdio = StdioConfig::new(server.command.clone()).args(server.args.clone());
+                stdio.env = server.env.clone();
                 stdio.cwd = server.cwd.clone();
                 Ok(Arc::new(
                     StdioTransport::new(stdio).with_client_options(options),
                 ))
             }
             #[cfg(not(feature = "stdio"))]
-            Err(McpError::TransportDisabled {
+            Err(Error::TransportDisabled {
                 transport: "stdio",
                 feature: "stdio",
             })
         }
-        TransportKind::StreamableHttp => {
+        ServerConfig::StreamableHttp(server) => {
             #[cfg(feature = "http")]
             {
-                let http = http_config(server)?;
+                let start =
+                    |source: mcp_group_transport_http::Error| mcp_group_core::Error::Start {
+                        endpoint: server.url.clone(),
+                        source: Box::new(source),
+                    };
+                let http = http_config(&server.url, &server.custom_headers).map_err(start)?;
                 let mut transport = mcp_group_transport_http::StreamableHttpTransport::new(http)
+                    .map_err(start)?
                     .with_client_options(options);
-                if let Some(oauth) = &server.oauth_client_credentials {
-                    transport = transport.with_client_credentials(
-                        mcp_group_transport_http::ClientCredentials {
-                            client_id: oauth.client_id.clone(),
-                            client_secret: oauth.client_secret.clone(),
-                            private_key_pem: oauth.private_key_pem.clone(),
-                            scope: oauth.scope.clone(),
-                        },
-                    );
+                if let Some(credentials) = &server.oauth_client_credentials {
+                    transport = transport.with_client_credentials(credentials.clone());
                 }
                 Ok(Arc::new(transport))
             }
             #[cfg(not(feature = "http"))]
-            Err(McpError::TransportDisabled {
+            Err(Error::TransportDisabled {
                 transport: "streamable-http",
                 feature: "http",
             })
         }
-        TransportKind::Sse => {
+        ServerConfig::Sse(server) => {
             #[cfg(feature = "sse")]
             {
-                let http = http_config(server)?;
+                let start =
+                    |source: mcp_group_transport_http::Error| mcp_group_core::Error::Start {
+                        endpoint: server.url.clone(),
+                        source: Box::new(source),
+                    };
+                let http = http_config(&server.url, &server.custom_headers).map_err(start)?;
                 Ok(Arc::new(
-                    mcp_group_transport_sse::SseTransport::new(http).with_client_options(options),
+                    mcp_group_transport_sse::SseTransport::new(http)
+                        .map_err(start)?
+                        .with_client_options(options),
                 ))
             }
             #[cfg(not(feature = "sse"))]
-            Err(McpError::TransportDisabled {
+            Err(Error::TransportDisabled {
                 transport: "sse",
                 feature: "sse",
             })
@@ -634,14 +633,10 @@ pub fn build_transport_with(
 
 #[cfg(any(feature = "http", feature = "sse"))]
 fn http_config(
-    server: &crate::ServerConfig,
-) -> Result<mcp_group_transport_http::HttpConfig, McpError> {
-    let url = server.url.clone().unwrap_or_default();
-    let mut http =
-        mcp_group_transport_http::HttpConfig::new(url.clone()).map_err(|e| McpError::Connect {
-            endpoint: url,
-            source: Box::new(e),
-        })?;
-    http.custom_headers = server.custom_headers.clone().unwrap_or_default();
+    url: &str,
+    headers: &std::collections::BTreeMap<String, String>,
+) -> Result<mcp_group_transport_http::HttpConfig, mcp_group_transport_http::Error> {
+    let mut http = mcp_group_transport_http::HttpConfig::new(url)?;
+    http.custom_headers = headers.clone();
     Ok(http)
 }

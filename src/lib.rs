@@ -40,19 +40,21 @@
 
 mod arguments;
 mod config;
+mod error;
 mod group;
 mod reconnect;
 
 pub use config::{
-    ConfigError, McpClientConfig, OAuthClientCredentials, ServerConfig, SessionLimitPolicy,
-    TransportKind,
+    ConfigError, HttpServer, McpClientConfig, ServerConfig, SessionLimitPolicy, SseServer,
+    StdioServer, TransportKind,
 };
+pub use error::Error;
 pub use group::{
     Function, FunctionGroup, Functions, ToolsChanged, build_transport, build_transport_with,
 };
 #[doc(inline)]
 pub use mcp_group_core as core;
-pub use mcp_group_core::{Error as McpError, SessionId, ToolDescriptor, ToolOutput};
+pub use mcp_group_core::{ClientCredentials, SessionId, ToolDescriptor, ToolOutput};
 #[doc(inline)]
 pub use mcp_group_overrides as overrides;
 pub use mcp_group_overrides::{ExposedTool, ToolOverride, UnusableTool};
@@ -73,18 +75,3 @@ pub use mcp_group_transport_http as http;
 #[cfg(feature = "sse")]
 #[doc(inline)]
 pub use mcp_group_transport_sse as sse;
-
-/// Why a function group could not be built.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The configuration is invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The tool overrides cannot be applied.
-    #[error(transparent)]
-    Overrides(#[from] mcp_group_overrides::OverrideError),
-    /// The server could not be reached or listed.
-    #[error(transparent)]
-    Mcp(#[from] McpError),
-}

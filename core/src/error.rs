@@ -1,30 +1,35 @@
-//! The error type shared by every mcp-group crate.
+//! The error type of the connection layer: transports and the MCP protocol.
 
 use std::time::Duration;
 
 /// A boxed error used as the `source` of transport-specific failures.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// Everything that can go wrong between a caller and an MCP server.
+/// What can go wrong between a client and an MCP server: opening a
+/// connection, the handshake, and requests on it.
 ///
-/// Variants are named for what the caller does next: fix the input
-/// ([`Error::ToolNotFound`], [`Error::InvalidArguments`]), retry later
-/// ([`Error::SessionLimitReached`], [`Error::Timeout`]), or give up on the
-/// server ([`Error::Spawn`], [`Error::ServerGone`]). The cause, when there is
-/// one, is in [`std::error::Error::source`] and is not repeated in `Display`.
+/// Failures of the layers above (the session registry's limits, the
+/// function group's argument checks) are those crates' own errors. Variants
+/// are named for what the caller does next: retry later
+/// ([`Error::Connect`], [`Error::Timeout`]), open a new connection
+/// ([`Error::ServerGone`]) or give up on the server ([`Error::Start`]). The
+/// cause, when there is one, is in [`std::error::Error::source`] and is not
+/// repeated in `Display`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The server's process could not be started (missing binary, bad `cwd`, ...).
-    #[error("could not start the MCP server `{command}`")]
-    Spawn {
-        /// The command that was run.
-        command: String,
-        /// Why the operating system refused.
+    /// The transport could not start the server, and trying again will not
+    /// help: a program that does not exist, a working directory that is not
+    /// there, a transport configuration that cannot be used.
+    #[error("could not start the MCP server {endpoint}")]
+    Start {
+        /// What was to be started (a command line or a URL).
+        endpoint: String,
+        /// The transport's own error (for stdio, its spawn error).
         #[source]
-        source: std::io::Error,
+        source: BoxError,
     },
-    /// The transport could not reach the server.
+    /// The transport could not reach the server; a later attempt may succeed.
     #[error("could not connect to the MCP server at {endpoint}")]
     Connect {
         /// Where the server was expected (a command line or a URL).
@@ -62,30 +67,6 @@ pub enum Error {
     /// The request was cancelled before an answer arrived.
     #[error("the request was cancelled")]
     Cancelled,
-    /// No tool of that name is exposed.
-    #[error("unknown tool `{name}`")]
-    ToolNotFound {
-        /// The name the caller asked for.
-        name: String,
-    },
-    /// The arguments do not fit the tool (not a JSON object, or rejected by its schema).
-    #[error("invalid arguments for tool `{tool}`: {reason}")]
-    InvalidArguments {
-        /// The tool's exposed name.
-        tool: String,
-        /// The offending field, when one can be named.
-        field: Option<String>,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The tool ran and reported failure (`isError: true`).
-    #[error("tool `{tool}` reported an error: {message}")]
-    ToolError {
-        /// The tool's exposed name.
-        tool: String,
-        /// The server's text contents, joined by newlines.
-        message: String,
-    },
     /// The server answered with a JSON-RPC error.
     #[error("the MCP server answered with error {code}: {message}")]
     Protocol {
@@ -97,36 +78,12 @@ pub enum Error {
     /// The server answered with something that is not what the request expects.
     #[error("the MCP server sent an unexpected response")]
     UnexpectedResponse,
-    /// The transport exists as a name but is not built yet.
-    #[error("the `{transport}` transport is not implemented yet")]
-    NotImplemented {
-        /// The transport's configuration name.
-        transport: &'static str,
+    /// The protocol version asked for is not one this client speaks.
+    #[error("unsupported MCP protocol version `{version}`")]
+    UnsupportedProtocolVersion {
+        /// The version asked for.
+        version: String,
     },
-    /// The transport was compiled out (a cargo feature is off).
-    #[error("the `{transport}` transport is not enabled in this build (cargo feature `{feature}`)")]
-    TransportDisabled {
-        /// The transport's configuration name.
-        transport: &'static str,
-        /// The cargo feature that enables it.
-        feature: &'static str,
-    },
-    /// A new session was refused because `max_sessions` sessions are open and
-    /// none could be reclaimed.
-    #[error("the session limit of {limit} is reached")]
-    SessionLimitReached {
-        /// The configured `max_sessions`.
-        limit: usize,
-    },
-    /// The session id is bound to another principal; it is not served to this one.
-    #[error("session `{session}` belongs to another principal")]
-    SessionForbidden {
-        /// The session id presented.
-        session: String,
-    },
-    /// The function group was shut down; no new calls are accepted.
-    #[error("the function group is shut down")]
-    Shutdown,
 }
 
 impl Error {

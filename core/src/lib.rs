@@ -5,8 +5,8 @@
 //! what a *transport* is — a connector that opens a new, initialized
 //! [`Connection`] to one MCP server each time a session needs one — and
 //! defines the values that cross crate boundaries: [`SessionId`],
-//! [`ServerDescription`], [`ToolDescriptor`], [`ToolOutput`] and the one
-//! [`Error`] enum. It depends on no transport; the stdio, streamable HTTP and
+//! [`ServerDescription`], [`ToolDescriptor`], [`ToolOutput`] and the
+//! connection layer's [`Error`]. It depends on no transport; the stdio, streamable HTTP and
 //! SSE transports are separate crates, and so can yours be.
 //!
 //! The protocol itself (model types, JSON-RPC, the `initialize` handshake,
@@ -32,7 +32,8 @@
 //!    async [`Cleanup::cleanup`], and its `Drop` must release it synchronously
 //!    for the cases where a connection is dropped without `close`.
 //! 4. Map failures to [`Error`]: [`Error::Connect`] when the server cannot be
-//!    reached, [`Error::Spawn`] for a process that will not start.
+//!    reached (callers retry it), [`Error::Start`] when trying again cannot
+//!    help (a program that will not start); keep your own error as the source.
 //!
 //! ```no_run
 //! use mcp_group_core::{Connection, Error, ServerDescription, SessionId, Transport, async_trait};
@@ -74,6 +75,7 @@
 //! [mcp-group]: https://docs.rs/mcp-group
 
 mod connection;
+mod credentials;
 mod error;
 mod options;
 mod transport;
@@ -81,6 +83,7 @@ mod types;
 
 pub use async_trait::async_trait;
 pub use connection::{Cleanup, ClientAgent, Connection};
+pub use credentials::ClientCredentials;
 pub use error::{BoxError, Error};
 pub use options::{
     AcceptDefaults, ClientOptions, Elicitation, ElicitationAnswer, PROTOCOL_VERSIONS,

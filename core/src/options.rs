@@ -6,6 +6,8 @@ use std::{fmt, sync::Arc};
 use rmcp::model::{JsonObject, ProtocolVersion};
 use serde_json::Value;
 
+use crate::Error;
+
 /// Options of the client side of every connection a transport opens.
 ///
 /// ```
@@ -59,13 +61,16 @@ impl ClientOptions {
     }
 
     /// Offers `version` in the `initialize` handshake; one of
-    /// [`PROTOCOL_VERSIONS`], or the unknown version is returned as the error.
-    pub fn with_protocol_version(mut self, version: &str) -> Result<Self, String> {
+    /// [`PROTOCOL_VERSIONS`], or [`Error::UnsupportedProtocolVersion`].
+    pub fn with_protocol_version(mut self, version: &str) -> Result<Self, Error> {
+        let unsupported = || Error::UnsupportedProtocolVersion {
+            version: version.to_owned(),
+        };
         if !PROTOCOL_VERSIONS.contains(&version) {
-            return Err(version.to_owned());
+            return Err(unsupported());
         }
         self.protocol_version =
-            serde_json::from_value(Value::from(version)).map_err(|_| version.to_owned())?;
+            serde_json::from_value(Value::from(version)).map_err(|_| unsupported())?;
         Ok(self)
     }
 

@@ -205,7 +205,7 @@ impl ToolOutput {
         self.result.structured_content.as_ref()
     }
 
-    /// The text contents joined with newlines (the string view the seed returns).
+    /// The text contents joined with newlines (the plain-string view of a result).
     /// When there is no text block but structured content, its JSON text.
     pub fn to_text(&self) -> String {
         let texts: Vec<&str> = self

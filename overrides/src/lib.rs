@@ -21,7 +21,7 @@
 //! 5. **Collisions**: two tools exposed under one name are an
 //!    [`OverrideError::Collision`] naming both.
 //!
-//! Like the seed, an override naming a tool the server does not have is
+//! An override naming a tool the server does not have is
 //! dropped, but it is reported in [`Applied::unknown`] so that a typo in a
 //! config file is visible.
 //!
@@ -84,7 +84,7 @@ pub struct Overrides {
 }
 
 /// The rules cannot be applied.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OverrideError {
     /// Two server tools would be exposed under one name.
@@ -98,12 +98,34 @@ pub enum OverrideError {
         second: String,
     },
     /// An `include` or `exclude` pattern is not a valid glob.
-    #[error("`{pattern}` is not a valid tool name pattern: {reason}")]
+    #[error("`{pattern}` is not a valid tool name pattern")]
     BadPattern {
         /// The pattern.
         pattern: String,
         /// What is wrong with it.
-        reason: String,
+        #[source]
+        source: glob::PatternError,
+    },
+}
+
+/// Why a name cannot be exposed to a function-calling API.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NameProblem {
+    /// The name is empty.
+    #[error("it is empty")]
+    Empty,
+    /// The name is longer than the APIs accept.
+    #[error("it is longer than {max} characters")]
+    TooLong {
+        /// The most characters allowed.
+        max: usize,
+    },
+    /// The name holds a character outside `[A-Za-z0-9_-]`.
+    #[error("it contains {character:?}; names may hold only A-Z, a-z, 0-9, `_` and `-`")]
+    BadCharacter {
+        /// The first such character.
+        character: char,
     },
 }
 
@@ -115,7 +137,7 @@ pub struct UnusableTool {
     /// The name it would have been exposed as.
     pub exposed_name: String,
     /// Why that name cannot be used.
-    pub reason: String,
+    pub reason: NameProblem,
 }
 
 /// One tool as exposed to the agent.
@@ -187,7 +209,7 @@ impl ToolMap {
 pub struct Applied {
     /// The exposed tools.
     pub tools: ToolMap,
-    /// Override keys that name no tool of the server (dropped, as in the seed).
+    /// Override keys that name no tool of the server (dropped; listed so a typo is visible).
     pub unknown: Vec<String>,
     /// Tools left out because their exposed name cannot be used.
     pub unusable: Vec<UnusableTool>,
@@ -196,25 +218,25 @@ pub struct Applied {
 }
 
 /// Why `name` cannot be exposed, if it cannot.
-pub fn name_problem(name: &str) -> Option<String> {
+pub fn name_problem(name: &str) -> Option<NameProblem> {
     if name.is_empty() {
-        return Some("it is empty".to_owned());
+        return Some(NameProblem::Empty);
     }
     if name.len() > MAX_NAME_LEN {
-        return Some(format!("it is longer than {MAX_NAME_LEN} characters"));
+        return Some(NameProblem::TooLong { max: MAX_NAME_LEN });
     }
     name.chars()
         .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
-        .map(|c| format!("it contains {c:?}; names may hold only A-Z, a-z, 0-9, `_` and `-`"))
+        .map(|character| NameProblem::BadCharacter { character })
 }
 
 fn compile(patterns: &[String]) -> Result<Vec<glob::Pattern>, OverrideError> {
     patterns
         .iter()
         .map(|p| {
-            glob::Pattern::new(p).map_err(|e| OverrideError::BadPattern {
+            glob::Pattern::new(p).map_err(|source| OverrideError::BadPattern {
                 pattern: p.clone(),
-                reason: e.msg.to_owned(),
+                source,
             })
         })
         .collect()
@@ -420,13 +442,10 @@ mod tests {
             &overrides(&[("b", Some("a"), None)]),
         )
         .unwrap_err();
-        assert_eq!(
-            err,
-            OverrideError::Collision {
-                name: "a".into(),
-                first: "a".into(),
-                second: "b".into()
-            }
+        assert!(
+            matches!(&err, OverrideError::Collision { name, first, second }
+                if name == "a" && first == "a" && second == "b"),
+            "{err:?}"
         );
         assert_eq!(
             err.to_string(),
@@ -533,11 +552,11 @@ mod tests {
             .collect();
         assert_eq!(bad, ["a/b", "two words", "", long.as_str()]);
         assert!(
-            applied.unusable[0].reason.contains("'/'"),
+            applied.unusable[0].reason.to_string().contains("'/'"),
             "{:?}",
             applied.unusable[0]
         );
-        assert!(applied.unusable[3].reason.contains("longer than 64"));
+        assert_eq!(applied.unusable[3].reason, NameProblem::TooLong { max: 64 });
     }
 
     #[test]

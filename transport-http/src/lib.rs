@@ -16,8 +16,10 @@
 //!   (`authorization`, `cookie`, `proxy-authorization`, any name containing
 //!   `token`, `secret`, `key` or `auth`);
 //! - connection failures (refused, reset) are reported as
-//!   [`Error::Connect`], which callers retry with backoff, distinct from a
-//!   server that answered but failed the handshake ([`Error::Handshake`]);
+//!   [`mcp_group_core::Error::Connect`], which callers retry with backoff,
+//!   distinct from a server that answered but failed the handshake
+//!   ([`mcp_group_core::Error::Handshake`]); this crate's own failures (a bad
+//!   URL or header, an HTTP client that cannot be built, OAuth) are [`Error`];
 //! - only the default session opens the optional standalone `GET` stream for
 //!   server-initiated messages ([`StandaloneStreams`]): rmcp opens one per
 //!   session, and each holds an idle connection for the session's whole life
@@ -34,7 +36,7 @@
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = HttpConfig::new("http://127.0.0.1:3001/mcp")?.header("X-Team", "search");
-//! let transport = StreamableHttpTransport::new(config)
+//! let transport = StreamableHttpTransport::new(config)?
 //!     .with_header_provider(Arc::new(|session: &SessionId| {
 //!         vec![("authorization".to_owned(), format!("Bearer token-of-{session}"))]
 //!     }));
@@ -47,10 +49,14 @@
 
 use std::{collections::BTreeMap, fmt, sync::Arc};
 
-use mcp_group_core::{ClientOptions, Connection, Error, ServerDescription, SessionId, Transport};
-pub use oauth::{ClientCredentials, OAuthError};
+pub use error::Error;
+use mcp_group_core::{
+    ClientOptions, Connection, Error as CoreError, ServerDescription, SessionId, Transport,
+};
+pub use oauth::ClientCredentials;
 pub use standalone::StandaloneStreams;
 
+mod error;
 mod oauth;
 
 mod standalone;
@@ -94,44 +100,16 @@ impl fmt::Debug for HttpConfig {
 
 pub use mcp_group_core::is_secret_name as is_secret;
 
-/// The URL is not one this transport can use.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum UrlError {
-    /// The URL does not start with `http://` or `https://`.
-    #[error("`{url}` is not an http:// or https:// URL")]
-    NotHttp {
-        /// The URL given.
-        url: String,
-    },
-    /// Nothing follows the scheme.
-    #[error("`{url}` has no host")]
-    NoHost {
-        /// The URL given.
-        url: String,
-    },
-}
-
-/// A header name or value cannot be sent.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("header `{name}` cannot be sent: {reason}")]
-pub struct HeaderError {
-    /// The header's name.
-    pub name: String,
-    /// Why (never the value: it may be a secret).
-    pub reason: String,
-}
-
 impl HttpConfig {
     /// A configuration for `url`, checked to be an absolute HTTP(S) URL.
-    pub fn new(url: impl Into<String>) -> Result<Self, UrlError> {
+    pub fn new(url: impl Into<String>) -> Result<Self, Error> {
         let url = url.into();
         let rest = url
             .strip_prefix("http://")
             .or_else(|| url.strip_prefix("https://"))
-            .ok_or_else(|| UrlError::NotHttp { url: url.clone() })?;
+            .ok_or_else(|| Error::NotHttpUrl { url: url.clone() })?;
         if rest.is_empty() || rest.starts_with('/') {
-            return Err(UrlError::NoHost { url });
+            return Err(Error::NoHost { url });
         }
         Ok(Self {
             url,
@@ -166,16 +144,16 @@ where
 /// that nothing below us logs it).
 pub fn to_header_map<'a>(
     headers: impl IntoIterator<Item = (&'a str, &'a str)>,
-) -> Result<std::collections::HashMap<HeaderName, HeaderValue>, HeaderError> {
+) -> Result<std::collections::HashMap<HeaderName, HeaderValue>, Error> {
     let mut map = std::collections::HashMap::new();
     for (name, value) in headers {
-        let header = HeaderName::try_from(name).map_err(|e| HeaderError {
+        let header = HeaderName::try_from(name).map_err(|source| Error::HeaderName {
             name: name.to_owned(),
-            reason: e.to_string(),
+            source,
         })?;
-        let mut value = HeaderValue::try_from(value).map_err(|_| HeaderError {
+        let mut value = HeaderValue::try_from(value).map_err(|source| Error::HeaderValue {
             name: name.to_owned(),
-            reason: "the value holds characters a header cannot".to_owned(),
+            source,
         })?;
         value.set_sensitive(true);
         map.insert(header, value);
@@ -204,17 +182,18 @@ impl fmt::Debug for HttpEndpoint {
 }
 
 impl HttpEndpoint {
-    /// An endpoint for `config`, with its own connection pool.
-    pub fn new(config: HttpConfig) -> Self {
+    /// An endpoint for `config`, with its own connection pool; an error if
+    /// the HTTP client cannot be built.
+    pub fn new(config: HttpConfig) -> Result<Self, Error> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .unwrap_or_default();
-        Self {
+            .map_err(|source| Error::Client { source })?;
+        Ok(Self {
             config,
             client,
             provider: None,
-        }
+        })
     }
 
     /// Adds per-session headers.
@@ -237,7 +216,7 @@ impl HttpEndpoint {
     pub fn headers(
         &self,
         session: &SessionId,
-    ) -> Result<std::collections::HashMap<HeaderName, HeaderValue>, HeaderError> {
+    ) -> Result<std::collections::HashMap<HeaderName, HeaderValue>, Error> {
         let session_headers = self
             .provider
             .as_ref()
@@ -268,14 +247,14 @@ pub struct StreamableHttpTransport {
 
 impl StreamableHttpTransport {
     /// A transport for `config`, with its own connection pool shared by all
-    /// its connections.
-    pub fn new(config: HttpConfig) -> Self {
-        Self {
-            endpoint: HttpEndpoint::new(config),
+    /// its connections; an error if the HTTP client cannot be built.
+    pub fn new(config: HttpConfig) -> Result<Self, Error> {
+        Ok(Self {
+            endpoint: HttpEndpoint::new(config)?,
             standalone: StandaloneStreams::default(),
             options: ClientOptions::new(),
             oauth: None,
-        }
+        })
     }
 
     /// Authorizes with OAuth client credentials: discovers the authorization
@@ -314,12 +293,15 @@ impl StreamableHttpTransport {
     fn transport_config(
         &self,
         session: &SessionId,
-    ) -> Result<StreamableHttpClientTransportConfig, Error> {
+    ) -> Result<StreamableHttpClientTransportConfig, CoreError> {
         let url = &self.endpoint.config().url;
-        let custom_headers = self.endpoint.headers(session).map_err(|e| Error::Connect {
-            endpoint: url.clone(),
-            source: Box::new(e),
-        })?;
+        let custom_headers = self
+            .endpoint
+            .headers(session)
+            .map_err(|e| CoreError::Start {
+                endpoint: url.clone(),
+                source: Box::new(e),
+            })?;
         let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
         config.custom_headers = custom_headers;
         config.reinit_on_expired_session = true;
@@ -329,9 +311,9 @@ impl StreamableHttpTransport {
 
 /// A failure to reach the server at all is `Connect` (worth retrying); an
 /// answer that breaks the handshake stays `Handshake`.
-fn classify(error: Error) -> Error {
+fn classify(error: CoreError) -> CoreError {
     match error {
-        Error::Handshake { endpoint, source } => {
+        CoreError::Handshake { endpoint, source } => {
             let transport_level = source
                 .downcast_ref::<rmcp::service::ClientInitializeError>()
                 .is_some_and(|e| {
@@ -341,9 +323,9 @@ fn classify(error: Error) -> Error {
                     )
                 });
             if transport_level {
-                Error::Connect { endpoint, source }
+                CoreError::Connect { endpoint, source }
             } else {
-                Error::Handshake { endpoint, source }
+                CoreError::Handshake { endpoint, source }
             }
         }
         other => other,
@@ -352,14 +334,14 @@ fn classify(error: Error) -> Error {
 
 #[mcp_group_core::async_trait]
 impl Transport for StreamableHttpTransport {
-    async fn connect(&self, session: &SessionId) -> Result<Connection, Error> {
+    async fn connect(&self, session: &SessionId) -> Result<Connection, CoreError> {
         let mut config = self.transport_config(session)?;
         if let Some(oauth) = &self.oauth {
             let url = &self.config().url;
             config.auth_header = oauth
                 .token(self.endpoint.client(), url)
                 .await
-                .map_err(|e| Error::Connect {
+                .map_err(|e| CoreError::Connect {
                     endpoint: url.clone(),
                     source: Box::new(e),
                 })?;
@@ -397,18 +379,14 @@ mod tests {
 
     #[test]
     fn rejects_other_schemes_and_missing_hosts() {
-        assert_eq!(
+        assert!(matches!(
             HttpConfig::new("ftp://x"),
-            Err(UrlError::NotHttp {
-                url: "ftp://x".into()
-            })
-        );
-        assert_eq!(
+            Err(Error::NotHttpUrl { url }) if url == "ftp://x"
+        ));
+        assert!(matches!(
             HttpConfig::new("http:///path"),
-            Err(UrlError::NoHost {
-                url: "http:///path".into()
-            })
-        );
+            Err(Error::NoHost { url }) if url == "http:///path"
+        ));
     }
 
     #[test]
@@ -428,7 +406,10 @@ mod tests {
         let map = to_header_map([("authorization", "Bearer x")]).unwrap();
         assert!(map.values().all(HeaderValue::is_sensitive));
         let err = to_header_map([("x-bad", "line\nbreak-secret")]).unwrap_err();
-        assert_eq!(err.name, "x-bad");
+        assert!(
+            matches!(&err, Error::HeaderValue { name, .. } if name == "x-bad"),
+            "{err:?}"
+        );
         assert!(!err.to_string().contains("secret"));
     }
 
@@ -442,8 +423,9 @@ mod tests {
             .port();
         let transport = StreamableHttpTransport::new(
             HttpConfig::new(format!("http://127.0.0.1:{port}/mcp")).unwrap(),
-        );
+        )
+        .unwrap();
         let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
-        assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+        assert!(matches!(err, CoreError::Connect { .. }), "{err:?}");
     }
 }

@@ -14,75 +14,13 @@
 
 use std::{fmt, time::Duration};
 
+pub use mcp_group_core::ClientCredentials;
+
 use reqwest::{StatusCode, header};
 use serde_json::Value;
 use tokio::time::Instant;
 
-/// An OAuth client's credentials for the client-credentials grant.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ClientCredentials {
-    /// The client id.
-    pub client_id: String,
-    /// The client secret (redacted in `Debug`), sent with HTTP Basic (or in
-    /// the form). Unused when `private_key_pem` is set.
-    pub client_secret: String,
-    /// An ES256 private key (PKCS#8 PEM, redacted in `Debug`): authenticate
-    /// with a signed JWT assertion (`private_key_jwt`, RFC 7523) instead of
-    /// the secret.
-    pub private_key_pem: Option<String>,
-    /// The scope to ask for (space-separated); none by default.
-    pub scope: Option<String>,
-}
-
-impl fmt::Debug for ClientCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientCredentials")
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"<redacted>")
-            .field(
-                "private_key_pem",
-                &self.private_key_pem.as_ref().map(|_| "<redacted>"),
-            )
-            .field("scope", &self.scope)
-            .finish()
-    }
-}
-
-/// Why no token could be had.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum OAuthError {
-    /// A discovery or token request failed at the HTTP level.
-    #[error("OAuth request to {url} failed")]
-    Request {
-        /// The URL.
-        url: String,
-        /// Why.
-        #[source]
-        source: reqwest::Error,
-    },
-    /// No protected-resource or authorization-server metadata was found.
-    #[error("no OAuth {what} found (tried {tried:?})")]
-    Discovery {
-        /// `protected resource metadata` or `authorization server metadata`.
-        what: &'static str,
-        /// The URLs tried.
-        tried: Vec<String>,
-    },
-    /// The private key cannot be read or used to sign.
-    #[error("the OAuth private key is not a usable ES256 PKCS#8 PEM key")]
-    PrivateKey,
-    /// The token endpoint refused.
-    #[error("the token endpoint {url} answered {status}: {body}")]
-    Token {
-        /// The token endpoint.
-        url: String,
-        /// Its HTTP status.
-        status: u16,
-        /// Its answer (truncated).
-        body: String,
-    },
-}
+use crate::Error;
 
 /// A token cache in front of the client-credentials flow.
 pub(crate) struct TokenSource {
@@ -115,7 +53,7 @@ impl TokenSource {
         &self,
         client: &reqwest::Client,
         mcp_url: &str,
-    ) -> Result<Option<String>, OAuthError> {
+    ) -> Result<Option<String>, Error> {
         let mut cached = self.cached.lock().await;
         if let Some((token, expires)) = cached.as_ref() {
             if expires.is_none_or(|at| Instant::now() + EXPIRY_MARGIN < at) {
@@ -133,7 +71,7 @@ impl TokenSource {
         &self,
         client: &reqwest::Client,
         mcp_url: &str,
-    ) -> Result<Option<(String, Option<Duration>)>, OAuthError> {
+    ) -> Result<Option<(String, Option<Duration>)>, Error> {
         // 1. Does the server want a token, and where is its metadata?
         let probe = client
             .post(mcp_url)
@@ -142,7 +80,7 @@ impl TokenSource {
             .body(r#"{"jsonrpc":"2.0","id":0,"method":"ping"}"#)
             .send()
             .await
-            .map_err(|source| OAuthError::Request {
+            .map_err(|source| Error::OAuthRequest {
                 url: mcp_url.to_owned(),
                 source,
             })?;
@@ -162,7 +100,7 @@ impl TokenSource {
         candidates.push(format!("{origin}/.well-known/oauth-protected-resource"));
         let resource = first_json(client, &candidates, "authorization_servers")
             .await
-            .ok_or(OAuthError::Discovery {
+            .ok_or(Error::OAuthDiscovery {
                 what: "protected resource metadata",
                 tried: candidates.clone(),
             })?;
@@ -181,7 +119,7 @@ impl TokenSource {
         ];
         let server = first_json(client, &candidates, "token_endpoint")
             .await
-            .ok_or(OAuthError::Discovery {
+            .ok_or(Error::OAuthDiscovery {
                 what: "authorization server metadata",
                 tried: candidates,
             })?;
@@ -230,7 +168,7 @@ impl TokenSource {
                 Some(form_component(&c.client_secret)),
             );
         }
-        let response = request.send().await.map_err(|source| OAuthError::Request {
+        let response = request.send().await.map_err(|source| Error::OAuthRequest {
             url: token_url.clone(),
             source,
         })?;
@@ -238,7 +176,7 @@ impl TokenSource {
         let body = response
             .bytes()
             .await
-            .map_err(|source| OAuthError::Request {
+            .map_err(|source| Error::OAuthRequest {
                 url: token_url.clone(),
                 source,
             })?;
@@ -249,7 +187,7 @@ impl TokenSource {
                 tracing::debug!(token_endpoint = %token_url, ?lifetime, "OAuth token obtained");
                 Ok(Some((token.to_owned(), lifetime)))
             }
-            _ => Err(OAuthError::Token {
+            _ => Err(Error::OAuthToken {
                 url: token_url,
                 status: status.as_u16(),
                 body: String::from_utf8_lossy(&body).chars().take(200).collect(),
@@ -259,7 +197,7 @@ impl TokenSource {
 }
 
 /// A JWT client assertion (RFC 7523) signed with ES256.
-fn jwt_assertion(client_id: &str, audience: &str, pem: &str) -> Result<String, OAuthError> {
+fn jwt_assertion(client_id: &str, audience: &str, pem: &str) -> Result<String, Error> {
     use aws_lc_rs::{
         rand::SystemRandom,
         signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair},
@@ -274,15 +212,15 @@ fn jwt_assertion(client_id: &str, audience: &str, pem: &str) -> Result<String, O
         .filter(|line| !line.starts_with("-----"))
         .map(str::trim)
         .collect();
-    let der = STANDARD.decode(body).map_err(|_| OAuthError::PrivateKey)?;
+    let der = STANDARD.decode(body).map_err(|_| Error::OAuthPrivateKey)?;
     let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
-        .map_err(|_| OAuthError::PrivateKey)?;
+        .map_err(|_| Error::OAuthPrivateKey)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default();
     let mut nonce = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| OAuthError::PrivateKey)?;
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| Error::OAuthPrivateKey)?;
     let header = serde_json::json!({"alg": "ES256", "typ": "JWT"});
     let claims = serde_json::json!({
         "iss": client_id,
@@ -299,7 +237,7 @@ fn jwt_assertion(client_id: &str, audience: &str, pem: &str) -> Result<String, O
     );
     let signature = key
         .sign(&SystemRandom::new(), signing_input.as_bytes())
-        .map_err(|_| OAuthError::PrivateKey)?;
+        .map_err(|_| Error::OAuthPrivateKey)?;
     Ok(format!(
         "{signing_input}.{}",
         URL_SAFE_NO_PAD.encode(signature.as_ref())
@@ -410,7 +348,7 @@ mod tests {
         );
         assert!(matches!(
             jwt_assertion("id", "http://as", "not a key"),
-            Err(OAuthError::PrivateKey)
+            Err(Error::OAuthPrivateKey)
         ));
     }
 }

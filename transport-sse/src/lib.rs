@@ -13,7 +13,7 @@
 //! use mcp_group_transport_sse::{HttpConfig, SseTransport};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let transport = SseTransport::new(HttpConfig::new("http://127.0.0.1:3001/sse")?);
+//! let transport = SseTransport::new(HttpConfig::new("http://127.0.0.1:3001/sse")?)?;
 //! let connection = transport.connect(&SessionId::new("alice")).await?;
 //! connection.close().await; // drops the event stream
 //! # Ok(()) }
@@ -29,18 +29,33 @@
 use std::{pin::Pin, sync::Arc};
 
 use futures::{Stream, StreamExt};
-use mcp_group_core::{ClientOptions, Connection, Error, ServerDescription, SessionId, Transport};
-pub use mcp_group_transport_http::{HeaderProvider, HttpConfig, HttpEndpoint, UrlError};
+use mcp_group_core::{
+    ClientOptions, Connection, Error as CoreError, ServerDescription, SessionId, Transport,
+};
+pub use mcp_group_transport_http::{HeaderProvider, HttpConfig, HttpEndpoint};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
 use rmcp::{RoleClient, transport::Transport as RmcpTransport};
 
-/// What can fail on the wire.
+/// What this transport reports of its own: the HTTP exchange and the
+/// `endpoint` event. It reaches callers as the source of a
+/// [`mcp_group_core::Error`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum SseError {
+pub enum Error {
+    /// A header or the HTTP client cannot be used.
+    #[error("the HTTP endpoint cannot be used")]
+    Http {
+        /// The HTTP transport's error.
+        #[source]
+        source: mcp_group_transport_http::Error,
+    },
     /// The HTTP request failed.
     #[error("HTTP request failed")]
-    Http(#[source] reqwest::Error),
+    Request {
+        /// What reqwest reported.
+        #[source]
+        source: reqwest::Error,
+    },
     /// The server answered with a non-success status.
     #[error("the server answered HTTP {status}")]
     Status {
@@ -56,12 +71,13 @@ pub enum SseError {
         /// What the server sent.
         endpoint: String,
     },
-    /// A header cannot be sent.
-    #[error(transparent)]
-    Header(#[from] mcp_group_transport_http::HeaderError),
     /// A message could not be encoded.
     #[error("cannot encode a JSON-RPC message")]
-    Encode(#[source] serde_json::Error),
+    Encode {
+        /// What serde reported.
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 type Events = Pin<Box<dyn Stream<Item = Result<sse_stream::Sse, sse_stream::Error>> + Send>>;
@@ -74,12 +90,13 @@ pub struct SseTransport {
 }
 
 impl SseTransport {
-    /// A transport for `config`, with one connection pool for all its connections.
-    pub fn new(config: HttpConfig) -> Self {
-        Self {
-            endpoint: HttpEndpoint::new(config),
+    /// A transport for `config`, with one connection pool for all its
+    /// connections; an error if the HTTP client cannot be built.
+    pub fn new(config: HttpConfig) -> Result<Self, mcp_group_transport_http::Error> {
+        Ok(Self {
+            endpoint: HttpEndpoint::new(config)?,
             options: ClientOptions::new(),
-        }
+        })
     }
 
     /// The client side's options: offered protocol version, elicitation.
@@ -100,8 +117,13 @@ impl SseTransport {
     }
 
     /// Opens the event stream and waits for the endpoint.
-    async fn open(&self, session: &SessionId) -> Result<SseClient, SseError> {
-        let headers: HeaderMap = self.endpoint.headers(session)?.into_iter().collect();
+    async fn open(&self, session: &SessionId) -> Result<SseClient, Error> {
+        let headers: HeaderMap = self
+            .endpoint
+            .headers(session)
+            .map_err(|source| Error::Http { source })?
+            .into_iter()
+            .collect();
         let response = self
             .endpoint
             .client()
@@ -110,9 +132,9 @@ impl SseTransport {
             .header(ACCEPT, "text/event-stream")
             .send()
             .await
-            .map_err(SseError::Http)?;
+            .map_err(|source| Error::Request { source })?;
         if !response.status().is_success() {
-            return Err(SseError::Status {
+            return Err(Error::Status {
                 status: response.status().as_u16(),
             });
         }
@@ -126,14 +148,12 @@ impl SseTransport {
                     break event.data.unwrap_or_default();
                 }
                 Some(Ok(_)) => continue,
-                Some(Err(_)) | None => return Err(SseError::NoEndpoint),
+                Some(Err(_)) | None => return Err(Error::NoEndpoint),
             }
         };
-        let post_url = base
-            .join(endpoint.trim())
-            .map_err(|_| SseError::BadEndpoint {
-                endpoint: endpoint.clone(),
-            })?;
+        let post_url = base.join(endpoint.trim()).map_err(|_| Error::BadEndpoint {
+            endpoint: endpoint.clone(),
+        })?;
         tracing::debug!(%post_url, "SSE endpoint received");
         Ok(SseClient {
             client: self.endpoint.client().clone(),
@@ -146,11 +166,18 @@ impl SseTransport {
 
 #[mcp_group_core::async_trait]
 impl Transport for SseTransport {
-    async fn connect(&self, session: &SessionId) -> Result<Connection, Error> {
+    async fn connect(&self, session: &SessionId) -> Result<Connection, CoreError> {
         let url = &self.config().url;
-        let client = self.open(session).await.map_err(|e| Error::Connect {
-            endpoint: url.clone(),
-            source: Box::new(e),
+        let client = self.open(session).await.map_err(|e| match e {
+            // A header or client that cannot be used will not get better.
+            Error::Http { .. } => CoreError::Start {
+                endpoint: url.clone(),
+                source: Box::new(e),
+            },
+            _ => CoreError::Connect {
+                endpoint: url.clone(),
+                source: Box::new(e),
+            },
         })?;
         Connection::establish_with(client, url.clone(), &self.options).await
     }
@@ -172,7 +199,7 @@ struct SseClient {
 }
 
 impl RmcpTransport<RoleClient> for SseClient {
-    type Error = SseError;
+    type Error = Error;
 
     fn send(
         &mut self,
@@ -184,10 +211,14 @@ impl RmcpTransport<RoleClient> for SseClient {
             .headers(self.headers.clone())
             .header(CONTENT_TYPE, "application/json");
         async move {
-            let body = serde_json::to_vec(&item).map_err(SseError::Encode)?;
-            let response = request.body(body).send().await.map_err(SseError::Http)?;
+            let body = serde_json::to_vec(&item).map_err(|source| Error::Encode { source })?;
+            let response = request
+                .body(body)
+                .send()
+                .await
+                .map_err(|source| Error::Request { source })?;
             if !response.status().is_success() {
-                return Err(SseError::Status {
+                return Err(Error::Status {
                     status: response.status().as_u16(),
                 });
             }
@@ -237,8 +268,9 @@ mod tests {
             .unwrap()
             .port();
         let transport =
-            SseTransport::new(HttpConfig::new(format!("http://127.0.0.1:{port}/sse")).unwrap());
+            SseTransport::new(HttpConfig::new(format!("http://127.0.0.1:{port}/sse")).unwrap())
+                .unwrap();
         let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
-        assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+        assert!(matches!(err, CoreError::Connect { .. }), "{err:?}");
     }
 }

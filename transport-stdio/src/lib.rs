@@ -37,9 +37,7 @@
 
 use std::{collections::BTreeMap, path::PathBuf, process::Stdio, time::Duration};
 
-use mcp_group_core::{
-    Cleanup, ClientOptions, Connection, Error, ServerDescription, SessionId, Transport,
-};
+use mcp_group_core::{Cleanup, ClientOptions, Connection, ServerDescription, SessionId, Transport};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, ChildStderr, Command},
@@ -95,13 +93,11 @@ impl StdioConfig {
     }
 
     /// Parses a shell-like command line (`node server.js --flag "a b"`).
-    pub fn from_command_line(line: &str) -> Result<Self, CommandLineError> {
+    pub fn from_command_line(line: &str) -> Result<Self, Error> {
         let mut words = shell_words::split(line)
-            .map_err(|e| CommandLineError::Unparsable {
-                reason: e.to_string(),
-            })?
+            .map_err(|source| Error::UnparsableCommandLine { source })?
             .into_iter();
-        let command = words.next().ok_or(CommandLineError::Empty)?;
+        let command = words.next().ok_or(Error::EmptyCommandLine)?;
         Ok(Self::new(command).args(words))
     }
 
@@ -113,18 +109,31 @@ impl StdioConfig {
     }
 }
 
-/// A command line given as one string could not be split into words.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// What the stdio transport reports: a command line it cannot split, or a
+/// server process it cannot start. A spawn failure reaches callers as the
+/// source of [`mcp_group_core::Error::Start`].
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum CommandLineError {
-    /// The line is empty.
+pub enum Error {
+    /// The command line is empty.
     #[error("the command line is empty")]
-    Empty,
+    EmptyCommandLine,
     /// Unbalanced quotes or a trailing backslash.
-    #[error("the command line cannot be split into words: {reason}")]
-    Unparsable {
+    #[error("the command line cannot be split into words")]
+    UnparsableCommandLine {
         /// What the splitter reported.
-        reason: String,
+        #[source]
+        source: shell_words::ParseError,
+    },
+    /// The operating system refused to start the process (missing binary,
+    /// bad working directory, no permission).
+    #[error("could not start `{command}`")]
+    Spawn {
+        /// The command line that was run.
+        command: String,
+        /// Why the operating system refused.
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -174,17 +183,23 @@ impl StdioTransport {
 
 #[mcp_group_core::async_trait]
 impl Transport for StdioTransport {
-    async fn connect(&self, session: &SessionId) -> Result<Connection, Error> {
+    async fn connect(&self, session: &SessionId) -> Result<Connection, mcp_group_core::Error> {
         let command_line = self.config.command_line();
-        let mut child = self.command().spawn().map_err(|source| Error::Spawn {
-            command: command_line.clone(),
-            source,
-        })?;
+        let mut child = self
+            .command()
+            .spawn()
+            .map_err(|source| mcp_group_core::Error::Start {
+                endpoint: command_line.clone(),
+                source: Box::new(Error::Spawn {
+                    command: command_line.clone(),
+                    source,
+                }),
+            })?;
         let pid = child.id();
         tracing::debug!(?pid, %session, command = %command_line, "spawned MCP server");
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             // Both are piped above, so this cannot happen; fail cleanly anyway.
-            return Err(Error::ServerGone { source: None });
+            return Err(mcp_group_core::Error::ServerGone { source: None });
         };
         if let Some(stderr) = child.stderr.take() {
             tokio::spawn(forward_stderr(stderr, pid));

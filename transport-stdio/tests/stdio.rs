@@ -11,7 +11,7 @@ use std::{
 };
 
 use mcp_group_core::{Error, SessionId, Transport};
-use mcp_group_transport_stdio::{CommandLineError, StdioConfig, StdioTransport};
+use mcp_group_transport_stdio::{self as stdio, StdioConfig, StdioTransport};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("mcp-group-stdio-{}-{name}", std::process::id()));
@@ -87,12 +87,16 @@ async fn an_abandoned_connect_kills_the_server_and_its_children() {
 async fn a_missing_program_is_a_spawn_error_naming_the_command() {
     let transport = StdioTransport::new(StdioConfig::new("/nonexistent/server").arg("--flag"));
     let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
-    match err {
-        Error::Spawn { command, source } => {
+    let Error::Start { endpoint, source } = err else {
+        panic!("expected a start error, got {err:?}");
+    };
+    assert_eq!(endpoint, "/nonexistent/server --flag");
+    match source.downcast_ref::<mcp_group_transport_stdio::Error>() {
+        Some(mcp_group_transport_stdio::Error::Spawn { command, source }) => {
             assert_eq!(command, "/nonexistent/server --flag");
             assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
         }
-        other => panic!("expected a spawn error, got {other:?}"),
+        other => panic!("expected a spawn error as the source, got {other:?}"),
     }
 }
 
@@ -183,12 +187,12 @@ fn command_lines_split_like_a_shell() {
     assert_eq!(config.command, "node");
     assert_eq!(config.args, ["my server.js", "--port", "3"]);
     assert_eq!(config.command_line(), "node 'my server.js' --port 3");
-    assert_eq!(
+    assert!(matches!(
         StdioConfig::from_command_line("  "),
-        Err(CommandLineError::Empty)
-    );
+        Err(stdio::Error::EmptyCommandLine)
+    ));
     assert!(matches!(
         StdioConfig::from_command_line("node 'unclosed"),
-        Err(CommandLineError::Unparsable { .. })
+        Err(stdio::Error::UnparsableCommandLine { .. })
     ));
 }

@@ -1,0 +1,41 @@
+//! OAuth client credentials, shared by the configuration and the HTTP
+//! transport.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// An OAuth client's credentials for the client-credentials grant
+/// (`[server.oauth_client_credentials]` in a configuration file). `Debug`
+/// redacts the secret and the private key.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCredentials {
+    /// The client id.
+    pub client_id: String,
+    /// The client secret, sent with HTTP Basic (or in the form). Unused when
+    /// `private_key_pem` is set.
+    #[serde(default)]
+    pub client_secret: String,
+    /// An ES256 private key (PKCS#8 PEM): authenticate with a signed JWT
+    /// assertion (`private_key_jwt`, RFC 7523) instead of the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key_pem: Option<String>,
+    /// The scope to ask for (space-separated); none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+impl fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field(
+                "private_key_pem",
+                &self.private_key_pem.as_ref().map(|_| "<redacted>"),
+            )
+            .field("scope", &self.scope)
+            .finish()
+    }
+}

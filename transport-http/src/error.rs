@@ -1,0 +1,79 @@
+//! The one error type of the HTTP transports' own layer.
+
+use reqwest::header::{InvalidHeaderName, InvalidHeaderValue};
+
+/// What the HTTP transports report of their own: a configuration that cannot
+/// be used, an HTTP client that cannot be built, an OAuth flow that failed.
+/// It reaches callers as the source of a [`mcp_group_core::Error`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The URL does not start with `http://` or `https://`.
+    #[error("`{url}` is not an http:// or https:// URL")]
+    NotHttpUrl {
+        /// The URL given.
+        url: String,
+    },
+    /// Nothing follows the scheme.
+    #[error("`{url}` has no host")]
+    NoHost {
+        /// The URL given.
+        url: String,
+    },
+    /// A configured or per-session header has a name HTTP cannot carry.
+    #[error("header name `{name}` cannot be sent")]
+    HeaderName {
+        /// The header's name.
+        name: String,
+        /// What the HTTP library reported.
+        #[source]
+        source: InvalidHeaderName,
+    },
+    /// A header's value holds characters a header cannot (the value itself is
+    /// never shown: it may be a secret).
+    #[error("the value of header `{name}` cannot be sent")]
+    HeaderValue {
+        /// The header's name.
+        name: String,
+        /// What the HTTP library reported.
+        #[source]
+        source: InvalidHeaderValue,
+    },
+    /// The HTTP client could not be built (for example, no TLS backend).
+    #[error("the HTTP client cannot be built")]
+    Client {
+        /// What reqwest reported.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// An OAuth discovery or token request failed at the HTTP level.
+    #[error("OAuth request to {url} failed")]
+    OAuthRequest {
+        /// The URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// No OAuth protected-resource or authorization-server metadata was found.
+    #[error("no OAuth {what} found (tried {tried:?})")]
+    OAuthDiscovery {
+        /// `protected resource metadata` or `authorization server metadata`.
+        what: &'static str,
+        /// The URLs tried.
+        tried: Vec<String>,
+    },
+    /// The OAuth private key cannot be read or used to sign.
+    #[error("the OAuth private key is not a usable ES256 PKCS#8 PEM key")]
+    OAuthPrivateKey,
+    /// The OAuth token endpoint refused.
+    #[error("the token endpoint {url} answered {status}: {body}")]
+    OAuthToken {
+        /// The token endpoint.
+        url: String,
+        /// Its HTTP status.
+        status: u16,
+        /// Its answer (truncated).
+        body: String,
+    },
+}
