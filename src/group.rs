@@ -12,7 +12,10 @@ use mcp_group_registry::{FullPolicy, Lease, Registry, RegistryConfig, RegistrySt
 use serde_json::Value;
 use tokio::{sync::broadcast, task::JoinHandle};
 
-use crate::{Error, McpClientConfig, ServerConfig, SessionLimitPolicy, arguments::ArgumentChecker};
+use crate::{
+    Error, McpClientConfig, ServerConfig, SessionLimitPolicy, arguments::ArgumentChecker,
+    backoff::Backoff,
+};
 
 /// How long [`FunctionGroup::shutdown`] waits for calls in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -502,7 +505,7 @@ impl FunctionGroup {
 /// function list whenever its server announces a tool-list change. If the
 /// base connection dies, it is replaced. Holds only a `Weak` to the group.
 async fn watch_tool_list(shared: std::sync::Weak<Shared>, mut lease: Lease<DynTransport>) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
     loop {
         let mut changes = lease.tools_changed();
         if changes.changed().await.is_ok() {
@@ -523,7 +526,7 @@ async fn watch_tool_list(shared: std::sync::Weak<Shared>, mut lease: Lease<DynTr
             match shared.registry.acquire(&SessionId::default_session()).await {
                 Ok(new) => {
                     lease = new;
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                     if let Err(error) = shared.refresh(&lease).await {
                         tracing::warn!(%error, "refreshing the function list failed; keeping the old one");
                     }
@@ -531,10 +534,10 @@ async fn watch_tool_list(shared: std::sync::Weak<Shared>, mut lease: Lease<DynTr
                 }
                 Err(mcp_group_registry::Error::Shutdown) => return,
                 Err(error) => {
-                    tracing::warn!(%error, ?backoff, "the default session cannot reconnect; retrying");
+                    let delay = backoff.next_delay();
+                    tracing::warn!(%error, ?delay, "the default session cannot reconnect; retrying");
                     drop(shared);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    tokio::time::sleep(delay).await;
                 }
             }
         }

@@ -39,6 +39,7 @@
 //! With `default-features = false, features = ["stdio"]` no HTTP client is built.
 
 mod arguments;
+mod backoff;
 mod config;
 mod error;
 mod group;

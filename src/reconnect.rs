@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use mcp_group_core::{Connection, DynTransport, Error, ServerDescription, SessionId, Transport};
 
-use crate::McpClientConfig;
+use crate::{McpClientConfig, backoff::Backoff};
 
 /// Wraps a transport so that a failed `connect` is retried, with a delay that
 /// starts at `reconnect_initial_backoff` and doubles up to
@@ -12,7 +12,8 @@ use crate::McpClientConfig;
 ///
 /// Only opening a connection is retried — never a tool call, which may have
 /// reached the server (a retried non-idempotent tool would run twice). A
-/// command that cannot be spawned is not retried either: it will not appear.
+/// server that cannot be started ([`Error::Start`]: a command that cannot
+/// be spawned, a header that cannot be sent) is not retried either.
 pub(crate) struct Reconnecting {
     inner: DynTransport,
     attempts: u32,
@@ -38,15 +39,15 @@ fn retryable(error: &Error) -> bool {
 #[mcp_group_core::async_trait]
 impl Transport for Reconnecting {
     async fn connect(&self, session: &SessionId) -> Result<Connection, Error> {
-        let mut delay = self.initial;
+        let mut backoff = Backoff::new(self.initial, self.max);
         let mut retries = 0;
         loop {
             match self.inner.connect(session).await {
                 Err(error) if retryable(&error) && retries < self.attempts => {
                     retries += 1;
+                    let delay = backoff.next_delay();
                     tracing::info!(%session, %error, retry = retries, ?delay, "connect failed; retrying");
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(self.max);
                 }
                 other => return other,
             }
@@ -96,9 +97,9 @@ mod tests {
             let attempt = self.attempts.fetch_add(1, Ordering::SeqCst);
             if attempt < self.failures {
                 return Err(if self.spawn_error {
-                    Error::Spawn {
-                        command: "x".into(),
-                        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                    Error::Start {
+                        endpoint: "x".into(),
+                        source: Box::new(std::io::Error::from(std::io::ErrorKind::NotFound)),
                     }
                 } else {
                     Error::Connect {
@@ -162,7 +163,7 @@ mod tests {
     async fn a_command_that_cannot_start_is_not_retried() {
         let (transport, flaky) = reconnecting(5, true);
         let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
-        assert!(matches!(err, Error::Spawn { .. }), "{err:?}");
+        assert!(matches!(err, Error::Start { .. }), "{err:?}");
         assert_eq!(flaky.attempts.load(Ordering::SeqCst), 1);
     }
 }
