@@ -98,10 +98,7 @@ fn durations_accept_humantime_strings_and_plain_seconds() {
     assert_eq!(config.session_idle_timeout, Duration::from_secs(150));
     assert_eq!(config.reconnect_initial_backoff, Duration::ZERO);
     let bad = McpClientConfig::from_toml_str(&format!("tool_call_timeout = \"soon\"\n{STDIO}"));
-    assert!(
-        matches!(bad, Err(ConfigError::Toml { .. })),
-        "{bad:?}"
-    );
+    assert!(matches!(bad, Err(ConfigError::Toml { .. })), "{bad:?}");
 }
 
 #[test]
@@ -265,11 +262,17 @@ fn filters_and_prefix_load_and_bad_ones_are_rejected() {
 #[test]
 fn the_offered_protocol_version_is_configurable_and_checked() {
     let config = McpClientConfig::from_toml_str(STDIO).unwrap();
-    assert_eq!(config.client_options().unwrap().protocol_version(), "2025-11-25");
+    assert_eq!(
+        config.client_options().unwrap().protocol_version(),
+        "2025-11-25"
+    );
     let config =
         McpClientConfig::from_toml_str(&format!("protocol_version = \"2025-06-18\"\n{STDIO}"))
             .unwrap();
-    assert_eq!(config.client_options().unwrap().protocol_version(), "2025-06-18");
+    assert_eq!(
+        config.client_options().unwrap().protocol_version(),
+        "2025-06-18"
+    );
     let r = McpClientConfig::from_toml_str(&format!("protocol_version = \"2099-01-01\"\n{STDIO}"));
     assert!(
         matches!(&r, Err(ConfigError::ProtocolVersion { source }) if source.to_string().contains("2099-01-01")),

@@ -51,7 +51,8 @@ use std::{collections::BTreeMap, fmt, sync::Arc};
 
 pub use error::Error;
 use mcp_group_core::{
-    ClientOptions, Connection, Error as CoreError, ServerDescription, SessionId, Transport,
+    ClientOptions, Connection, Error as CoreError, Redacted, ServerDescription, SessionId,
+    Transport,
 };
 pub use oauth::ClientCredentials;
 pub use standalone::StandaloneStreams;
@@ -77,28 +78,12 @@ pub struct HttpConfig {
 
 impl fmt::Debug for HttpConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let headers: BTreeMap<&str, &str> = self
-            .custom_headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str(),
-                    if is_secret(k) {
-                        "<redacted>"
-                    } else {
-                        v.as_str()
-                    },
-                )
-            })
-            .collect();
         f.debug_struct("HttpConfig")
             .field("url", &self.url)
-            .field("custom_headers", &headers)
+            .field("custom_headers", &Redacted(&self.custom_headers))
             .finish()
     }
 }
-
-pub use mcp_group_core::is_secret_name as is_secret;
 
 impl HttpConfig {
     /// A configuration for `url`, checked to be an absolute HTTP(S) URL.
