@@ -3,7 +3,8 @@
 //! atomic increment and decrement).
 //!
 //! Two modes:
-//! - `cargo bench -p mcp-group-registry --bench registry` runs the criterion
+//! - `cargo bench -p mcp-group-registry --features _bench --bench registry`
+//!   (the feature exposes the registry's benchmark hooks) runs the criterion
 //!   benchmarks (single- and multi-task acquire + release, per path);
 //! - `... -- --summary FILE [--quick]` (what `cargo xtask bench` runs) measures
 //!   the whole table — 1, 2, 8, 64 tasks on a 2-worker runtime, with and

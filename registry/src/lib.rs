@@ -512,8 +512,10 @@ impl<T> Registry<T> {
         })
     }
 
-    /// Benchmark hook: inserts an unleased, unconnected entry (one write-lock
-    /// acquisition, as a session creation's structural step).
+    /// Benchmark hook (feature `_bench`, internal): inserts an unleased,
+    /// unconnected entry (one write-lock acquisition, as a session
+    /// creation's structural step).
+    #[cfg(feature = "_bench")]
     #[doc(hidden)]
     pub fn __bench_insert(&self, session: &SessionId) {
         let now = self.inner.clock.now();
@@ -528,7 +530,9 @@ impl<T> Registry<T> {
         }
     }
 
-    /// Benchmark hook: removes an entry (one write-lock acquisition).
+    /// Benchmark hook (feature `_bench`, internal): removes an entry (one
+    /// write-lock acquisition).
+    #[cfg(feature = "_bench")]
     #[doc(hidden)]
     pub fn __bench_remove(&self, session: &SessionId) {
         self.inner.table.remove_key(session);
