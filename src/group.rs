@@ -291,7 +291,10 @@ impl FunctionGroup {
             .with_connect_timeout(config.tool_call_timeout)
             .with_full_policy(full_policy);
         let registry = Registry::new(transport, registry_config);
-        let base = registry.acquire(&SessionId::default_session()).await?;
+        let base = registry
+            .acquire(&SessionId::default_session())
+            .await
+            .map_err(registry_error)?;
         let descriptors = base.list_tools(config.tool_call_timeout).await?;
         let shared = Shared {
             registry,
@@ -400,7 +403,12 @@ impl FunctionGroup {
         let session = session.cloned().unwrap_or_default();
         tracing::Span::current().record("session", tracing::field::display(&session));
         let (original, arguments) = self.prepare(tool, arguments)?;
-        let lease = self.shared.registry.acquire_as(&session, principal).await?;
+        let lease = self
+            .shared
+            .registry
+            .acquire_as(&session, principal)
+            .await
+            .map_err(registry_error)?;
         let result = lease
             .call_tool(&original, arguments, self.shared.config.tool_call_timeout)
             .await;
@@ -449,7 +457,11 @@ impl FunctionGroup {
 
     /// Leases `session`'s connection (opening it if needed) for direct use.
     pub async fn lease(&self, session: &SessionId) -> Result<Lease<DynTransport>, McpError> {
-        self.shared.registry.acquire(session).await
+        self.shared
+            .registry
+            .acquire(session)
+            .await
+            .map_err(registry_error)
     }
 
     /// Pings the server in `session` and returns the round-trip time.
@@ -503,6 +515,24 @@ impl FunctionGroup {
     }
 }
 
+/// The registry's refusal or connection failure, as the facade's error.
+fn registry_error(error: mcp_group_registry::Error) -> McpError {
+    match error {
+        mcp_group_registry::Error::SessionLimitReached { limit } => {
+            McpError::SessionLimitReached { limit }
+        }
+        mcp_group_registry::Error::SessionForbidden { session } => {
+            McpError::SessionForbidden { session }
+        }
+        mcp_group_registry::Error::Shutdown => McpError::Shutdown,
+        mcp_group_registry::Error::Connect { source } => source,
+        // None today (the registry's error is non-exhaustive): keep the cause.
+        other => McpError::ServerGone {
+            source: Some(Box::new(other)),
+        },
+    }
+}
+
 /// Keeps the default session's lease (the base client) and refreshes the
 /// function list whenever its server announces a tool-list change. If the
 /// base connection dies, it is replaced. Holds only a `Weak` to the group.
@@ -525,7 +555,12 @@ async fn watch_tool_list(shared: std::sync::Weak<Shared>, mut lease: Lease<DynTr
             let Some(shared) = shared.upgrade() else {
                 return;
             };
-            match shared.registry.acquire(&SessionId::default_session()).await {
+            match shared
+                .registry
+                .acquire(&SessionId::default_session())
+                .await
+                .map_err(registry_error)
+            {
                 Ok(new) => {
                     lease = new;
                     backoff = Duration::from_millis(100);

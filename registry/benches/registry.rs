@@ -23,7 +23,9 @@ use std::{
 };
 
 use criterion::Criterion;
-use mcp_group_core::{Connection, Error, ServerDescription, SessionId, Transport, async_trait};
+use mcp_group_core::{
+    Connection, Error as CoreError, ServerDescription, SessionId, Transport, async_trait,
+};
 use mcp_group_registry::{Registry, RegistryConfig, SessionHandle};
 use rmcp::{
     ServerHandler, ServiceExt,
@@ -52,7 +54,7 @@ struct InMemory {
 
 #[async_trait]
 impl Transport for InMemory {
-    async fn connect(&self, _session: &SessionId) -> Result<Connection, Error> {
+    async fn connect(&self, _session: &SessionId) -> Result<Connection, CoreError> {
         if !self.handshake_delay.is_zero() {
             tokio::time::sleep(self.handshake_delay).await;
         }

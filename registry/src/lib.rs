@@ -9,7 +9,7 @@
 //! use mcp_group_core::{SessionId, Transport};
 //! use mcp_group_registry::{Registry, RegistryConfig};
 //!
-//! # async fn run(transport: impl Transport) -> Result<(), mcp_group_core::Error> {
+//! # async fn run(transport: impl Transport) -> Result<(), Box<dyn std::error::Error>> {
 //! let registry = Registry::new(transport, RegistryConfig::default());
 //! let lease = registry.acquire(&SessionId::new("alice")).await?; // connects on first use
 //! let tools = lease.connection().list_tools(Duration::from_secs(10)).await?;
@@ -52,6 +52,8 @@
 //!   [`RegistryStats`]. [`Registry::peek`] reads without refreshing idle time.
 //! - A session can be bound to a principal ([`Registry::acquire_as`]): a
 //!   known id presented by another principal is refused, not served.
+//! - Failures are the registry's [`Error`]; a transport's own failure to
+//!   connect is kept as the [`Error::Connect`] source.
 //!
 //! # Lock order
 //!
@@ -94,6 +96,7 @@
 //!
 //! [mcp-group]: https://docs.rs/mcp-group
 
+mod error;
 #[cfg(all(test, mcp_group_loom))]
 mod loom_tests;
 mod sync;
@@ -112,7 +115,7 @@ use std::{
     time::Duration,
 };
 
-pub use mcp_group_core::Error;
+pub use crate::error::Error;
 use mcp_group_core::{Connection, SessionId, Transport};
 use tokio::{sync::Notify, task::JoinHandle};
 
@@ -609,6 +612,14 @@ impl<T: Transport> Registry<T> {
 
     /// Leases the connection of `session`, opening it on first use.
     ///
+    /// # Errors
+    /// [`Error::Shutdown`] after [`Registry::shutdown`];
+    /// [`Error::SessionLimitReached`] when the registry is full (after the
+    /// wait of [`FullPolicy::Wait`]); [`Error::Connect`] when opening the
+    /// connection fails or times out, or when the session's connection is
+    /// found dead on every one of a few successive openings (source:
+    /// `ServerGone`).
+    ///
     /// # Cancel safety
     /// Cancel safe: a dropped future releases its reference; a connection
     /// being opened by it is dropped (for stdio: the process is killed), and
@@ -692,11 +703,16 @@ impl<T: Transport> Registry<T> {
                 None => continue,
             }
         }
-        Err(Error::ServerGone { source: None })
+        Err(Error::Connect {
+            source: mcp_group_core::Error::ServerGone { source: None },
+        })
     }
 
     /// Resolves `session` once and returns a handle that leases it again
     /// without touching the map (one atomic add while the session lives).
+    ///
+    /// # Errors
+    /// As [`Registry::acquire_as`].
     pub async fn handle(
         &self,
         session: &SessionId,
@@ -811,7 +827,7 @@ impl<T: Transport> Registry<T> {
         let connected = match tokio::time::timeout(timeout, inner.transport.connect(session)).await
         {
             Ok(result) => result,
-            Err(_) => Err(Error::Timeout {
+            Err(_) => Err(mcp_group_core::Error::Timeout {
                 operation: "connect",
                 after: timeout,
             }),
@@ -831,7 +847,7 @@ impl<T: Transport> Registry<T> {
                 tracing::debug!(%session, %error, "opening a session connection failed");
                 drop(gate);
                 drop(reference);
-                Err(error)
+                Err(Error::Connect { source: error })
             }
         }
     }
@@ -1132,6 +1148,9 @@ impl<T: Transport> SessionHandle<T> {
     }
 
     /// Leases the session's connection.
+    ///
+    /// # Errors
+    /// As [`Registry::acquire`], when the session must be resolved again.
     ///
     /// # Cancel safety
     /// Cancel safe, as [`Registry::acquire`].
