@@ -1,6 +1,7 @@
 //! Lock contention of the session registry, against a faithful port of the
-//! seed's locking model and against the floor (a bare map lookup plus an
-//! atomic increment and decrement).
+//! locking model of NeMo Agent Toolkit's Python client (reported as `seed_port`)
+//! and against the floor (a bare map lookup plus an atomic increment and
+//! decrement).
 //!
 //! Two modes:
 //! - `cargo bench -p mcp-group-registry --features _bench --bench registry`
@@ -104,8 +105,9 @@ impl Rng {
 
 // ---------------------------------------------------------------- the four paths
 
-/// (a) A faithful port of the seed: an async RW lock before a per-session
-/// async lock guarding the ref count; `last_activity` set on release.
+/// (a) A faithful port of NeMo Agent Toolkit's Python client: an async RW
+/// lock before a per-session async lock guarding the ref count;
+/// `last_activity` set on release.
 struct SeedPort {
     sessions: tokio::sync::RwLock<HashMap<SessionId, Arc<SeedSession>>>,
 }
