@@ -1,9 +1,11 @@
 //! Lock contention of the session registry, against a faithful port of the
-//! seed's locking model and against the floor (a bare map lookup plus an
-//! atomic increment and decrement).
+//! locking model of NeMo Agent Toolkit's Python client (reported as `seed_port`)
+//! and against the floor (a bare map lookup plus an atomic increment and
+//! decrement).
 //!
 //! Two modes:
-//! - `cargo bench -p mcp-group-registry --bench registry` runs the criterion
+//! - `cargo bench -p mcp-group-registry --features _bench --bench registry`
+//!   (the feature exposes the registry's benchmark hooks) runs the criterion
 //!   benchmarks (single- and multi-task acquire + release, per path);
 //! - `... -- --summary FILE [--quick]` (what `cargo xtask bench` runs) measures
 //!   the whole table — 1, 2, 8, 64 tasks on a 2-worker runtime, with and
@@ -22,7 +24,9 @@ use std::{
 };
 
 use criterion::Criterion;
-use mcp_group_core::{Connection, Error, ServerDescription, SessionId, Transport, async_trait};
+use mcp_group_core::{
+    Connection, Error as CoreError, ServerDescription, SessionId, Transport, async_trait,
+};
 use mcp_group_registry::{Registry, RegistryConfig, SessionHandle};
 use rmcp::{
     ServerHandler, ServiceExt,
@@ -51,7 +55,7 @@ struct InMemory {
 
 #[async_trait]
 impl Transport for InMemory {
-    async fn connect(&self, _session: &SessionId) -> Result<Connection, Error> {
+    async fn connect(&self, _session: &SessionId) -> Result<Connection, CoreError> {
         if !self.handshake_delay.is_zero() {
             tokio::time::sleep(self.handshake_delay).await;
         }
@@ -101,8 +105,9 @@ impl Rng {
 
 // ---------------------------------------------------------------- the four paths
 
-/// (a) A faithful port of the seed: an async RW lock before a per-session
-/// async lock guarding the ref count; `last_activity` set on release.
+/// (a) A faithful port of NeMo Agent Toolkit's Python client: an async RW
+/// lock before a per-session async lock guarding the ref count;
+/// `last_activity` set on release.
 struct SeedPort {
     sessions: tokio::sync::RwLock<HashMap<SessionId, Arc<SeedSession>>>,
 }

@@ -4,7 +4,7 @@
 use loom::{sync::Arc, thread};
 use mcp_group_core::SessionId;
 
-use crate::table::{Room, Table};
+use crate::table::{Lookup, Room, Table};
 
 const IDLE: u64 = 1_000;
 
@@ -22,8 +22,7 @@ fn sid(s: &str) -> SessionId {
 
 /// Looks `key` up, inserting it if absent: the registry's resolve path.
 fn resolve(table: &Table<u32>, key: &SessionId, now: u64, limit: usize) -> Option<bool> {
-    let mut expired = None;
-    if let Ok(Some(entry)) = table.lookup(key, None, now, IDLE, &mut expired) {
+    if let Ok(Lookup::Found(entry)) = table.lookup(key, None, now, IDLE) {
         entry.release(now);
         return Some(false);
     }
@@ -45,9 +44,8 @@ fn cleanup_never_removes_an_entry_with_a_reference() {
             let table = table.clone();
             let key = key.clone();
             thread::spawn(move || {
-                let mut expired = None;
                 // A lookup at time 0 never finds the entry expired.
-                if let Ok(Some(held)) = table.lookup(&key, None, 0, IDLE, &mut expired) {
+                if let Ok(Lookup::Found(held)) = table.lookup(&key, None, 0, IDLE) {
                     // While we hold it, no cleanup may take it.
                     assert!(held.refs() >= 1);
                     let still_there = table.peek(&key).is_some_and(|e| Arc::ptr_eq(&e, &held));

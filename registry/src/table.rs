@@ -1,21 +1,26 @@
-//! The session table: the map and each entry's state word. Synchronous and
-//! generic over the entry's value, so loom can check it exhaustively.
+//! The session table: the map from session id to entry. Synchronous and
+//! generic over the entry's value, so loom can check it exhaustively (with
+//! the entry's state word, in `slot`).
 //!
 //! # Lock order
-//! There is one lock, the map's `RwLock`, and it is never held across an
-//! `.await` (every function here is synchronous) nor taken twice by one
-//! thread. Entries have no lock: their state is one atomic word.
+//! The registry's locks, all of them:
 //!
-//! # The state word
-//! `state = CLOSED bit | ref count`.
-//! - acquire: `fetch_add(1)`, then check `CLOSED`; if set, undo and look the
-//!   session up again (the entry was removed).
-//! - release: store `last_used`, then `fetch_sub(1)`.
-//! - idle removal: `compare_exchange(0, CLOSED)` — it fails if any caller holds
-//!   or is taking a reference, so a leased entry is never removed, and a caller
-//!   that found an entry either gets it or sees it closed and retries: no
-//!   "temporarily unavailable".
-//! - broken / shutdown: `fetch_or(CLOSED)`; holders keep their reference.
+//! 1. The map's `std::sync::RwLock`, here: the one lock on the hot path. It
+//!    is taken by synchronous code only (every function of this module), so
+//!    it is never held across an `.await`, and it is never taken twice by one
+//!    thread (a guard is dropped before the next is taken). Lookups hold the
+//!    read side for a hash lookup and an `Arc` clone; structural changes
+//!    (insert, remove, cleanup batches of [`CLEANUP_BATCH`]) hold the write
+//!    side.
+//! 2. Per entry, the creation gate (`tokio::sync::Mutex`, `Cold::create` in
+//!    `slot`): taken only with no map lock held, and held across the
+//!    connection's opening; while holding it the creator touches only its own
+//!    entry. It may take the map lock (to remove its entry) but never the
+//!    other way round.
+//! 3. The background task's handle (a `std::sync::Mutex` in `Inner`): taken
+//!    alone, to store or abort the handle.
+//!
+//! Entries themselves have no lock: their state is one atomic word (`slot`).
 
 use std::{
     collections::HashMap,
@@ -24,9 +29,10 @@ use std::{
 
 use mcp_group_core::SessionId;
 
-use crate::sync::{Arc, AtomicU64, Ordering, RwLock, RwLockReadGuard, RwLockWriteGuard};
-
-const CLOSED: u64 = 1 << 63;
+use crate::{
+    slot::Entry,
+    sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard},
+};
 
 /// How many idle entries one write-lock acquisition removes, so that readers
 /// wait for at most one batch during a large cleanup.
@@ -56,76 +62,6 @@ impl Hasher for PassThrough {
 
 type Map<V> = HashMap<SessionId, Arc<Entry<V>>, BuildHasherDefault<PassThrough>>;
 
-/// One session's entry. `repr(C)` keeps the state word and timestamp first,
-/// in the cache line of the `Arc`'s counts.
-#[derive(Debug)]
-#[repr(C)]
-pub(crate) struct Entry<V> {
-    state: AtomicU64,
-    last_used: AtomicU64,
-    owner: Option<Box<str>>,
-    pub(crate) value: V,
-}
-
-impl<V> Entry<V> {
-    /// A new entry with one reference, held by its creator.
-    fn new(value: V, now: u64, owner: Option<&str>) -> Self {
-        Self {
-            state: AtomicU64::new(1),
-            last_used: AtomicU64::new(now),
-            owner: owner.map(Into::into),
-            value,
-        }
-    }
-
-    /// Takes a reference unless the entry is closed.
-    pub(crate) fn try_acquire(&self) -> bool {
-        let previous = self.state.fetch_add(1, Ordering::Acquire);
-        if previous & CLOSED != 0 {
-            self.state.fetch_sub(1, Ordering::Release);
-            return false;
-        }
-        true
-    }
-
-    /// Releases a reference taken by `try_acquire` or at insertion.
-    pub(crate) fn release(&self, now: u64) {
-        self.last_used.store(now, Ordering::Relaxed);
-        let previous = self.state.fetch_sub(1, Ordering::Release);
-        debug_assert!(previous & !CLOSED > 0, "ref count underflow");
-    }
-
-    /// Closes the entry if no one holds a reference.
-    pub(crate) fn try_close_unused(&self) -> bool {
-        self.state
-            .compare_exchange(0, CLOSED, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-    }
-
-    /// Closes the entry whatever its references (broken, shutdown).
-    pub(crate) fn close(&self) {
-        self.state.fetch_or(CLOSED, Ordering::AcqRel);
-    }
-
-    /// The number of references held.
-    pub(crate) fn refs(&self) -> u64 {
-        self.state.load(Ordering::Acquire) & !CLOSED
-    }
-
-    /// Milliseconds since last use, by the coarse clock.
-    pub(crate) fn idle_ms(&self, now: u64) -> u64 {
-        now.saturating_sub(self.last_used.load(Ordering::Relaxed))
-    }
-
-    fn owned_by(&self, owner: Option<&str>) -> bool {
-        match (&self.owner, owner) {
-            (None, _) => true,
-            (Some(bound), Some(caller)) => &**bound == caller,
-            (Some(_), None) => false,
-        }
-    }
-}
-
 /// Why the table refused to hand out an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refused {
@@ -152,6 +88,18 @@ pub(crate) type EntryRef<V> = Arc<Entry<V>>;
 /// Entries removed by the table; their values must be closed by the caller,
 /// after the lock is released.
 pub(crate) type Removed<V> = Vec<(SessionId, Arc<Entry<V>>)>;
+
+/// What a lookup found.
+pub(crate) enum Lookup<V> {
+    /// The entry, with a reference taken.
+    Found(EntryRef<V>),
+    /// No entry, or a closed one (whoever closed it removes it).
+    Absent,
+    /// An expired entry, closed and removed from the map by the lookup; its
+    /// value is the caller's to dispose of. Closing it consumed the reference
+    /// the lookup took.
+    Expired(EntryRef<V>),
+}
 
 /// What the insert path did.
 pub(crate) struct Insert<V> {
@@ -182,38 +130,34 @@ impl<V> Table<V> {
         self.map.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The hot path: finds the entry and takes a reference. `Ok(None)` when
-    /// absent or closed. An entry idle for at least `idle_ms` with no other
-    /// reference is treated as absent: it is closed and returned in `expired`
-    /// for the caller to remove and close.
+    /// The hot path: finds the entry and takes a reference. An entry idle for
+    /// at least `idle_ms` with no other reference is treated as absent: it is
+    /// closed, removed from the map and returned as [`Lookup::Expired`].
     pub(crate) fn lookup(
         &self,
         key: &SessionId,
         owner: Option<&str>,
         now: u64,
         idle_ms: u64,
-        expired: &mut Option<Arc<Entry<V>>>,
-    ) -> Result<Option<Arc<Entry<V>>>, Refused> {
+    ) -> Result<Lookup<V>, Refused> {
         let entry = match self.read().get(key) {
             Some(entry) => entry.clone(),
-            None => return Ok(None),
+            None => return Ok(Lookup::Absent),
         };
         if !entry.owned_by(owner) {
             return Err(Refused::Forbidden);
         }
         if !entry.try_acquire() {
-            return Ok(None);
+            return Ok(Lookup::Absent);
         }
-        if entry.idle_ms(now) >= idle_ms
-            && entry
-                .state
-                .compare_exchange(1, CLOSED, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            *expired = Some(entry);
-            return Ok(None);
+        if entry.idle_ms(now) >= idle_ms && entry.try_close_sole() {
+            return Ok(if self.remove_entry(key, &entry) {
+                Lookup::Expired(entry)
+            } else {
+                Lookup::Absent
+            });
         }
-        Ok(Some(entry))
+        Ok(Lookup::Found(entry))
     }
 
     /// The slow path, under the write lock: returns the existing entry (with a
@@ -258,7 +202,7 @@ impl<V> Table<V> {
             let oldest = map
                 .iter()
                 .filter(|(_, e)| e.refs() == 0)
-                .min_by_key(|(_, e)| e.last_used.load(Ordering::Relaxed))
+                .min_by_key(|(_, e)| e.last_used())
                 .map(|(id, _)| id.clone());
             let Some(id) = oldest else { break };
             if let Some(entry) = map.get(&id).filter(|e| e.try_close_unused()).cloned() {

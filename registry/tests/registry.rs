@@ -10,8 +10,10 @@ use std::{
     time::Duration,
 };
 
-use mcp_group_core::{Connection, Error, ServerDescription, SessionId, Transport, async_trait};
-use mcp_group_registry::{FullPolicy, Registry, RegistryConfig};
+use mcp_group_core::{
+    Connection, Error as CoreError, ServerDescription, SessionId, Transport, async_trait,
+};
+use mcp_group_registry::{Error, FullPolicy, Registry, RegistryConfig};
 use rmcp::{
     ServerHandler, ServiceExt,
     model::{ServerCapabilities, ServerConfig},
@@ -32,7 +34,7 @@ impl ServerHandler for Empty {
 enum Step {
     /// Connect at once.
     Ok,
-    /// Fail with `Error::Connect`.
+    /// Fail with the core `Error::Connect`.
     Fail,
     /// Wait for a permit of the gate, then connect.
     Gate(Arc<Semaphore>),
@@ -63,13 +65,13 @@ impl Scripted {
 
 #[async_trait]
 impl Transport for Scripted {
-    async fn connect(&self, _session: &SessionId) -> Result<Connection, Error> {
+    async fn connect(&self, _session: &SessionId) -> Result<Connection, CoreError> {
         self.connects.fetch_add(1, Ordering::SeqCst);
         let step = self.steps.lock().unwrap().pop_front().unwrap_or(Step::Ok);
         match step {
             Step::Ok => {}
             Step::Fail => {
-                return Err(Error::Connect {
+                return Err(CoreError::Connect {
                     endpoint: "scripted".into(),
                     source: "refused".into(),
                 });
@@ -185,7 +187,15 @@ async fn a_failed_creation_leaves_no_entry_and_the_next_call_retries() {
     let transport = Scripted::new([Step::Fail]);
     let registry = Registry::new(transport.clone(), config());
     let err = registry.acquire(&sid("s")).await.unwrap_err();
-    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Connect {
+                source: CoreError::Connect { .. }
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(registry.session_count(), 0);
     assert_eq!(registry.stats().failed, 1);
     let lease = registry.acquire(&sid("s")).await.unwrap();
@@ -202,7 +212,11 @@ async fn a_connect_that_never_finishes_times_out() {
     );
     let err = registry.acquire(&sid("s")).await.unwrap_err();
     assert!(
-        matches!(err, Error::Timeout { operation: "connect", after } if after == Duration::from_secs(5)),
+        matches!(
+            err,
+            Error::Connect { source: CoreError::Timeout { operation: "connect", after } }
+                if after == Duration::from_secs(5)
+        ),
         "{err:?}"
     );
     assert_eq!(registry.session_count(), 0);

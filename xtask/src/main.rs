@@ -7,9 +7,11 @@
 //! - `cargo xtask test` installs the fixtures, then runs the whole test suite
 //!   (`cargo test --workspace --all-features`, doc tests included).
 //! - `cargo xtask bench [--quick]` measures registry lock contention (the
-//!   seed's locking model ported, our keyed and handle paths, the floor) and
-//!   prints a summary table, writing `target/xtask-bench/registry.json`;
-//!   without `--quick` it also runs the criterion benchmarks.
+//!   locking model of NeMo Agent Toolkit's Python client ported, our keyed
+//!   and handle paths, the floor) and prints a summary table, writing
+//!   `target/xtask-bench/registry.json`; without `--quick` it also runs the
+//!   criterion benchmarks. Both build the registry with its internal
+//!   `_bench` feature (the benchmark hooks).
 //! - `cargo xtask bench e2e [--quick]` installs the fixtures, runs the
 //!   end-to-end benchmarks (`benches/e2e.rs`: the group's overhead against a
 //!   bare rmcp client, throughput and p99 across sessions, `mcp-group batch`
@@ -194,13 +196,14 @@ fn bench(quick: bool) -> Result<()> {
         .join("xtask-bench")
         .join("registry.json");
     let mut cmd = cargo_bench("mcp-group-registry", "registry");
-    cmd.args(["--", "--summary"]).arg(&summary);
+    cmd.args(["--features", "_bench", "--", "--summary"])
+        .arg(&summary);
     if quick {
         cmd.arg("--quick");
     }
     run(&mut cmd)?;
     if !quick {
-        run(&mut cargo_bench("mcp-group-registry", "registry"))?;
+        run(cargo_bench("mcp-group-registry", "registry").args(["--features", "_bench"]))?;
     }
     Ok(())
 }

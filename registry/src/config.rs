@@ -1,0 +1,74 @@
+//! The registry's limits and timers.
+
+use std::time::Duration;
+
+use crate::clock::CLOCK_TICK;
+
+/// What a full registry does with a new session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FullPolicy {
+    /// Refuse it with [`Error::SessionLimitReached`](crate::Error::SessionLimitReached)
+    /// (as NeMo Agent Toolkit's Python client does).
+    #[default]
+    Reject,
+    /// Close the least recently used session that has no call in flight.
+    EvictLruIdle,
+    /// Wait up to this long for a session to be removed, then refuse.
+    Wait(Duration),
+}
+
+/// Limits and timers of a [`Registry`](crate::Registry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RegistryConfig {
+    /// The most sessions open at once (default 100).
+    pub max_sessions: usize,
+    /// A session unused for this long is removed, and treated as absent on
+    /// lookup even before the reaper runs (default 1 h).
+    pub idle_timeout: Duration,
+    /// Bound on opening a connection, handshake included (default 60 s).
+    pub connect_timeout: Duration,
+    /// How often the background reaper runs; `None` disables it (default: a
+    /// quarter of `idle_timeout`, at most 5 min).
+    pub reap_interval: Option<Duration>,
+    /// What to do with a new session when `max_sessions` are open.
+    pub full_policy: FullPolicy,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self::new(100, Duration::from_secs(3600))
+    }
+}
+
+impl RegistryConfig {
+    /// A configuration with the given limit and idle timeout.
+    pub fn new(max_sessions: usize, idle_timeout: Duration) -> Self {
+        Self {
+            max_sessions,
+            idle_timeout,
+            connect_timeout: Duration::from_secs(60),
+            reap_interval: Some((idle_timeout / 4).clamp(CLOCK_TICK, Duration::from_secs(300))),
+            full_policy: FullPolicy::Reject,
+        }
+    }
+
+    /// Sets the connect timeout.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets (or, with `None`, disables) the background reaper's interval.
+    pub fn with_reap_interval(mut self, interval: Option<Duration>) -> Self {
+        self.reap_interval = interval;
+        self
+    }
+
+    /// Sets what a full registry does.
+    pub fn with_full_policy(mut self, policy: FullPolicy) -> Self {
+        self.full_policy = policy;
+        self
+    }
+}

@@ -1,0 +1,271 @@
+//! A session's entry: its state word, the value the registry keeps in it,
+//! and the one removal sequence every removed session goes through.
+//!
+//! # The state word
+//! `state = CLOSED bit | ref count`.
+//! - acquire: `fetch_add(1)`, then check `CLOSED`; if set, undo and look the
+//!   session up again (the entry was removed).
+//! - release: store `last_used`, then `fetch_sub(1)`.
+//! - idle removal: `compare_exchange(0, CLOSED)` — it fails if any caller holds
+//!   or is taking a reference, so a leased entry is never removed, and a caller
+//!   that found an entry either gets it or sees it closed and retries: no
+//!   "temporarily unavailable".
+//! - expiry on lookup: `compare_exchange(1, CLOSED)` by the caller that just
+//!   took the only reference.
+//! - broken / shutdown: `fetch_or(CLOSED)`; holders keep their reference.
+//!
+//! [`Entry`] is synchronous and generic over its value, so loom checks it
+//! together with the table; [`Slot`] is the value the registry stores.
+
+use std::sync::Arc as StdArc;
+
+use mcp_group_core::{Connection, SessionId};
+
+use crate::{
+    Inner, RemovalCause,
+    clock::CoarseClock,
+    sync::{AtomicU64, Ordering},
+    table::{EntryRef, Removed},
+};
+
+const CLOSED: u64 = 1 << 63;
+
+/// One session's entry. `repr(C)` keeps the state word and timestamp first,
+/// in the cache line of the `Arc`'s counts.
+#[derive(Debug)]
+#[repr(C)]
+pub(crate) struct Entry<V> {
+    state: AtomicU64,
+    last_used: AtomicU64,
+    owner: Option<Box<str>>,
+    pub(crate) value: V,
+}
+
+impl<V> Entry<V> {
+    /// A new entry with one reference, held by its creator.
+    pub(crate) fn new(value: V, now: u64, owner: Option<&str>) -> Self {
+        Self {
+            state: AtomicU64::new(1),
+            last_used: AtomicU64::new(now),
+            owner: owner.map(Into::into),
+            value,
+        }
+    }
+
+    /// Takes a reference unless the entry is closed.
+    pub(crate) fn try_acquire(&self) -> bool {
+        let previous = self.state.fetch_add(1, Ordering::Acquire);
+        if previous & CLOSED != 0 {
+            self.state.fetch_sub(1, Ordering::Release);
+            return false;
+        }
+        true
+    }
+
+    /// Releases a reference taken by `try_acquire` or at insertion.
+    pub(crate) fn release(&self, now: u64) {
+        self.last_used.store(now, Ordering::Relaxed);
+        let previous = self.state.fetch_sub(1, Ordering::Release);
+        debug_assert!(previous & !CLOSED > 0, "ref count underflow");
+    }
+
+    /// Closes the entry if no one holds a reference.
+    pub(crate) fn try_close_unused(&self) -> bool {
+        self.state
+            .compare_exchange(0, CLOSED, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Closes the entry if the caller's reference is the only one; the
+    /// caller keeps that reference.
+    pub(crate) fn try_close_sole(&self) -> bool {
+        self.state
+            .compare_exchange(1, CLOSED, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Closes the entry whatever its references (broken, shutdown).
+    pub(crate) fn close(&self) {
+        self.state.fetch_or(CLOSED, Ordering::AcqRel);
+    }
+
+    /// The number of references held.
+    pub(crate) fn refs(&self) -> u64 {
+        self.state.load(Ordering::Acquire) & !CLOSED
+    }
+
+    /// The coarse clock's time of the last release.
+    pub(crate) fn last_used(&self) -> u64 {
+        self.last_used.load(Ordering::Relaxed)
+    }
+
+    /// Milliseconds since last use, by the coarse clock.
+    pub(crate) fn idle_ms(&self, now: u64) -> u64 {
+        now.saturating_sub(self.last_used())
+    }
+
+    /// Whether `owner` may use the entry: an entry bound to a principal
+    /// serves only that principal; an unbound one serves all.
+    pub(crate) fn owned_by(&self, owner: Option<&str>) -> bool {
+        match (&self.owner, owner) {
+            (None, _) => true,
+            (Some(bound), Some(caller)) => &**bound == caller,
+            (Some(_), None) => false,
+        }
+    }
+}
+
+/// A session's value in the table. The fields every call touches (the
+/// connection, the clock) sit beside the entry's state word; the rest is
+/// boxed, so that entries stay small and the hot path stays in cache.
+pub(crate) struct Slot<T> {
+    /// Set once, by the creator holding `Cold::create`; never changed after.
+    pub(crate) connection: std::sync::OnceLock<StdArc<Connection>>,
+    pub(crate) clock: StdArc<CoarseClock>,
+    pub(crate) cold: Box<Cold<T>>,
+}
+
+/// What a lease needs only on the slow path.
+pub(crate) struct Cold<T> {
+    pub(crate) session: SessionId,
+    pub(crate) registry: std::sync::Weak<Inner<T>>,
+    /// The creation gate: single-flight connection of this session.
+    pub(crate) create: tokio::sync::Mutex<()>,
+}
+
+impl<T> Slot<T> {
+    /// An unconnected slot for `session` of the registry `inner`.
+    pub(crate) fn new(inner: &StdArc<Inner<T>>, session: &SessionId) -> Self {
+        Self {
+            connection: std::sync::OnceLock::new(),
+            clock: inner.clock.clone(),
+            cold: Box::new(Cold {
+                session: session.clone(),
+                registry: StdArc::downgrade(inner),
+                create: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+}
+
+/// Why entries left the map, as the removal sequence needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Removal {
+    /// Removed for this cause; creators waiting for room are woken.
+    Cause(RemovalCause),
+    /// Drained by shutdown: counted and logged as [`RemovalCause::Explicit`].
+    /// Creators waiting for room are not woken: under
+    /// [`FullPolicy::Wait`](crate::FullPolicy::Wait) they wait out their
+    /// deadline and are refused with `SessionLimitReached`.
+    Shutdown,
+}
+
+impl Removal {
+    fn cause(self) -> RemovalCause {
+        match self {
+            Removal::Cause(cause) => cause,
+            Removal::Shutdown => RemovalCause::Explicit,
+        }
+    }
+}
+
+impl From<RemovalCause> for Removal {
+    fn from(cause: RemovalCause) -> Self {
+        Removal::Cause(cause)
+    }
+}
+
+/// The removal sequence, for entries already taken out of the map (and so
+/// called with the map lock released): counts them under their cause, wakes
+/// the creators waiting for room, logs each, and returns their connections,
+/// which the caller closes with [`Closing::wait`] or [`Closing::spawn`].
+pub(crate) fn dispose<T>(
+    inner: &Inner<T>,
+    removed: Removed<Slot<T>>,
+    removal: impl Into<Removal>,
+) -> Closing {
+    if removed.is_empty() {
+        return Closing(Vec::new());
+    }
+    let removal = removal.into();
+    let cause = removal.cause();
+    inner.counters.removed(cause, removed.len());
+    if removal != Removal::Shutdown {
+        inner.room.notify_waiters();
+    }
+    let connections = removed
+        .into_iter()
+        .filter_map(|(session, entry)| {
+            let connection = entry.value.connection.get().cloned();
+            tracing::debug!(%session, ?cause, connection = connection.as_ref().map(|c| c.id()), "session removed");
+            connection
+        })
+        .collect();
+    Closing(connections)
+}
+
+/// The connections of removed sessions, still to be closed.
+#[must_use = "the removed sessions' connections must be closed"]
+pub(crate) struct Closing(Vec<StdArc<Connection>>);
+
+impl Closing {
+    /// Closes the connections concurrently and waits until all are closed.
+    pub(crate) async fn wait(self) {
+        let mut closing = tokio::task::JoinSet::new();
+        for connection in self.0 {
+            closing.spawn(async move { connection.close().await });
+        }
+        while closing.join_next().await.is_some() {}
+    }
+
+    /// Closes the connections in a background task; outside a Tokio runtime
+    /// they are only dropped.
+    pub(crate) fn spawn(self) {
+        if self.0.is_empty() {
+            return;
+        }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(self.wait());
+        }
+    }
+}
+
+/// Marks `entry` broken and removes it, if `connection` is still its own;
+/// the connection is closed in the background.
+pub(crate) fn break_entry<T>(
+    inner: &Inner<T>,
+    entry: &EntryRef<Slot<T>>,
+    connection: &StdArc<Connection>,
+) {
+    let current = entry.value.connection.get();
+    if !current.is_some_and(|c| StdArc::ptr_eq(c, connection)) {
+        return;
+    }
+    entry.close();
+    let session = &entry.value.cold.session;
+    if inner.table.remove_entry(session, entry) {
+        dispose(
+            inner,
+            vec![(session.clone(), entry.clone())],
+            RemovalCause::Broken,
+        )
+        .spawn();
+    }
+}
+
+/// Releases a reference taken during creation; an entry left without a
+/// connection (failed or abandoned creation) is removed. It never had a
+/// connection, so it is not counted as a removed session; creators waiting
+/// for room are woken.
+pub(crate) fn release_creation<T>(inner: &Inner<T>, entry: EntryRef<Slot<T>>) {
+    entry.release(inner.clock.now());
+    if entry.value.connection.get().is_none()
+        && entry.try_close_unused()
+        && inner.table.remove_entry(&entry.value.cold.session, &entry)
+    {
+        inner.room.notify_waiters();
+    }
+    if inner.closed.load(std::sync::atomic::Ordering::Relaxed) {
+        inner.released.notify_waiters();
+    }
+}
