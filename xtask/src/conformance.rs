@@ -74,7 +74,7 @@ pub(crate) fn suite() -> Result<()> {
     run(Command::new(&cargo).current_dir(root()).args([
         "build",
         "--package",
-        "mcp-group",
+        "mcp-group-cli",
         "--bin",
         "mcp-group",
     ]))?;

@@ -209,7 +209,7 @@ fn bench_e2e(quick: bool) -> Result<()> {
     fixtures()?;
     let out = root().join("target").join("xtask-bench");
     let summary = out.join("e2e.json");
-    let mut cmd = cargo_bench("mcp-group", "e2e");
+    let mut cmd = cargo_bench("mcp-group-cli", "e2e");
     cmd.env("MCP_GROUP_FIXTURES", fixtures_dir())
         .args(["--", "--summary"])
         .arg(&summary);
@@ -231,7 +231,7 @@ fn bench_e2e(quick: bool) -> Result<()> {
 }
 
 fn soak(args: &[String]) -> Result<()> {
-    run(cargo_bench("mcp-group", "e2e")
+    run(cargo_bench("mcp-group-cli", "e2e")
         .args(["--", "--soak"])
         .args(args))
 }

@@ -1,5 +1,5 @@
 //! The session churn soak, shared by `tests/soak.rs` (a short run in CI) and
-//! `benches/soak.rs` (`cargo xtask soak`, the long run with a summary).
+//! `benches/e2e.rs --soak` (`cargo xtask soak`, the long run with a summary).
 //!
 //! Callers take fresh session ids one after another and make two calls in
 //! each (`echo`, then `whoami`, which names the serving process); the group

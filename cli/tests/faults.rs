@@ -2,7 +2,6 @@
 //! misbehaving one-liners: no duplicate execution, cancellation at any point,
 //! multiplexing, a server killed mid-call, servers that never answer or answer
 //! garbage, shutdown in flight.
-#![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used)]
 
 mod support;

@@ -129,10 +129,12 @@ fn wait_listening(port: u16) {
     }
 }
 
+/// The workspace's `target/fixtures` (this package is `cli/`), or
+/// `MCP_GROUP_FIXTURES`.
 fn fixtures_dir() -> PathBuf {
     std::env::var_os("MCP_GROUP_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fixtures"))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures"))
 }
 
 /// server-everything in streamable HTTP mode, if the fixtures are installed.

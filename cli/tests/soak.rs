@@ -2,7 +2,6 @@
 //! created, reaped and refused through a small registry, over stdio and
 //! streamable HTTP against the bundled demo server. Nothing is lost, nothing
 //! is left: no orphan process, no registry entry, no file descriptor.
-#![cfg(all(feature = "cli", feature = "http"))]
 #![allow(clippy::unwrap_used)]
 
 mod support;

@@ -1,6 +1,5 @@
 //! The streamable HTTP transport against our fault server: expired sessions,
 //! dropped connections, servers that never answer, and answers that are not MCP.
-#![cfg(all(feature = "http", feature = "cli"))]
 #![allow(clippy::unwrap_used)]
 
 mod support;

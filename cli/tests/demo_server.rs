@@ -1,5 +1,4 @@
 //! The function group against the bundled demo server over stdio.
-#![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used)]
 
 mod support;

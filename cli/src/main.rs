@@ -17,7 +17,11 @@ use serde_json::{Value, json};
 
 /// Connect to an MCP server and use its tools, one MCP client per session.
 #[derive(Debug, Parser)]
-#[command(name = "mcp-group", version, about)]
+#[command(
+    name = "mcp-group",
+    version,
+    about = "Session-aware MCP function groups: one MCP client per end-user session, reaped when idle, with tool overrides."
+)]
 struct Cli {
     /// Bound, in seconds, on every tool call and on connect + initialize
     /// (overrides `tool_call_timeout`).
