@@ -34,9 +34,9 @@
 //! - `stdio` (default): spawn servers as child processes.
 //! - `http` (default): MCP streamable HTTP.
 //! - `sse` (default): legacy HTTP+SSE.
-//! - `cli` (default): the `mcp-group` binary and its bundled demo server.
 //!
 //! With `default-features = false, features = ["stdio"]` no HTTP client is built.
+//! The `mcp-group` command-line tool is a package of its own (`mcp-group-cli`).
 
 mod arguments;
 mod backoff;

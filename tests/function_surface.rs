@@ -8,8 +8,10 @@ use std::{
 };
 
 use mcp_group::{
-    FunctionGroup, McpClientConfig, McpError, ServerConfig, SessionId,
-    core::{Connection, DynTransport, Error, ServerDescription, Transport, async_trait},
+    Error, FunctionGroup, McpClientConfig, ServerConfig, SessionId,
+    core::{
+        Connection, DynTransport, Error as CoreError, ServerDescription, Transport, async_trait,
+    },
 };
 use rmcp::{
     ErrorData, RoleServer, ServerHandler, ServiceExt,
@@ -147,7 +149,7 @@ struct InMemory(Recorder);
 
 #[async_trait]
 impl Transport for InMemory {
-    async fn connect(&self, _session: &SessionId) -> Result<Connection, Error> {
+    async fn connect(&self, _session: &SessionId) -> Result<Connection, CoreError> {
         let (client, server) = tokio::io::duplex(64 * 1024);
         let recorder = self.0.clone();
         tokio::spawn(async move {
@@ -210,12 +212,12 @@ async fn bad_arguments_are_rejected_locally_and_nothing_is_sent() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&wrong_type, McpError::InvalidArguments { field: Some(f), .. } if f == "message"),
+        matches!(&wrong_type, Error::InvalidArguments { field: Some(f), .. } if f == "message"),
         "{wrong_type:?}"
     );
     let missing = group.call(None, "echo", json!({})).await.unwrap_err();
     assert!(
-        matches!(&missing, McpError::InvalidArguments { field: Some(f), reason, .. } if f == "message" && reason.contains("required")),
+        matches!(&missing, Error::InvalidArguments { field: Some(f), reason, .. } if f == "message" && reason.contains("required")),
         "{missing:?}"
     );
     let enum_miss = group
@@ -223,7 +225,7 @@ async fn bad_arguments_are_rejected_locally_and_nothing_is_sent() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&enum_miss, McpError::InvalidArguments { field: Some(f), .. } if f == "level"),
+        matches!(&enum_miss, Error::InvalidArguments { field: Some(f), .. } if f == "level"),
         "{enum_miss:?}"
     );
     assert_eq!(calls(&state), 0, "no request reached the server");

@@ -13,7 +13,7 @@ use std::{
 };
 
 use mcp_group::{
-    FunctionGroup, McpClientConfig, ServerConfig, SessionId, TransportKind,
+    FunctionGroup, McpClientConfig, ServerConfig, SessionId,
     core::DynTransport,
     http::{HttpConfig, StreamableHttpTransport},
 };
@@ -21,7 +21,7 @@ use serde_json::json;
 use support::{config, python_http_server, server_everything_http};
 
 fn http(url: String) -> McpClientConfig {
-    config(ServerConfig::remote(TransportKind::StreamableHttp, url))
+    config(ServerConfig::streamable_http(url))
 }
 
 #[tokio::test]
@@ -93,6 +93,7 @@ async fn three_sessions_get_three_distinct_mcp_session_ids() {
 async fn per_session_headers_reach_the_server_and_never_cross_sessions() {
     let server = python_http_server();
     let transport = StreamableHttpTransport::new(HttpConfig::new(server.url("/mcp")).unwrap())
+        .unwrap()
         .with_header_provider(Arc::new(|session: &SessionId| {
             vec![(
                 "authorization".to_owned(),
@@ -145,13 +146,12 @@ async fn secret_header_values_never_appear_in_logs() {
         .finish();
     let _default = tracing::subscriber::set_default(subscriber);
     let mut config = http(server.url("/mcp"));
-    config.server.custom_headers = Some(
-        [(
-            "Authorization".to_owned(),
-            "Bearer sup3r-s3cret-value".to_owned(),
-        )]
-        .into_iter()
-        .collect(),
+    let ServerConfig::StreamableHttp(server_config) = &mut config.server else {
+        panic!("an HTTP config");
+    };
+    server_config.custom_headers.insert(
+        "Authorization".to_owned(),
+        "Bearer sup3r-s3cret-value".to_owned(),
     );
     let group = FunctionGroup::connect(config).await.unwrap();
     // (`auth_header` would echo the secret back as a result: the
@@ -185,12 +185,9 @@ async fn secret_header_values_never_appear_in_logs() {
 #[tokio::test]
 async fn server_everything_over_legacy_sse_gives_exact_results() {
     let server = server_everything_http("sse");
-    let group = FunctionGroup::connect(config(ServerConfig::remote(
-        TransportKind::Sse,
-        server.url("/sse"),
-    )))
-    .await
-    .unwrap();
+    let group = FunctionGroup::connect(config(ServerConfig::sse(server.url("/sse"))))
+        .await
+        .unwrap();
     assert!(group.functions().get("get-sum").is_some());
     let a = SessionId::new("a");
     let b = SessionId::new("b");

@@ -5,7 +5,7 @@
 
 mod support;
 
-use mcp_group::{FunctionGroup, McpError, SessionId, ToolOverride};
+use mcp_group::{Error, FunctionGroup, SessionId, ToolOverride};
 use serde_json::json;
 use support::{config, python_server, server_everything};
 
@@ -63,12 +63,12 @@ async fn server_everything_bad_arguments_are_rejected_locally_naming_the_field()
         .await
         .unwrap_err();
     assert!(
-        matches!(&wrong_type, McpError::InvalidArguments { tool, field: Some(f), .. } if tool == "get-sum" && f == "a"),
+        matches!(&wrong_type, Error::InvalidArguments { tool, field: Some(f), .. } if tool == "get-sum" && f == "a"),
         "{wrong_type:?}"
     );
     let missing = group.call(None, "echo", json!({})).await.unwrap_err();
     assert!(
-        matches!(&missing, McpError::InvalidArguments { field: Some(f), .. } if f == "message"),
+        matches!(&missing, Error::InvalidArguments { field: Some(f), .. } if f == "message"),
         "{missing:?}"
     );
     assert!(missing.to_string().contains("message"), "{missing}");
@@ -138,7 +138,7 @@ async fn server_everything_tool_failure_is_a_typed_tool_error() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, McpError::ToolError { tool, message } if tool == "gzip-file-as-resource" && message.contains("fetch failed")),
+        matches!(&err, Error::ToolError { tool, message } if tool == "gzip-file-as-resource" && message.contains("fetch failed")),
         "{err:?}"
     );
     group.shutdown().await;

@@ -172,11 +172,12 @@ mod tests {
 
     #[test]
     fn unknown_protocol_versions_are_refused() {
-        assert_eq!(
-            ClientOptions::new()
-                .with_protocol_version("1999-01-01")
-                .unwrap_err(),
-            "1999-01-01"
+        let err = ClientOptions::new()
+            .with_protocol_version("1999-01-01")
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::UnsupportedProtocolVersion { version } if version == "1999-01-01"),
+            "{err:?}"
         );
         let options = ClientOptions::new()
             .with_protocol_version("2025-03-26")

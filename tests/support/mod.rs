@@ -1,4 +1,6 @@
-//! Shared helpers for the integration tests.
+//! Shared helpers for the integration tests: the third-party servers
+//! installed by `cargo xtask fixtures`, the Python fixture scripts, server
+//! processes on free ports. The CLI package's tests include this file too.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 #![allow(clippy::unwrap_used)]
 
@@ -9,17 +11,23 @@ use std::{
 
 use mcp_group::{McpClientConfig, ServerConfig};
 
-pub mod soak;
+/// The workspace's root folder (the one with `Cargo.lock`), whichever of its
+/// packages includes this file.
+pub fn workspace_root() -> PathBuf {
+    let package = Path::new(env!("CARGO_MANIFEST_DIR"));
+    package
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").is_file())
+        .unwrap_or(package)
+        .to_path_buf()
+}
 
-/// Where `cargo xtask fixtures` installed the third-party servers.
+/// Where `cargo xtask fixtures` installed the third-party servers: the
+/// workspace's `target/fixtures`, or `MCP_GROUP_FIXTURES`.
 pub fn fixtures_dir() -> PathBuf {
     std::env::var_os("MCP_GROUP_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("target")
-                .join("fixtures")
-        })
+        .unwrap_or_else(|| workspace_root().join("target").join("fixtures"))
 }
 
 fn require(path: PathBuf) -> PathBuf {
@@ -46,18 +54,11 @@ pub fn server_everything() -> ServerConfig {
 /// A Python `mcp` (2.x) server script from `tests/fixtures`, run with the venv's python.
 pub fn python_server(script: &str) -> ServerConfig {
     let python = require(fixtures_dir().join("venv/bin/python"));
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(script);
+    let script = workspace_root().join("tests/fixtures").join(script);
     ServerConfig::stdio(
         python.to_string_lossy().into_owned(),
         [script.to_string_lossy().into_owned()],
     )
-}
-
-/// The bundled demo server (`mcp-group demo-server`).
-pub fn demo_server() -> ServerConfig {
-    ServerConfig::stdio(env!("CARGO_BIN_EXE_mcp-group"), ["demo-server"])
 }
 
 /// A config with short timeouts suited to tests.
@@ -65,58 +66,6 @@ pub fn config(server: ServerConfig) -> McpClientConfig {
     let mut config = McpClientConfig::new(server);
     config.tool_call_timeout = Duration::from_secs(30);
     config
-}
-
-/// Whether a process with this pid exists (a zombie counts: it is not reaped).
-pub fn process_exists(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// Waits (up to 10 s, polling the process table) until `pid` is gone and
-/// reaped. Used where the kill is asynchronous by design (a dropped
-/// connection), never to paper over a race in our own code.
-pub async fn wait_gone(pid: u32) -> bool {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while process_exists(pid) {
-        if tokio::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    true
-}
-
-/// The pid and per-connection call count reported by the demo server's `whoami`.
-pub fn whoami(output: &mcp_group::ToolOutput) -> (u32, u64) {
-    let value: serde_json::Value =
-        serde_json::from_str(&output.to_text()).expect("whoami returns JSON");
-    (
-        value["pid"].as_u64().expect("pid") as u32,
-        value["calls"].as_u64().expect("calls"),
-    )
-}
-
-/// Whether `pid` has exited (it may still be an unreaped zombie).
-pub fn process_dead(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        // The state follows the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z')),
-    }
-}
-
-/// Waits (up to 10 s) until `pid` has exited, reaped or not.
-pub async fn wait_dead(pid: u32) -> bool {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !process_dead(pid) {
-        if tokio::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    true
 }
 
 /// A server process on a free loopback port, killed (and reaped) on drop.
@@ -184,41 +133,10 @@ pub fn server_everything_http(mode: &str) -> ServerProcess {
 /// The Python streamable HTTP fixture.
 pub fn python_http_server() -> ServerProcess {
     let python = require(fixtures_dir().join("venv/bin/python"));
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/py_http_server.py");
+    let script = workspace_root().join("tests/fixtures/py_http_server.py");
     ServerProcess::start(
         &python,
         &[script.to_str().expect("utf-8 path"), "{port}"],
-        None,
-    )
-}
-
-/// Our fault-injecting streamable HTTP server (Python standard library only).
-pub fn fault_server() -> ServerProcess {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fault_server.py");
-    ServerProcess::start(
-        Path::new("python3"),
-        &[script.to_str().expect("utf-8 path"), "{port}"],
-        None,
-    )
-}
-
-/// The bundled demo server in streamable HTTP mode (`demo-server --http`).
-#[cfg(feature = "cli")]
-pub fn demo_http_server() -> ServerProcess {
-    ServerProcess::start(
-        Path::new(env!("CARGO_BIN_EXE_mcp-group")),
-        &["demo-server", "--http", "127.0.0.1:{port}"],
-        None,
-    )
-}
-
-/// The demo HTTP server on `port`.
-#[cfg(feature = "cli")]
-pub fn demo_http_server_on(port: u16) -> ServerProcess {
-    ServerProcess::start_on(
-        port,
-        Path::new(env!("CARGO_BIN_EXE_mcp-group")),
-        &["demo-server", "--http", "127.0.0.1:{port}"],
         None,
     )
 }

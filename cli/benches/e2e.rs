@@ -29,7 +29,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mcp_group::{FunctionGroup, McpClientConfig, ServerConfig, SessionId, TransportKind};
+use mcp_group::{FunctionGroup, McpClientConfig, ServerConfig, SessionId};
 use rmcp::{
     ServiceExt,
     model::{
@@ -129,10 +129,12 @@ fn wait_listening(port: u16) {
     }
 }
 
+/// The workspace's `target/fixtures` (this package is `cli/`), or
+/// `MCP_GROUP_FIXTURES`.
 fn fixtures_dir() -> PathBuf {
     std::env::var_os("MCP_GROUP_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fixtures"))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures"))
 }
 
 /// server-everything in streamable HTTP mode, if the fixtures are installed.
@@ -173,7 +175,7 @@ fn stdio_server() -> ServerConfig {
 }
 
 fn http_server(url: &str) -> ServerConfig {
-    ServerConfig::remote(TransportKind::StreamableHttp, url)
+    ServerConfig::streamable_http(url)
 }
 
 /// What the bare rmcp client says about itself: the same protocol version

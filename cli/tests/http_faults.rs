@@ -1,6 +1,5 @@
 //! The streamable HTTP transport against our fault server: expired sessions,
 //! dropped connections, servers that never answer, and answers that are not MCP.
-#![cfg(all(feature = "http", feature = "cli"))]
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -10,12 +9,13 @@ use std::{
     time::Duration,
 };
 
-use mcp_group::{FunctionGroup, McpClientConfig, McpError, ServerConfig, SessionId, TransportKind};
+use mcp_group::core::Error as CoreError;
+use mcp_group::{Error, FunctionGroup, McpClientConfig, ServerConfig, SessionId};
 use serde_json::{Value, json};
 use support::{ServerProcess, config, fault_server};
 
 fn http(url: String) -> McpClientConfig {
-    let mut config = config(ServerConfig::remote(TransportKind::StreamableHttp, url));
+    let mut config = config(ServerConfig::streamable_http(url));
     config.reconnect_initial_backoff = Duration::from_millis(20);
     config.reconnect_max_backoff = Duration::from_millis(50);
     config
@@ -122,10 +122,10 @@ async fn a_server_that_never_answers_times_out() {
     assert!(
         matches!(
             err,
-            McpError::Timeout {
+            Error::Mcp(CoreError::Timeout {
                 operation: "tools/call",
                 ..
-            }
+            })
         ),
         "{err:?}"
     );
@@ -170,7 +170,11 @@ async fn a_connection_closed_mid_call_is_a_typed_error_and_the_session_recovers(
     assert!(
         matches!(
             err,
-            McpError::ServerGone { .. } | McpError::UnexpectedResponse | McpError::Protocol { .. }
+            Error::Mcp(
+                CoreError::ServerGone { .. }
+                    | CoreError::UnexpectedResponse
+                    | CoreError::Protocol { .. }
+            )
         ),
         "{err:?}"
     );
@@ -198,7 +202,7 @@ async fn answers_that_are_not_mcp_are_typed_errors() {
         assert!(
             matches!(
                 err,
-                mcp_group::Error::Mcp(McpError::Connect { .. } | McpError::Handshake { .. })
+                Error::Mcp(CoreError::Connect { .. } | CoreError::Handshake { .. })
             ),
             "{path}: {err:?}"
         );
@@ -247,7 +251,11 @@ async fn a_client_is_never_left_permanently_dead() {
         assert!(
             matches!(
                 err,
-                McpError::Connect { .. } | McpError::ServerGone { .. } | McpError::Handshake { .. }
+                Error::Mcp(
+                    CoreError::Connect { .. }
+                        | CoreError::ServerGone { .. }
+                        | CoreError::Handshake { .. }
+                )
             ),
             "{err:?}"
         );

@@ -1,12 +1,12 @@
 //! The function group against the bundled demo server over stdio.
-#![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used)]
 
 mod support;
 
 use std::time::Duration;
 
-use mcp_group::{FunctionGroup, McpError, ServerConfig, SessionId};
+use mcp_group::core::Error as CoreError;
+use mcp_group::{Error, FunctionGroup, ServerConfig, SessionId};
 use serde_json::json;
 use support::{config, demo_server, process_exists, wait_dead, wait_gone, whoami};
 
@@ -110,7 +110,7 @@ async fn unknown_tool_is_a_typed_error() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, McpError::ToolNotFound { name } if name == "no_such_tool"),
+        matches!(&err, Error::ToolNotFound { name } if name == "no_such_tool"),
         "{err:?}"
     );
     group.shutdown().await;
@@ -126,7 +126,7 @@ async fn arguments_that_are_not_an_object_are_rejected_before_any_session_opens(
             .await
             .unwrap_err();
         assert!(
-            matches!(&err, McpError::InvalidArguments { tool, field: None, .. } if tool == "echo"),
+            matches!(&err, Error::InvalidArguments { tool, field: None, .. } if tool == "echo"),
             "{bad}: {err:?}"
         );
     }
@@ -146,7 +146,7 @@ async fn a_tool_error_result_is_a_typed_error_with_the_servers_text() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, McpError::ToolError { tool, message } if tool == "fail" && message == "boom"),
+        matches!(&err, Error::ToolError { tool, message } if tool == "fail" && message == "boom"),
         "{err:?}"
     );
     group.shutdown().await;
@@ -164,7 +164,7 @@ async fn a_slow_call_times_out_and_the_session_stays_usable() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, McpError::Timeout { operation: "tools/call", after } if after == Duration::from_millis(300)),
+        matches!(err, Error::Mcp(CoreError::Timeout { operation: "tools/call", after }) if after == Duration::from_millis(300)),
         "{err:?}"
     );
     let (pid_after, calls) = whoami(&group.call(Some(&s), "whoami", json!({})).await.unwrap());
@@ -185,7 +185,7 @@ async fn a_missing_command_is_a_spawn_error() {
     .await
     .unwrap_err();
     assert!(
-        matches!(&err, mcp_group::Error::Mcp(McpError::Spawn { command, .. }) if command == "/nonexistent/mcp-server"),
+        matches!(&err, Error::Mcp(CoreError::Start { endpoint, .. }) if endpoint == "/nonexistent/mcp-server"),
         "{err:?}"
     );
 }
@@ -200,7 +200,7 @@ async fn a_server_that_exits_at_once_is_a_handshake_error_and_is_reaped() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, mcp_group::Error::Mcp(McpError::Handshake { .. })),
+        matches!(err, Error::Mcp(CoreError::Handshake { .. })),
         "{err:?}"
     );
     let pid: u32 = std::fs::read_to_string(&pid_file)
@@ -271,7 +271,7 @@ async fn the_session_limit_is_a_typed_error() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, McpError::SessionLimitReached { limit: 2 }),
+        matches!(err, Error::SessionLimitReached { limit: 2 }),
         "{err:?}"
     );
     assert_eq!(group.stats().rejected, 1);
@@ -340,7 +340,7 @@ async fn a_session_of_one_principal_is_refused_to_another() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, McpError::SessionForbidden { session } if session == "chat-7"),
+        matches!(&err, Error::SessionForbidden { session } if session == "chat-7"),
         "{err:?}"
     );
     let again = group
@@ -358,12 +358,9 @@ async fn a_session_of_one_principal_is_refused_to_another() {
 #[tokio::test]
 async fn over_streamable_http_each_session_gets_its_own_server_session() {
     let server = support::demo_http_server();
-    let group = FunctionGroup::connect(config(ServerConfig::remote(
-        mcp_group::TransportKind::StreamableHttp,
-        server.url("/mcp"),
-    )))
-    .await
-    .unwrap();
+    let group = FunctionGroup::connect(config(ServerConfig::streamable_http(server.url("/mcp"))))
+        .await
+        .unwrap();
     let alice = SessionId::new("alice");
     let bob = SessionId::new("bob");
 

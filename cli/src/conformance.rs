@@ -1,0 +1,83 @@
+//! `conformance` (hidden): the client the MCP conformance suite drives
+//! (`cargo xtask conformance`). It connects to the scenario's URL over
+//! streamable HTTP (with the client credentials a scenario hands out),
+//! answers elicitations with their defaults and calls every tool with
+//! arguments built from its schema — what an agent using the group would do.
+
+use std::{process::ExitCode, time::Duration};
+
+use mcp_group::{FunctionGroup, McpClientConfig, ServerConfig};
+
+use crate::BoxError;
+
+/// The conformance suite's client: what an agent using the group would do.
+pub(crate) async fn run(url: &str, timeout: Option<Duration>) -> Result<ExitCode, BoxError> {
+    let scenario = std::env::var("MCP_CONFORMANCE_SCENARIO").unwrap_or_default();
+    tracing::info!(%scenario, %url, "conformance client");
+    let mut config = McpClientConfig::new(ServerConfig::streamable_http(url));
+    config.tool_call_timeout = timeout.unwrap_or(Duration::from_secs(20));
+    // Scenarios that hand out client credentials put them in the context.
+    let context: serde_json::Value = std::env::var("MCP_CONFORMANCE_CONTEXT")
+        .ok()
+        .and_then(|c| serde_json::from_str(&c).ok())
+        .unwrap_or_default();
+    if let (Some(id), ServerConfig::StreamableHttp(server)) =
+        (context["client_id"].as_str(), &mut config.server)
+    {
+        server.oauth_client_credentials = Some(mcp_group::ClientCredentials {
+            client_id: id.to_owned(),
+            client_secret: context["client_secret"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            private_key_pem: context["private_key_pem"].as_str().map(str::to_owned),
+            scope: None,
+        });
+    }
+    let options = config
+        .client_options()?
+        .with_elicitation(std::sync::Arc::new(mcp_group::core::AcceptDefaults));
+    let group = FunctionGroup::connect_with(config, options).await?;
+    let mut failed = false;
+    for tool in group.functions().iter() {
+        let arguments = example_arguments(&tool.descriptor().input_schema);
+        match group.call(None, tool.name(), arguments).await {
+            Ok(output) => println!("{}: {}", tool.name(), output.to_text()),
+            Err(error) => {
+                failed = true;
+                println!("{}: error: {error}", tool.name());
+            }
+        }
+    }
+    group.shutdown().await;
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Arguments for a tool built from its input schema: each property's
+/// `default`, else a plain value of its type.
+fn example_arguments(schema: &serde_json::Map<String, serde_json::Value>) -> serde_json::Value {
+    use serde_json::{Value, json};
+    let mut arguments = serde_json::Map::new();
+    if let Some(Value::Object(properties)) = schema.get("properties") {
+        for (name, property) in properties {
+            let value = match (
+                property.get("default"),
+                property.get("type").and_then(Value::as_str),
+            ) {
+                (Some(default), _) => default.clone(),
+                (None, Some("number" | "integer")) => json!(1),
+                (None, Some("string")) => json!("test"),
+                (None, Some("boolean")) => json!(true),
+                (None, Some("array")) => json!([]),
+                (None, Some("object")) => json!({}),
+                _ => continue,
+            };
+            arguments.insert(name.clone(), value);
+        }
+    }
+    Value::Object(arguments)
+}

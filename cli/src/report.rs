@@ -1,0 +1,108 @@
+//! Output formatting: the tool list for people or as JSON, the ping line,
+//! `batch`'s JSON result lines, and errors with their causes on one line.
+
+use std::{fmt::Display, io::Write, time::Duration};
+
+use mcp_group::{Functions, ToolOutput};
+use serde_json::{Value, json};
+
+use crate::BoxError;
+
+/// An error and its sources on one line.
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Prints the exposed tools on stdout: a name and the first line of its
+/// description per line; with `detail`, descriptions and schemas; with
+/// `json`, a JSON array.
+pub(crate) fn tools(functions: &Functions, detail: bool, json: bool) -> Result<(), BoxError> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let tools: Vec<Value> = functions
+            .iter()
+            .map(|f| {
+                json!({
+                    "name": f.name(),
+                    "original_name": f.original_name(),
+                    "aliased": f.is_aliased(),
+                    "description": f.description(),
+                    "validates_arguments": functions.validates_arguments(f.name()),
+                    "input_schema": &*f.descriptor().input_schema,
+                    "output_schema": f.descriptor().output_schema.as_deref(),
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&tools)?)?;
+        return Ok(());
+    }
+    for f in functions {
+        if !detail {
+            let alias = if f.is_aliased() {
+                format!(" (server name: {})", f.original_name())
+            } else {
+                String::new()
+            };
+            let description = f.description().and_then(|d| d.lines().next()).unwrap_or("");
+            writeln!(out, "{}{alias}\t{description}", f.name())?;
+            continue;
+        }
+        write!(out, "{}", f.name())?;
+        if f.is_aliased() {
+            write!(out, " (server name: {})", f.original_name())?;
+        }
+        writeln!(out)?;
+        if let Some(description) = f.description() {
+            writeln!(out, "  {description}")?;
+        }
+        writeln!(out, "  input schema:")?;
+        let schema = serde_json::to_string_pretty(&*f.descriptor().input_schema)?;
+        for line in schema.lines() {
+            writeln!(out, "    {line}")?;
+        }
+        if let Some(output) = &f.descriptor().output_schema {
+            writeln!(out, "  output schema:")?;
+            for line in serde_json::to_string_pretty(&**output)?.lines() {
+                writeln!(out, "    {line}")?;
+            }
+        }
+        if !functions.validates_arguments(f.name()) {
+            writeln!(
+                out,
+                "  (its input schema does not compile: arguments are not checked)"
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `ping`'s line: who answered and the round-trip time in milliseconds.
+pub(crate) fn pong(server: impl Display, rtt: Duration) -> String {
+    format!("pong from {server} in {:.3} ms", rtt.as_secs_f64() * 1000.0)
+}
+
+/// `batch`'s line for an input line that is not a request.
+pub(crate) fn batch_bad_line(number: usize, error: &serde_json::Error) -> Value {
+    json!({"line": number, "ok": false, "error": format!("bad input line: {error}")})
+}
+
+/// `batch`'s line for one call: its result's text, or the error.
+pub(crate) fn batch_result(
+    session: &str,
+    tool: &str,
+    result: Result<ToolOutput, impl std::error::Error + 'static>,
+) -> Value {
+    match result {
+        Ok(output) => {
+            json!({"session": session, "tool": tool, "ok": true, "result": output.to_text()})
+        }
+        Err(e) => json!({"session": session, "tool": tool, "ok": false, "error": chain(&e)}),
+    }
+}
