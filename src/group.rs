@@ -590,12 +590,8 @@ pub fn build_transport_with(
         ServerConfig::StreamableHttp(server) => {
             #[cfg(feature = "http")]
             {
-                let start =
-                    |source: mcp_group_transport_http::Error| mcp_group_core::Error::Start {
-                        endpoint: server.url.clone(),
-                        source: Box::new(source),
-                    };
-                let http = http_config(&server.url, &server.custom_headers).map_err(start)?;
+                let start = start_error(&server.url);
+                let http = http_config(&server.url, &server.custom_headers)?;
                 let mut transport = mcp_group_transport_http::StreamableHttpTransport::new(http)
                     .map_err(start)?
                     .with_client_options(options);
@@ -613,12 +609,8 @@ pub fn build_transport_with(
         ServerConfig::Sse(server) => {
             #[cfg(feature = "sse")]
             {
-                let start =
-                    |source: mcp_group_transport_http::Error| mcp_group_core::Error::Start {
-                        endpoint: server.url.clone(),
-                        source: Box::new(source),
-                    };
-                let http = http_config(&server.url, &server.custom_headers).map_err(start)?;
+                let start = start_error(&server.url);
+                let http = http_config(&server.url, &server.custom_headers)?;
                 Ok(Arc::new(
                     mcp_group_transport_sse::SseTransport::new(http)
                         .map_err(start)?
@@ -634,12 +626,23 @@ pub fn build_transport_with(
     }
 }
 
+/// An HTTP transport that cannot be built is a server that cannot be started.
+#[cfg(any(feature = "http", feature = "sse"))]
+fn start_error(url: &str) -> impl Fn(mcp_group_transport_http::Error) -> Error + '_ {
+    move |source| {
+        Error::Mcp(mcp_group_core::Error::Start {
+            endpoint: url.to_owned(),
+            source: Box::new(source),
+        })
+    }
+}
+
 #[cfg(any(feature = "http", feature = "sse"))]
 fn http_config(
     url: &str,
     headers: &std::collections::BTreeMap<String, String>,
-) -> Result<mcp_group_transport_http::HttpConfig, mcp_group_transport_http::Error> {
-    let mut http = mcp_group_transport_http::HttpConfig::new(url)?;
+) -> Result<mcp_group_transport_http::HttpConfig, Error> {
+    let mut http = mcp_group_transport_http::HttpConfig::new(url).map_err(start_error(url))?;
     http.custom_headers = headers.clone();
     Ok(http)
 }

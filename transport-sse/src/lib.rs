@@ -131,13 +131,8 @@ impl SseTransport {
             .headers(headers.clone())
             .header(ACCEPT, "text/event-stream")
             .send()
-            .await
-            .map_err(|source| Error::Request { source })?;
-        if !response.status().is_success() {
-            return Err(Error::Status {
-                status: response.status().as_u16(),
-            });
-        }
+            .await;
+        let response = successful(response)?;
         let base = response.url().clone();
         let mut events: Events = Box::pin(sse_stream::SseStream::from_bytes_stream(
             response.bytes_stream(),
@@ -190,6 +185,19 @@ impl Transport for SseTransport {
     }
 }
 
+/// A response with a success status, or the error that says why not.
+fn successful(
+    response: Result<reqwest::Response, reqwest::Error>,
+) -> Result<reqwest::Response, Error> {
+    let response = response.map_err(|source| Error::Request { source })?;
+    if !response.status().is_success() {
+        return Err(Error::Status {
+            status: response.status().as_u16(),
+        });
+    }
+    Ok(response)
+}
+
 /// One open HTTP+SSE exchange, as an rmcp transport.
 struct SseClient {
     client: reqwest::Client,
@@ -212,16 +220,7 @@ impl RmcpTransport<RoleClient> for SseClient {
             .header(CONTENT_TYPE, "application/json");
         async move {
             let body = serde_json::to_vec(&item).map_err(|source| Error::Encode { source })?;
-            let response = request
-                .body(body)
-                .send()
-                .await
-                .map_err(|source| Error::Request { source })?;
-            if !response.status().is_success() {
-                return Err(Error::Status {
-                    status: response.status().as_u16(),
-                });
-            }
+            successful(request.body(body).send().await)?;
             Ok(())
         }
     }
