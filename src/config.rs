@@ -507,6 +507,8 @@ impl McpClientConfig {
 mod defaults {
     use std::time::Duration;
 
+    use mcp_group_registry::RegistryConfig;
+
     pub(super) fn tool_call_timeout() -> Duration {
         Duration::from_secs(60)
     }
@@ -523,10 +525,10 @@ mod defaults {
         Duration::from_secs(50)
     }
     pub(super) fn max_sessions() -> usize {
-        100
+        RegistryConfig::DEFAULT_MAX_SESSIONS
     }
     pub(super) fn session_idle_timeout() -> Duration {
-        Duration::from_secs(3600)
+        RegistryConfig::DEFAULT_IDLE_TIMEOUT
     }
     pub(super) fn session_limit_wait() -> Duration {
         Duration::from_secs(5)

@@ -38,11 +38,16 @@ pub struct RegistryConfig {
 
 impl Default for RegistryConfig {
     fn default() -> Self {
-        Self::new(100, Duration::from_secs(3600))
+        Self::new(Self::DEFAULT_MAX_SESSIONS, Self::DEFAULT_IDLE_TIMEOUT)
     }
 }
 
 impl RegistryConfig {
+    /// The default `max_sessions`: 100.
+    pub const DEFAULT_MAX_SESSIONS: usize = 100;
+    /// The default idle timeout: one hour.
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
     /// A configuration with the given limit and idle timeout.
     pub fn new(max_sessions: usize, idle_timeout: Duration) -> Self {
         Self {
