@@ -1,6 +1,9 @@
 //! Arguments checked against the tool's input schema before anything is sent.
 
-use std::sync::Arc;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use mcp_group_core::JsonObject;
 use serde_json::Value;
@@ -10,10 +13,19 @@ use crate::Error;
 /// How deep `$ref` chains are followed when deciding whether `null` is allowed.
 const MAX_REF_DEPTH: usize = 32;
 
-/// One tool's argument checker: its compiled input schema, if it compiles.
+/// How many schema nodes one tool's null analysis may visit. A server's
+/// schema is untrusted: `$ref` cycles and `allOf` fan-out could otherwise
+/// make the analysis exponential. Past the budget, `null` is kept (the
+/// server decides).
+const NULL_CHECK_BUDGET: usize = 10_000;
+
+/// One tool's argument checker: its compiled input schema, if it compiles,
+/// and which top-level properties accept `null` — both computed once per tool
+/// list, never per call.
 pub(crate) struct ArgumentChecker {
-    schema: Arc<JsonObject>,
     validator: Option<jsonschema::Validator>,
+    /// Top-level properties whose schema provably refuses `null`.
+    refuses_null: HashSet<String>,
 }
 
 impl ArgumentChecker {
@@ -32,7 +44,11 @@ impl ArgumentChecker {
                 None
             }
         };
-        Self { schema, validator }
+        let refuses_null = NullCheck::new(&schema).refusing_properties();
+        Self {
+            validator,
+            refuses_null,
+        }
     }
 
     /// Whether arguments are checked (the schema compiled).
@@ -47,16 +63,7 @@ impl ArgumentChecker {
         tool: &str,
         mut arguments: JsonObject,
     ) -> Result<JsonObject, Error> {
-        let properties = self.schema.get("properties").and_then(Value::as_object);
-        arguments.retain(|name, value| {
-            if !value.is_null() {
-                return true;
-            }
-            match properties.and_then(|p| p.get(name)) {
-                Some(property) => allows_null(property, &self.schema, 0),
-                None => true,
-            }
-        });
+        arguments.retain(|name, value| !(value.is_null() && self.refuses_null.contains(name)));
         let Some(validator) = &self.validator else {
             return Ok(arguments);
         };
@@ -107,47 +114,101 @@ impl ArgumentChecker {
     }
 }
 
-/// Whether `schema` accepts `null`, following local `$ref`s into `root`.
-/// Unknown or unresolvable constructs are taken to allow it (keep the value
-/// and let the server decide) — only a provable "no" drops a null.
-fn allows_null(schema: &Value, root: &JsonObject, depth: usize) -> bool {
-    if depth > MAX_REF_DEPTH {
-        return true;
+/// Decides which properties of a schema accept `null`, following local
+/// `$ref`s, with each schema node evaluated at most once (memoized by
+/// address; a node met again while it is being evaluated — a `$ref` cycle —
+/// is taken to allow `null`) and a bounded number of visits in all.
+struct NullCheck<'a> {
+    root: &'a JsonObject,
+    memo: HashMap<*const Value, bool>,
+    budget: usize,
+    visits: usize,
+}
+
+impl<'a> NullCheck<'a> {
+    fn new(root: &'a JsonObject) -> Self {
+        Self {
+            root,
+            memo: HashMap::new(),
+            budget: NULL_CHECK_BUDGET,
+            visits: 0,
+        }
     }
-    let object = match schema {
-        Value::Bool(allowed) => return *allowed,
-        Value::Object(object) => object,
-        _ => return true,
-    };
-    // (OpenAPI's `nullable` is not JSON Schema: the validator would refuse
-    // the null anyway, so it is not honoured here either.)
-    let type_ok = match object.get("type") {
-        None => true,
-        Some(Value::String(t)) => t == "null",
-        Some(Value::Array(types)) => types.iter().any(|t| t == "null"),
-        Some(_) => true,
-    };
-    let enum_ok = match object.get("enum") {
-        Some(Value::Array(values)) => values.iter().any(Value::is_null),
-        _ => true,
-    };
-    let const_ok = object.get("const").is_none_or(Value::is_null);
-    let any_ok = |key: &str| match object.get(key) {
-        Some(Value::Array(branches)) => branches.iter().any(|b| allows_null(b, root, depth + 1)),
-        _ => true,
-    };
-    let all_ok = match object.get("allOf") {
-        Some(Value::Array(branches)) => branches.iter().all(|b| allows_null(b, root, depth + 1)),
-        _ => true,
-    };
-    let ref_ok = match object.get("$ref").and_then(Value::as_str) {
-        Some(reference) => match resolve_local(reference, root) {
-            Some(target) => allows_null(target, root, depth + 1),
+
+    /// The top-level properties whose schema provably refuses `null`.
+    fn refusing_properties(&mut self) -> HashSet<String> {
+        let root = self.root;
+        let Some(properties) = root.get("properties").and_then(Value::as_object) else {
+            return HashSet::new();
+        };
+        properties
+            .iter()
+            .filter(|(_, schema)| !self.allows_null(schema, 0))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Whether `schema` accepts `null`. Unknown or unresolvable constructs,
+    /// cycles and an exhausted budget are taken to allow it (keep the value
+    /// and let the server decide) — only a provable "no" drops a null.
+    fn allows_null(&mut self, schema: &'a Value, depth: usize) -> bool {
+        if depth > MAX_REF_DEPTH || self.visits >= self.budget {
+            return true;
+        }
+        self.visits += 1;
+        let key: *const Value = schema;
+        if let Some(known) = self.memo.get(&key) {
+            return *known;
+        }
+        // While this node is being evaluated, meeting it again is a cycle.
+        self.memo.insert(key, true);
+        let answer = self.evaluate(schema, depth);
+        self.memo.insert(key, answer);
+        answer
+    }
+
+    fn evaluate(&mut self, schema: &'a Value, depth: usize) -> bool {
+        let object = match schema {
+            Value::Bool(allowed) => return *allowed,
+            Value::Object(object) => object,
+            _ => return true,
+        };
+        // (OpenAPI's `nullable` is not JSON Schema: the validator would refuse
+        // the null anyway, so it is not honoured here either.)
+        let type_ok = match object.get("type") {
             None => true,
-        },
-        None => true,
-    };
-    type_ok && enum_ok && const_ok && any_ok("anyOf") && any_ok("oneOf") && all_ok && ref_ok
+            Some(Value::String(t)) => t == "null",
+            Some(Value::Array(types)) => types.iter().any(|t| t == "null"),
+            Some(_) => true,
+        };
+        let enum_ok = match object.get("enum") {
+            Some(Value::Array(values)) => values.iter().any(Value::is_null),
+            _ => true,
+        };
+        let const_ok = object.get("const").is_none_or(Value::is_null);
+        if !(type_ok && enum_ok && const_ok) {
+            return false;
+        }
+        for key in ["anyOf", "oneOf"] {
+            if let Some(Value::Array(branches)) = object.get(key) {
+                if !branches.iter().any(|b| self.allows_null(b, depth + 1)) {
+                    return false;
+                }
+            }
+        }
+        if let Some(Value::Array(branches)) = object.get("allOf") {
+            if !branches.iter().all(|b| self.allows_null(b, depth + 1)) {
+                return false;
+            }
+        }
+        match object.get("$ref").and_then(Value::as_str) {
+            Some(reference) => match resolve_local(reference, self.root) {
+                Some(target) => self.allows_null(target, depth + 1),
+                None => true,
+            },
+            None => true,
+        }
+    }
 }
 
 /// Resolves `#/a/b` against the root schema.
@@ -195,6 +256,65 @@ mod tests {
             Err(Error::InvalidArguments { field, reason, .. }) => (field, reason),
             other => panic!("expected invalid arguments, got {other:?}"),
         }
+    }
+
+    /// A schema whose `$defs/a` is `allOf` of eight `$ref`s to itself: an
+    /// eager analysis visits 8^depth nodes.
+    fn self_referencing_all_of() -> Value {
+        let branches: Vec<Value> = (0..8).map(|_| json!({"$ref": "#/$defs/a"})).collect();
+        json!({
+            "type": "object",
+            "properties": {"x": {"$ref": "#/$defs/a"}, "y": {"type": "string"}},
+            "$defs": {"a": {"allOf": branches}}
+        })
+    }
+
+    #[test]
+    fn a_ref_cycle_with_all_of_fan_out_is_analysed_in_linear_work() {
+        let schema = self_referencing_all_of();
+        let Value::Object(root) = &schema else {
+            panic!("an object schema");
+        };
+        let mut check = NullCheck::new(root);
+        let refusing = check.refusing_properties();
+        assert_eq!(refusing, HashSet::from(["y".to_owned()]));
+        assert!(
+            check.visits <= 32,
+            "each node once, not 8^depth: {} visits",
+            check.visits
+        );
+    }
+
+    #[test]
+    fn a_call_against_a_ref_cycle_schema_completes() {
+        let c = checker(self_referencing_all_of());
+        let prepared = c.prepare("t", args(json!({"x": null, "y": null})));
+        // `x`'s null is kept (the cycle cannot prove it refused), `y`'s dropped.
+        assert_eq!(prepared.unwrap(), args(json!({"x": null})));
+    }
+
+    #[test]
+    fn the_null_analysis_stops_at_its_budget() {
+        // A wide, acyclic fan-out: many distinct nodes, each visited once.
+        let defs: serde_json::Map<String, Value> = (0..(NULL_CHECK_BUDGET + 10))
+            .map(|i| {
+                (
+                    format!("d{i}"),
+                    json!({"allOf": [{"$ref": format!("#/$defs/d{}", i + 1)}]}),
+                )
+            })
+            .collect();
+        let schema =
+            json!({"type": "object", "properties": {"x": {"$ref": "#/$defs/d0"}}, "$defs": defs});
+        let Value::Object(root) = &schema else {
+            panic!("an object schema");
+        };
+        let mut check = NullCheck::new(root);
+        assert!(
+            check.refusing_properties().is_empty(),
+            "an exhausted budget keeps the null"
+        );
+        assert!(check.visits <= NULL_CHECK_BUDGET);
     }
 
     #[test]
@@ -342,6 +462,6 @@ mod tests {
     #[test]
     fn ref_cycles_terminate() {
         let root = args(json!({"$defs": {"a": {"$ref": "#/$defs/a"}}}));
-        assert!(allows_null(&json!({"$ref": "#/$defs/a"}), &root, 0));
+        assert!(NullCheck::new(&root).allows_null(&json!({"$ref": "#/$defs/a"}), 0));
     }
 }

@@ -193,6 +193,43 @@ fn schema() -> impl Strategy<Value = Value> {
     ]
 }
 
+/// A schema whose properties point into a graph of `$defs` joined by
+/// `$ref`, `allOf`, `anyOf` and `oneOf` — cycles and wide fan-out included.
+fn ref_graph_schema() -> impl Strategy<Value = Value> {
+    let node = |defs: usize| {
+        let target = (0..defs).prop_map(|i| json!({"$ref": format!("#/$defs/d{i}")}));
+        let refs = prop::collection::vec(target.clone(), 1..9);
+        prop_oneof![
+            refs.clone().prop_map(|r| json!({"allOf": r})),
+            refs.clone().prop_map(|r| json!({"anyOf": r})),
+            refs.prop_map(|r| json!({"oneOf": r})),
+            target,
+            prop::sample::select(vec!["string", "integer", "null", "object"])
+                .prop_map(|t| json!({"type": t})),
+        ]
+    };
+    (1usize..7)
+        .prop_flat_map(move |defs| {
+            (
+                prop::collection::vec(node(defs), defs),
+                prop::collection::vec(0..defs, 1..4),
+            )
+        })
+        .prop_map(|(nodes, properties)| {
+            let defs: serde_json::Map<String, Value> = nodes
+                .into_iter()
+                .enumerate()
+                .map(|(i, node)| (format!("d{i}"), node))
+                .collect();
+            let properties: serde_json::Map<String, Value> = properties
+                .into_iter()
+                .enumerate()
+                .map(|(i, d)| (format!("p{i}"), json!({"$ref": format!("#/$defs/d{d}")})))
+                .collect();
+            json!({"type": "object", "properties": properties, "$defs": defs})
+        })
+}
+
 /// A tool list: names from anywhere, schemas arbitrary.
 fn tool_list() -> impl Strategy<Value = Value> {
     let name = prop_oneof![3 => "[a-z_]{1,12}", 1 => ".{0,70}"];
@@ -275,6 +312,35 @@ proptest! {
                 }
             }
             connection.close().await;
+        });
+    }
+
+    #[test]
+    fn schemas_with_ref_cycles_cost_bounded_work_per_call(
+        schema in ref_graph_schema(),
+        nulls in prop::collection::vec(any::<bool>(), 3),
+    ) {
+        let tools = json!({"tools": [{"name": "t", "inputSchema": schema}]});
+        let arguments: serde_json::Map<String, Value> = nulls
+            .iter()
+            .enumerate()
+            .map(|(i, null)| (format!("p{i}"), if *null { Value::Null } else { json!("v") }))
+            .collect();
+        paused_runtime().block_on(async {
+            let transport: DynTransport = Arc::new(Script(Arc::new(Mutex::new(vec![
+                init_ok(),
+                Reply::Result(tools),
+                Reply::Result(json!({"content": []})),
+            ]))));
+            let mut config =
+                McpClientConfig::new(ServerConfig::stdio("unused", Vec::<String>::new()));
+            config.tool_call_timeout = Duration::from_secs(5);
+            config.reconnect_enabled = false;
+            let group = FunctionGroup::with_transport(transport, config).await.unwrap();
+            let _ = group
+                .call(Some(&SessionId::new("fuzz")), "t", Value::Object(arguments))
+                .await;
+            group.shutdown().await;
         });
     }
 
