@@ -171,7 +171,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", report::chain(&*e));
+            eprintln!("error: {}", report::printable(&report::chain(&*e)));
             ExitCode::FAILURE
         }
     }

@@ -1,12 +1,25 @@
 //! Output formatting: the tool list for people or as JSON, the ping line,
 //! `batch`'s JSON result lines, and errors with their causes on one line.
 
-use std::{fmt::Display, io::Write, time::Duration};
+use std::{borrow::Cow, fmt::Display, io::Write, time::Duration};
 
 use mcp_group::{Functions, ToolOutput};
 use serde_json::{Value, json};
 
 use crate::BoxError;
+
+/// Server-supplied text made safe for a terminal: control characters (C0
+/// but newline and tab, DEL, C1 — `ESC`, `CSI`, `BEL`, ...) are dropped, so
+/// a server cannot clear the screen, retitle the window or hide text. JSON
+/// output is not filtered: it escapes them and stays exact.
+pub(crate) fn printable(text: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if text.chars().any(unsafe_char) {
+        Cow::Owned(text.chars().filter(|c| !unsafe_char(*c)).collect())
+    } else {
+        Cow::Borrowed(text)
+    }
+}
 
 /// An error and its sources on one line.
 pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
@@ -51,16 +64,17 @@ pub(crate) fn tools(functions: &Functions, detail: bool, json: bool) -> Result<(
                 String::new()
             };
             let description = f.description().and_then(|d| d.lines().next()).unwrap_or("");
-            writeln!(out, "{}{alias}\t{description}", f.name())?;
+            let line = format!("{}{alias}\t{description}", f.name());
+            writeln!(out, "{}", printable(&line))?;
             continue;
         }
         write!(out, "{}", f.name())?;
         if f.is_aliased() {
-            write!(out, " (server name: {})", f.original_name())?;
+            write!(out, " (server name: {})", printable(f.original_name()))?;
         }
         writeln!(out)?;
         if let Some(description) = f.description() {
-            writeln!(out, "  {description}")?;
+            writeln!(out, "  {}", printable(description))?;
         }
         writeln!(out, "  input schema:")?;
         let schema = serde_json::to_string_pretty(&*f.descriptor().input_schema)?;

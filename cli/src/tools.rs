@@ -36,7 +36,7 @@ pub(crate) async fn call(
     let result = group.call(session.as_ref(), tool, arguments).await;
     group.shutdown().await;
     let output = result?;
-    println!("{}", output.to_text());
+    println!("{}", report::printable(&output.to_text()));
     Ok(ExitCode::SUCCESS)
 }
 

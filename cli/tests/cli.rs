@@ -278,3 +278,71 @@ fn demo_runs_and_shows_distinct_connections() {
         "{text}"
     );
 }
+
+/// A server whose every text carries terminal control sequences.
+fn hostile_server() -> String {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/hostile_stdio_server.py");
+    format!("python3 {}", script.display())
+}
+
+fn has_control(text: &str) -> bool {
+    text.chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+}
+
+#[test]
+fn human_output_strips_terminal_control_sequences_from_server_text() {
+    let server = hostile_server();
+    let list = run(&["tools", "list", "--stdio", &server], None);
+    assert!(list.status.success(), "{}", stderr(&list));
+    let text = stdout(&list);
+    assert!(text.starts_with("shout\tloud"), "{text:?}");
+    assert!(!has_control(&text), "tools list: {text:?}");
+
+    let detail = run(&["tools", "list", "--detail", "--stdio", &server], None);
+    assert!(!has_control(&stdout(&detail)), "{:?}", stdout(&detail));
+
+    let call = run(&["tools", "call", "shout", "--stdio", &server], None);
+    assert!(call.status.success(), "{}", stderr(&call));
+    assert!(stdout(&call).starts_with("out"), "{:?}", stdout(&call));
+    assert!(
+        !has_control(&stdout(&call)),
+        "tools call: {:?}",
+        stdout(&call)
+    );
+
+    let failed = run(
+        &[
+            "tools",
+            "call",
+            "shout",
+            "--args",
+            r#"{"fail":true}"#,
+            "--stdio",
+            &server,
+        ],
+        None,
+    );
+    assert!(!failed.status.success());
+    assert!(stderr(&failed).contains("out"), "{:?}", stderr(&failed));
+    assert!(
+        !has_control(&stderr(&failed)),
+        "error line: {:?}",
+        stderr(&failed)
+    );
+}
+
+#[test]
+fn json_output_keeps_server_text_exact() {
+    let out = run(
+        &["tools", "list", "--json", "--stdio", &hostile_server()],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tools: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        tools[0]["description"],
+        "loud\u{1b}[2J\u{1b}]0;pwned\u{7}\u{9b}31mer"
+    );
+}
