@@ -40,15 +40,24 @@ async fn batch(group: Arc<FunctionGroup>) -> Result<ExitCode, BoxError> {
             let handle = tokio::runtime::Handle::current();
             let mut queues: BTreeMap<String, tokio::sync::mpsc::UnboundedSender<BatchLine>> =
                 BTreeMap::new();
-            for (number, line) in std::io::stdin().lock().lines().enumerate() {
+            // Bytes, not `lines()`: a line that is not UTF-8 is one failed
+            // line, not the end of the run.
+            for (number, line) in std::io::stdin().lock().split(b'\n').enumerate() {
                 let line = line?;
+                let line = match String::from_utf8(line) {
+                    Ok(line) => line,
+                    Err(_) => {
+                        let _ = tx.send(report::batch_bad_line(number + 1, "not UTF-8"));
+                        continue;
+                    }
+                };
                 if line.trim().is_empty() {
                     continue;
                 }
                 let request: BatchLine = match serde_json::from_str(&line) {
                     Ok(request) => request,
                     Err(e) => {
-                        let _ = tx.send(report::batch_bad_line(number + 1, &e));
+                        let _ = tx.send(report::batch_bad_line(number + 1, e));
                         continue;
                     }
                 };

@@ -103,7 +103,7 @@ pub(crate) fn pong(server: impl Display, rtt: Duration) -> String {
 }
 
 /// `batch`'s line for an input line that is not a request.
-pub(crate) fn batch_bad_line(number: usize, error: &serde_json::Error) -> Value {
+pub(crate) fn batch_bad_line(number: usize, error: impl Display) -> Value {
     json!({"line": number, "ok": false, "error": format!("bad input line: {error}")})
 }
 

@@ -346,3 +346,36 @@ fn json_output_keeps_server_text_exact() {
         "loud\u{1b}[2J\u{1b}]0;pwned\u{7}\u{9b}31mer"
     );
 }
+
+#[test]
+fn batch_reports_a_line_that_is_not_utf8_and_runs_the_rest() {
+    let mut child = Command::new(BIN)
+        .args(["batch", "--stdio", &demo_server()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = Vec::new();
+    input.extend_from_slice(br#"{"session":"a","tool":"echo","args":{"message":"one"}}"#);
+    input.extend_from_slice(b"\n{\"tool\":\"echo\",\"args\":{\"message\":\"\xff\xfe\"}}\n");
+    input.extend_from_slice(br#"{"session":"a","tool":"echo","args":{"message":"three"}}"#);
+    input.push(b'\n');
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let bad: Vec<&Value> = lines.iter().filter(|l| l["ok"] == false).collect();
+    assert_eq!(bad.len(), 1, "{lines:?}");
+    assert_eq!(bad[0]["line"], 2);
+    assert!(
+        bad[0]["error"].as_str().unwrap().contains("UTF-8"),
+        "{bad:?}"
+    );
+    let results: Vec<&str> = lines.iter().filter_map(|l| l["result"].as_str()).collect();
+    assert_eq!(results.len(), 2, "{lines:?}");
+}
