@@ -318,23 +318,23 @@ pub enum ConfigError {
     /// TOML that does not parse, or has unknown or mistyped keys.
     #[error("cannot parse the TOML config")]
     Toml {
-        /// The parser's error (it names the key and, where it can, the line).
+        /// Where and why.
         #[source]
-        source: toml::de::Error,
+        source: ParseError,
     },
     /// YAML that does not parse, or has unknown or mistyped keys.
     #[error("cannot parse the YAML config")]
     Yaml {
-        /// The parser's error (it names the key and, where it can, the line).
+        /// Where and why.
         #[source]
-        source: serde_yaml_ng::Error,
+        source: ParseError,
     },
     /// JSON that does not parse, or has unknown or mistyped keys.
     #[error("cannot parse the JSON config")]
     Json {
-        /// The parser's error (it names the key and the line).
+        /// Where and why.
         #[source]
-        source: serde_json::Error,
+        source: ParseError,
     },
     /// The `include`/`exclude` patterns cannot be used.
     #[error("invalid config field `include`/`exclude`")]
@@ -365,6 +365,83 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+}
+
+/// Where and why a configuration file does not parse.
+///
+/// The parser's own error is not kept: it quotes the offending line (and,
+/// for TOML, the whole input), and a value in the wrong place may be a
+/// secret. What is kept is the location and the parser's message with every
+/// quoted value replaced by `"…"`; key names (in backticks) stay.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", location(*line, *column))]
+pub struct ParseError {
+    /// The line, counted from 1, when the parser knows it.
+    pub line: Option<usize>,
+    /// The column, counted from 1, when the parser knows it.
+    pub column: Option<usize>,
+    /// The parser's message, quoted values redacted.
+    pub message: String,
+}
+
+impl ParseError {
+    fn new(line: Option<usize>, column: Option<usize>, message: &str) -> Self {
+        // serde_json and serde_yaml append " at line L column C": it is in
+        // the fields already.
+        let message = match message.rfind(" at line ") {
+            Some(at) if line.is_some() => &message[..at],
+            _ => message,
+        };
+        Self {
+            line,
+            column,
+            message: redact_quoted(message),
+        }
+    }
+}
+
+fn location(line: Option<usize>, column: Option<usize>) -> String {
+    match (line, column) {
+        (Some(line), Some(column)) => format!("line {line}, column {column}: "),
+        (Some(line), None) => format!("line {line}: "),
+        _ => String::new(),
+    }
+}
+
+/// `invalid type: string "sk-…", expected usize` → `… string "…", …`.
+fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in message.chars() {
+        if quoted {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                quoted = false;
+                out.push_str("…\"");
+            }
+            continue;
+        }
+        out.push(c);
+        if c == '"' {
+            quoted = true;
+        }
+    }
+    if quoted {
+        out.push('…');
+    }
+    out
+}
+
+/// The 1-based line and column of byte `offset` in `text`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
 }
 
 impl McpClientConfig {
@@ -430,7 +507,15 @@ impl McpClientConfig {
 
     /// Parses and validates TOML.
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        let config: Self = toml::from_str(text).map_err(|source| ConfigError::Toml { source })?;
+        let config: Self = toml::from_str(text).map_err(|error: toml::de::Error| {
+            let (line, column) = error
+                .span()
+                .map(|span| line_and_column(text, span.start))
+                .unzip();
+            ConfigError::Toml {
+                source: ParseError::new(line, column, error.message()),
+            }
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -438,7 +523,16 @@ impl McpClientConfig {
     /// Parses and validates YAML.
     pub fn from_yaml_str(text: &str) -> Result<Self, ConfigError> {
         let config: Self =
-            serde_yaml_ng::from_str(text).map_err(|source| ConfigError::Yaml { source })?;
+            serde_yaml_ng::from_str(text).map_err(|error: serde_yaml_ng::Error| {
+                let location = error.location();
+                ConfigError::Yaml {
+                    source: ParseError::new(
+                        location.as_ref().map(|l| l.line()),
+                        location.as_ref().map(|l| l.column()),
+                        &error.to_string(),
+                    ),
+                }
+            })?;
         config.validate()?;
         Ok(config)
     }
@@ -446,7 +540,13 @@ impl McpClientConfig {
     /// Parses and validates JSON.
     pub fn from_json_str(text: &str) -> Result<Self, ConfigError> {
         let config: Self =
-            serde_json::from_str(text).map_err(|source| ConfigError::Json { source })?;
+            serde_json::from_str(text).map_err(|error: serde_json::Error| ConfigError::Json {
+                source: ParseError::new(
+                    Some(error.line()),
+                    Some(error.column()),
+                    &error.to_string(),
+                ),
+            })?;
         config.validate()?;
         Ok(config)
     }
@@ -568,5 +668,30 @@ mod duration {
         }
         humantime::parse_duration(text)
             .map_err(|e| format!("`{text}` is not a duration like \"500ms\" or \"1h\": {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_values_are_redacted_and_key_names_kept() {
+        assert_eq!(
+            redact_quoted(r#"invalid type: string "sk-\"live\"", expected usize"#),
+            r#"invalid type: string "…", expected usize"#
+        );
+        assert_eq!(
+            redact_quoted("unknown field `comand`, expected `command`"),
+            "unknown field `comand`, expected `command`"
+        );
+        assert_eq!(redact_quoted(r#"unterminated "secr"#), r#"unterminated "…"#);
+    }
+
+    #[test]
+    fn offsets_become_lines_and_columns() {
+        assert_eq!(line_and_column("ab\ncd\nef", 4), (2, 2));
+        assert_eq!(line_and_column("ab", 0), (1, 1));
+        assert_eq!(line_and_column("ab", 99), (1, 3));
     }
 }

@@ -46,8 +46,8 @@ mod group;
 mod reconnect;
 
 pub use config::{
-    ConfigError, HttpServer, McpClientConfig, ServerConfig, SessionLimitPolicy, SseServer,
-    StdioServer, TransportKind,
+    ConfigError, HttpServer, McpClientConfig, ParseError, ServerConfig, SessionLimitPolicy,
+    SseServer, StdioServer, TransportKind,
 };
 pub use error::Error;
 pub use group::{

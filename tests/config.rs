@@ -312,3 +312,49 @@ private_key_pem = "-----BEGIN PRIVATE KEY-----"
         "{message}"
     );
 }
+
+/// Everything a parse error shows: its chain and its `Debug`.
+fn shown(error: &ConfigError) -> String {
+    let mut text = format!("{error:?}");
+    let mut source: Option<&dyn std::error::Error> = Some(error);
+    while let Some(cause) = source {
+        text.push('\n');
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[test]
+fn a_parse_error_never_shows_a_secret_from_the_file() {
+    let secret = "sk-live-0123456789";
+    let unknown_key = format!(
+        "[server]\ntransport = \"streamable-http\"\nurl = \"https://h/mcp\"\nAuthorization = \"Bearer {secret}\"\n"
+    );
+    let mistyped = format!("max_sessions = \"{secret}\"\n{STDIO}");
+    let broken =
+        format!("[server]\ntransport = \"stdio\"\ncommand = \"x\"\nenv = {{ TOKEN = \"{secret}\n");
+    for text in [unknown_key, mistyped, broken] {
+        let error = McpClientConfig::from_toml_str(&text).unwrap_err();
+        let shown = shown(&error);
+        assert!(!shown.contains(secret), "{shown}");
+        assert!(shown.contains("line"), "the location is kept: {shown}");
+    }
+    let yaml = McpClientConfig::from_yaml_str(&format!(
+        "max_sessions: \"{secret}\"\nserver:\n  transport: stdio\n  command: x\n"
+    ))
+    .unwrap_err();
+    assert!(!shown(&yaml).contains(secret), "{}", shown(&yaml));
+    let json = McpClientConfig::from_json_str(&format!(
+        r#"{{"max_sessions": "{secret}", "server": {{"transport": "stdio", "command": "x"}}}}"#
+    ))
+    .unwrap_err();
+    assert!(!shown(&json).contains(secret), "{}", shown(&json));
+    // The key that is wrong is still named.
+    let unknown = McpClientConfig::from_toml_str(&format!("max_sesions = 3\n{STDIO}")).unwrap_err();
+    assert!(
+        shown(&unknown).contains("max_sesions"),
+        "{}",
+        shown(&unknown)
+    );
+}
