@@ -17,6 +17,9 @@ use crate::{
     backoff::Backoff,
 };
 
+/// How many tool-list problems (per name) are remembered as already warned.
+const MAX_WARNED_NAMES: usize = 1024;
+
 /// How long [`FunctionGroup::shutdown`] waits for calls in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -165,14 +168,23 @@ impl Shared {
     ) -> Result<Catalog, Error> {
         let applied = self.overrides.apply(descriptors)?;
         if let Ok(mut warned) = self.warned.lock() {
+            // Each problem is warned once per name; a server can send any
+            // number of names, so the memory of what was warned is bounded.
+            let mut first_time =
+                |key: String| warned.len() < MAX_WARNED_NAMES && warned.insert(key);
             for name in &applied.unknown {
-                if warned.insert(format!("unknown:{name}")) {
+                if first_time(format!("unknown:{name}")) {
                     tracing::warn!(tool = %name, "a tool override names a tool the server does not have; it is ignored");
                 }
             }
             for unusable in &applied.unusable {
-                if warned.insert(format!("unusable:{}", unusable.original_name)) {
+                if first_time(format!("unusable:{}", unusable.original_name)) {
                     tracing::warn!(tool = %unusable.original_name, exposed = %unusable.exposed_name, reason = %unusable.reason, "tool left out: its name cannot be used (alias it in tool_overrides)");
+                }
+            }
+            for name in &applied.duplicates {
+                if first_time(format!("duplicate:{name}")) {
+                    tracing::warn!(tool = %name, "the server lists this tool name more than once; the first is kept");
                 }
             }
         }

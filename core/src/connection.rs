@@ -20,6 +20,34 @@ use rmcp::{
     transport::IntoTransport,
 };
 
+/// The most pages of one `tools/list` this client follows.
+pub const MAX_TOOL_LIST_PAGES: usize = 100;
+
+/// The most tools one server may list.
+pub const MAX_TOOLS: usize = 10_000;
+
+/// The most bytes (as JSON) one server's tool list may hold in all.
+pub const MAX_TOOL_LIST_BYTES: usize = 32 << 20;
+
+/// How many bytes `value` takes as JSON, counted without building the text.
+fn json_size(value: &impl serde::Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Serializing a value that came off the wire cannot fail; if it did, it
+    // would count what was written so far.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
 use crate::{
     ClientOptions, Error, ToolDescriptor, ToolOutput,
     options::{ElicitationAnswer, apply_defaults},
@@ -265,15 +293,54 @@ impl Connection {
     ///
     /// # Cancel safety
     /// Cancel safe: dropping the future abandons the request.
+    ///
+    /// A server cannot make the list grow without end: more than
+    /// [`MAX_TOOL_LIST_PAGES`] pages, [`MAX_TOOLS`] tools or
+    /// [`MAX_TOOL_LIST_BYTES`] is [`Error::LimitExceeded`]; `timeout` bounds
+    /// the whole listing.
     pub async fn list_tools(&self, timeout: Duration) -> Result<Vec<ToolDescriptor>, Error> {
-        let tools = tokio::time::timeout(timeout, self.peer.list_all_tools())
+        tokio::time::timeout(timeout, self.list_tool_pages())
             .await
             .map_err(|_| Error::Timeout {
                 operation: "tools/list",
                 after: timeout,
             })?
-            .map_err(|e| Error::from_service(e, "tools/list"))?;
-        Ok(tools.into_iter().map(ToolDescriptor::from).collect())
+    }
+
+    async fn list_tool_pages(&self) -> Result<Vec<ToolDescriptor>, Error> {
+        let mut tools = Vec::new();
+        let mut bytes = 0;
+        let mut cursor = None;
+        for _ in 0..MAX_TOOL_LIST_PAGES {
+            let params = rmcp::model::PaginatedRequestParams::default().with_cursor(cursor);
+            let page = self
+                .peer
+                .list_tools(Some(params))
+                .await
+                .map_err(|e| Error::from_service(e, "tools/list"))?;
+            if tools.len() + page.tools.len() > MAX_TOOLS {
+                return Err(Error::LimitExceeded {
+                    what: "tools",
+                    limit: MAX_TOOLS,
+                });
+            }
+            bytes += page.tools.iter().map(json_size).sum::<usize>();
+            if bytes > MAX_TOOL_LIST_BYTES {
+                return Err(Error::LimitExceeded {
+                    what: "bytes of tool list",
+                    limit: MAX_TOOL_LIST_BYTES,
+                });
+            }
+            tools.extend(page.tools.into_iter().map(ToolDescriptor::from));
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(tools),
+            }
+        }
+        Err(Error::LimitExceeded {
+            what: "tools/list pages",
+            limit: MAX_TOOL_LIST_PAGES,
+        })
     }
 
     /// Calls a tool by its server name.

@@ -78,6 +78,16 @@ pub enum Error {
     /// The server answered with something that is not what the request expects.
     #[error("the MCP server sent an unexpected response")]
     UnexpectedResponse,
+    /// The server sent more than this client accepts (pages of a list,
+    /// items, bytes): a bound against servers that would grow our memory
+    /// without end.
+    #[error("the MCP server exceeded the limit of {limit} {what}")]
+    LimitExceeded {
+        /// What was counted: `"tools/list pages"`, `"tools"`, ...
+        what: &'static str,
+        /// The limit.
+        limit: usize,
+    },
     /// The protocol version asked for is not one this client speaks.
     #[error("unsupported MCP protocol version `{version}`")]
     UnsupportedProtocolVersion {

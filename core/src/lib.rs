@@ -82,7 +82,9 @@ mod transport;
 mod types;
 
 pub use async_trait::async_trait;
-pub use connection::{Cleanup, ClientAgent, Connection};
+pub use connection::{
+    Cleanup, ClientAgent, Connection, MAX_TOOL_LIST_BYTES, MAX_TOOL_LIST_PAGES, MAX_TOOLS,
+};
 pub use credentials::ClientCredentials;
 pub use error::{BoxError, Error};
 pub use options::{

@@ -18,8 +18,10 @@
 //!    function-calling APIs accept). A tool whose name does not — `a/b`, `two
 //!    words`, 65 characters — is reported in [`Applied::unusable`] and left
 //!    out; it can be aliased to a usable name. It never fails the others.
-//! 5. **Collisions**: two tools exposed under one name are an
-//!    [`OverrideError::Collision`] naming both.
+//! 5. **Collisions**: two tools exposed under one name (an alias or prefix
+//!    that makes two names one) are an [`OverrideError::Collision`] naming
+//!    both. A name the server lists twice is not a collision: the first is
+//!    kept and the repeat reported in [`Applied::duplicates`].
 //!
 //! An override naming a tool the server does not have is
 //! dropped, but it is reported in [`Applied::unknown`] so that a typo in a
@@ -215,6 +217,9 @@ pub struct Applied {
     pub unusable: Vec<UnusableTool>,
     /// Server tools left out by `include` / `exclude`.
     pub filtered: Vec<String>,
+    /// Names the server listed more than once: the first is kept, the later
+    /// ones are left out.
+    pub duplicates: Vec<String>,
 }
 
 /// Why `name` cannot be exposed, if it cannot.
@@ -273,7 +278,12 @@ impl Overrides {
             ..Applied::default()
         };
         let mut map = BTreeMap::new();
+        let mut seen = std::collections::HashSet::new();
         for descriptor in tools {
+            if !seen.insert(descriptor.name.clone()) {
+                applied.duplicates.push(descriptor.name);
+                continue;
+            }
             let included =
                 include.is_empty() || include.iter().any(|p| p.matches(&descriptor.name));
             if !included || exclude.iter().any(|p| p.matches(&descriptor.name)) {
@@ -341,6 +351,18 @@ mod tests {
 
     fn tools(names: &[&str]) -> Vec<ToolDescriptor> {
         names.iter().map(|n| tool(n, &n.to_uppercase())).collect()
+    }
+
+    #[test]
+    fn a_tool_name_the_server_lists_twice_keeps_the_first_and_is_reported() {
+        let applied = apply(
+            vec![tool("a", "first"), tool("b", "B"), tool("a", "second")],
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        assert_eq!(applied.tools.len(), 2);
+        assert_eq!(applied.tools.get("a").unwrap().description(), Some("first"));
+        assert_eq!(applied.duplicates, ["a"]);
     }
 
     fn overrides(items: &[(&str, Option<&str>, Option<&str>)]) -> BTreeMap<String, ToolOverride> {
