@@ -31,7 +31,9 @@
 //!
 //! # Cancel safety
 //! `connect` is cancel safe: dropping its future kills the half-started
-//! process group.
+//! process group. So is the close: dropped at any point (say, by a shutdown
+//! that ran out of time), it kills the whole group — grandchildren
+//! included — and tokio reaps the server.
 //!
 //! [mcp-group]: https://docs.rs/mcp-group
 
@@ -237,6 +239,12 @@ async fn forward_stderr(stderr: ChildStderr, pid: Option<u32>) {
 }
 
 /// Owns a server process and its process group; see the crate docs.
+///
+/// The guard keeps the child until the whole group is dead and the leader
+/// reaped, so a [`Cleanup::cleanup`] dropped at any await point leaves the
+/// rest to `Drop`, which kills the group. The group is always signalled
+/// while its leader is alive or an unreaped zombie: until it is reaped, its
+/// pid — the group id — cannot be given to another process.
 #[derive(Debug)]
 struct ChildGuard {
     child: Option<Child>,
@@ -257,7 +265,8 @@ impl ChildGuard {
         if let Some(pgid) = self.pgid {
             // SAFETY: killpg has no memory-safety preconditions; a stale group
             // id only yields ESRCH. The group was created for this child by
-            // `process_group(0)`, and is not reused while its leader is unreaped.
+            // `process_group(0)`, and its id is not reused while the leader
+            // is unreaped (every caller signals before reaping).
             unsafe {
                 libc::killpg(pgid, signal);
             }
@@ -265,29 +274,93 @@ impl ChildGuard {
         #[cfg(not(unix))]
         let _ = signal;
     }
+
+    /// Whether the leader has exited, without reaping it (Linux: `waitid`
+    /// with `WNOWAIT`). Elsewhere the check reaps it, and the group signals
+    /// that follow are best effort.
+    fn leader_exited(&mut self) -> bool {
+        #[cfg(target_os = "linux")]
+        if let Some(pid) = self.pgid.and_then(|pid| libc::id_t::try_from(pid).ok()) {
+            // SAFETY: `info` is a plain C struct, valid when zeroed, and
+            // `waitid` only writes into it. `WNOWAIT` leaves the child
+            // waitable: tokio's `Child` reaps it later.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            let found = unsafe {
+                libc::waitid(
+                    libc::P_PID,
+                    pid,
+                    &mut info,
+                    libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+                )
+            };
+            // With WNOHANG, a child that has not exited leaves `si_pid` zero.
+            // SAFETY: `si_pid` reads the field `waitid` filled in.
+            return found != 0 || unsafe { info.si_pid() } != 0;
+        }
+        match self.child.as_mut() {
+            Some(child) => !matches!(child.try_wait(), Ok(None)),
+            None => true,
+        }
+    }
+
+    /// Waits up to `grace` for the leader to exit, without reaping it where
+    /// the platform allows; see [`ChildGuard::leader_exited`].
+    async fn leader_exits_within(&mut self, grace: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + grace;
+        // Every child's exit raises SIGCHLD: listen before looking, so that
+        // an exit between the look and the wait is not missed.
+        #[cfg(unix)]
+        let mut sigchld =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()).ok();
+        loop {
+            if self.leader_exited() {
+                return true;
+            }
+            #[cfg(unix)]
+            let woken = match sigchld.as_mut() {
+                Some(sigchld) => tokio::time::timeout_at(deadline, sigchld.recv())
+                    .await
+                    .is_ok(),
+                None => tokio::time::timeout_at(deadline, poll_tick()).await.is_ok(),
+            };
+            #[cfg(not(unix))]
+            let woken = tokio::time::timeout_at(deadline, poll_tick()).await.is_ok();
+            if !woken {
+                return self.leader_exited();
+            }
+        }
+    }
+}
+
+/// The fallback when SIGCHLD cannot be listened to: look again shortly.
+async fn poll_tick() {
+    tokio::time::sleep(Duration::from_millis(20)).await;
 }
 
 #[mcp_group_core::async_trait]
 impl Cleanup for ChildGuard {
     async fn cleanup(mut self: Box<Self>) {
-        let Some(mut child) = self.child.take() else {
+        if self.child.is_none() {
             return;
-        };
+        }
         // rmcp has closed our end of stdin: a well-behaved server exits now.
-        let exited = match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
-            Ok(_) => true,
-            Err(_) => {
-                self.signal_group(libc::SIGTERM);
-                tokio::time::timeout(EXIT_GRACE, child.wait()).await.is_ok()
-            }
-        };
-        // Whatever the leader did, leave nothing of its group behind.
+        if !self.leader_exits_within(EXIT_GRACE).await {
+            self.signal_group(libc::SIGTERM);
+            self.leader_exits_within(EXIT_GRACE).await;
+        }
+        // Whatever the leader did, leave nothing of its group behind; the
+        // leader is not reaped yet, so the group id is still this group's.
         self.signal_group(libc::SIGKILL);
-        if !exited {
-            let _ = child.kill().await;
+        if let Some(child) = self.child.as_mut() {
+            if self.pgid.is_none() {
+                let _ = child.start_kill();
+            }
+            // Dropped here, `Drop` signals the group again: harmless.
+            let _ = child.wait().await;
         }
         tracing::debug!(pgid = self.pgid, "MCP server process reaped");
         // The group id is free for reuse once the leader is reaped.
+        self.child = None;
         self.pgid = None;
     }
 }
@@ -295,10 +368,129 @@ impl Cleanup for ChildGuard {
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // The leader is not reaped yet: the group id is still ours.
             self.signal_group(libc::SIGKILL);
             // Reap now if it is already gone; otherwise tokio's `kill_on_drop`
             // kills it and its orphan queue reaps it.
             let _ = child.try_wait();
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::{
+        path::{Path, PathBuf},
+        pin::pin,
+        task::{Context, Waker},
+        time::Duration,
+    };
+
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "mcp-group-stdio-unit-{}-{name}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Whether `pid` has exited (an unreaped zombie counts: once its parent
+    /// is gone, reaping is up to init).
+    fn dead(pid: u32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z')),
+        }
+    }
+
+    /// Polls the process table (bounded) until `pid` has exited.
+    async fn wait_dead(pid: u32) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !dead(pid) {
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
+    /// Polls (bounded) until the child has written `path`.
+    async fn read_pid(path: &Path) -> u32 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(path) {
+                if let Ok(pid) = text.trim().parse() {
+                    if text.ends_with('\n') {
+                        return pid;
+                    }
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} was never written",
+                path.display()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn cancelling_a_close_leaks_no_process_group() {
+        let dir = scratch("cancelled-close");
+        // Leaves a grandchild in its group and outlives its stdin.
+        let script = format!(
+            "sleep 600 & echo $! > '{d}/grandchild'; cat > /dev/null; exec sleep 600",
+            d = dir.display()
+        );
+        let transport = StdioTransport::new(StdioConfig::new("sh").arg("-c").arg(script));
+        let mut child = transport.command().spawn().unwrap();
+        let leader = child.id().unwrap();
+        // What rmcp does before the cleanup runs: close the server's stdin.
+        drop(child.stdin.take());
+        let guard = Box::new(ChildGuard::new(child));
+        let grandchild = read_pid(&dir.join("grandchild")).await;
+        assert!(!dead(leader) && !dead(grandchild));
+
+        // Poll the close once (it is now waiting for the leader), then drop it.
+        {
+            let mut close = pin!(guard.cleanup());
+            let mut context = Context::from_waker(Waker::noop());
+            assert!(close.as_mut().poll(&mut context).is_pending());
+        }
+
+        assert!(wait_dead(leader).await, "leader {leader} killed");
+        assert!(
+            wait_dead(grandchild).await,
+            "grandchild {grandchild} killed with its group"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_close_returns_as_soon_as_the_server_exits() {
+        let transport = StdioTransport::new(
+            StdioConfig::new("sh")
+                .arg("-c")
+                .arg("cat > /dev/null; exit 3"),
+        );
+        let mut child = transport.command().spawn().unwrap();
+        let leader = child.id().unwrap();
+        drop(child.stdin.take());
+        let guard = Box::new(ChildGuard::new(child));
+        // The exit is noticed when it happens (SIGCHLD), not at the end of
+        // the grace period.
+        tokio::time::timeout(EXIT_GRACE / 2, guard.cleanup())
+            .await
+            .expect("the close ends with the server");
+        assert!(dead(leader));
     }
 }
