@@ -3,6 +3,10 @@
 //!
 //! - The server's stderr is read line by line and forwarded to `tracing`
 //!   (target `mcp_group::server_stderr`, level `INFO`), tagged with the pid.
+//!   It is read as bytes and decoded lossily, and a line is cut at 8 KiB
+//!   (the rest, up to the newline, is dropped): whatever a server writes
+//!   there, it is drained to the end and never kills the server or grows
+//!   our memory.
 //! - The child runs in its own process group. [`Connection::close`] closes its
 //!   stdin, waits for it to exit, then sends `SIGTERM` and finally `SIGKILL`
 //!   to the whole group; dropping the connection without closing it kills the
@@ -222,19 +226,85 @@ impl Transport for StdioTransport {
     }
 }
 
+/// The longest stderr line forwarded; the rest of a longer one is dropped.
+const MAX_STDERR_LINE: usize = 8 * 1024;
+
+/// Forwards the server's stderr to `tracing`, line by line, until EOF.
+///
+/// It reads bytes, not text: a server's stderr may be in any encoding, and
+/// a reader that stopped at the first invalid byte would close the pipe and
+/// kill the server with `SIGPIPE` at its next write. Lines are decoded
+/// lossily and capped at [`MAX_STDERR_LINE`] bytes, so a server writing
+/// without newlines cannot grow our memory.
 async fn forward_stderr(stderr: ChildStderr, pid: Option<u32>) {
-    let mut lines = BufReader::new(stderr).lines();
+    let mut reader = BufReader::new(stderr);
+    let mut line = StderrLine::default();
     loop {
-        match lines.next_line().await {
-            Ok(Some(line)) => {
-                tracing::info!(target: "mcp_group::server_stderr", pid, "{line}");
-            }
-            Ok(None) => break,
+        let buffer = match reader.fill_buf().await {
+            Ok(buffer) => buffer,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                tracing::debug!(target: "mcp_group::server_stderr", pid, error = %e, "stderr is not text; stop reading it");
+                tracing::debug!(target: "mcp_group::server_stderr", pid, error = %e, "reading stderr failed; stop reading it");
                 break;
             }
+        };
+        if buffer.is_empty() {
+            if !line.bytes.is_empty() {
+                line.finish(pid);
+            }
+            break;
         }
+        let used = match buffer.iter().position(|&b| b == b'\n') {
+            Some(end) => {
+                line.push(&buffer[..end], pid);
+                line.finish(pid);
+                end + 1
+            }
+            None => {
+                line.push(buffer, pid);
+                buffer.len()
+            }
+        };
+        reader.consume(used);
+    }
+}
+
+/// The stderr line being read: at most [`MAX_STDERR_LINE`] bytes are kept.
+#[derive(Default)]
+struct StderrLine {
+    bytes: Vec<u8>,
+    /// The line was cut (and logged); the rest up to the newline is dropped.
+    truncated: bool,
+}
+
+impl StderrLine {
+    fn push(&mut self, mut bytes: &[u8], pid: Option<u32>) {
+        if self.truncated {
+            return;
+        }
+        let room = MAX_STDERR_LINE - self.bytes.len();
+        let cut = bytes.len() > room;
+        if cut {
+            bytes = &bytes[..room];
+        }
+        self.bytes.extend_from_slice(bytes);
+        if cut {
+            let text = String::from_utf8_lossy(&self.bytes);
+            tracing::info!(target: "mcp_group::server_stderr", pid, "{text} [line longer than {MAX_STDERR_LINE} bytes; the rest dropped]");
+            self.bytes.clear();
+            self.truncated = true;
+        }
+    }
+
+    /// Logs the line (unless it was logged when cut) and starts the next.
+    fn finish(&mut self, pid: Option<u32>) {
+        if !self.truncated {
+            let bytes = self.bytes.strip_suffix(b"\r").unwrap_or(&self.bytes);
+            let text = String::from_utf8_lossy(bytes);
+            tracing::info!(target: "mcp_group::server_stderr", pid, "{text}");
+        }
+        self.bytes.clear();
+        self.truncated = false;
     }
 }
 
