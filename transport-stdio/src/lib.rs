@@ -11,6 +11,11 @@
 //!   stdin, waits for it to exit, then sends `SIGTERM` and finally `SIGKILL`
 //!   to the whole group; dropping the connection without closing it kills the
 //!   group at once. Either way the child is reaped: no orphans, no zombies.
+//! - On Linux the child gets `SIGKILL` if this process dies, even of
+//!   `SIGKILL` (`PR_SET_PDEATHSIG`). The kernel sends it when the thread
+//!   that forked the child exits, so servers are forked from one thread that
+//!   lives as long as the process. The server's own children are not
+//!   covered; they see their stdin close.
 //!
 //! rmcp's own `TokioChildProcess` kills the child from a task spawned in its
 //! `Drop`, which never runs when the runtime is already shutting down, and it
@@ -46,7 +51,7 @@ use std::{collections::BTreeMap, path::PathBuf, process::Stdio, time::Duration};
 use mcp_group_core::{Cleanup, ClientOptions, Connection, ServerDescription, SessionId, Transport};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
-    process::{Child, ChildStderr, Command},
+    process::{Child, ChildStderr, ChildStdin, ChildStdout, Command},
 };
 
 /// How long a closed server gets to exit on its own, and then after `SIGTERM`.
@@ -183,36 +188,122 @@ impl StdioTransport {
         }
         #[cfg(unix)]
         cmd.process_group(0);
+        #[cfg(target_os = "linux")]
+        die_with_parent(&mut cmd);
         cmd
     }
+}
+
+/// Makes the child get `SIGKILL` when this process dies, however it dies
+/// (Linux `PR_SET_PDEATHSIG`).
+///
+/// The kernel sends the signal when the *thread* that forked the child
+/// exits, not the process; that is why [`spawn`] forks from a thread that
+/// lives as long as the process.
+#[cfg(target_os = "linux")]
+fn die_with_parent(cmd: &mut Command) {
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the forked child before `exec` and only
+    // makes async-signal-safe system calls (`prctl`, `getppid`); it neither
+    // allocates nor takes locks (the errors it builds are raw OS codes).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // If we died between the fork and the `prctl`, no signal will
+            // come: the child has a new parent already. Do not start.
+            if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Spawns `cmd` and puts the process under a [`ChildGuard`].
+///
+/// On Linux the fork happens on one dedicated thread that lives as long as
+/// the process, so that [`die_with_parent`]'s signal comes when the process
+/// dies, and not when whichever runtime thread happened to spawn exits (a
+/// blocking-pool thread idles out, a `current_thread` runtime's thread may
+/// end while the connection lives on). If the caller gave up meanwhile, the
+/// guard is dropped on that thread and kills the process group.
+async fn spawn(mut cmd: Command) -> std::io::Result<ChildGuard> {
+    #[cfg(target_os = "linux")]
+    if let (Some(spawner), Ok(runtime)) = (spawner(), tokio::runtime::Handle::try_current()) {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let job: SpawnJob = Box::new(move || {
+            // tokio's `Child` registers with the caller's runtime.
+            let _runtime = runtime.enter();
+            let _ = sender.send(cmd.spawn().map(ChildGuard::new));
+        });
+        if let Err(std::sync::mpsc::SendError(job)) = spawner.send(job) {
+            job();
+        }
+        return receiver
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::other("the spawning thread is gone")));
+    }
+    cmd.spawn().map(ChildGuard::new)
+}
+
+#[cfg(target_os = "linux")]
+type SpawnJob = Box<dyn FnOnce() + Send>;
+
+/// The thread [`spawn`] forks from, started on first use and never ended
+/// (its sender lives in a static, so its loop never sees the channel close).
+/// `None` if the thread could not be started: then the caller's thread forks.
+#[cfg(target_os = "linux")]
+fn spawner() -> Option<&'static std::sync::mpsc::Sender<SpawnJob>> {
+    static SPAWNER: std::sync::OnceLock<Option<std::sync::mpsc::Sender<SpawnJob>>> =
+        std::sync::OnceLock::new();
+    SPAWNER
+        .get_or_init(|| {
+            let (sender, jobs) = std::sync::mpsc::channel::<SpawnJob>();
+            let thread = std::thread::Builder::new()
+                .name("mcp-group-spawner".into())
+                .spawn(move || {
+                    for job in jobs {
+                        // A panicking job must not end the thread: its
+                        // children would get their parent-death signal.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    }
+                });
+            match thread {
+                Ok(_) => Some(sender),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot start the stdio spawner thread; servers are spawned from runtime threads");
+                    None
+                }
+            }
+        })
+        .as_ref()
 }
 
 #[mcp_group_core::async_trait]
 impl Transport for StdioTransport {
     async fn connect(&self, session: &SessionId) -> Result<Connection, mcp_group_core::Error> {
         let command_line = self.config.command_line();
-        let mut child = self
-            .command()
-            .spawn()
-            .map_err(|source| mcp_group_core::Error::Start {
-                endpoint: command_line.clone(),
-                source: Box::new(Error::Spawn {
-                    command: command_line.clone(),
-                    source,
-                }),
-            })?;
-        let pid = child.id();
-        tracing::debug!(?pid, %session, command = %command_line, "spawned MCP server");
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            // Both are piped above, so this cannot happen; fail cleanly anyway.
-            return Err(mcp_group_core::Error::ServerGone { source: None });
-        };
-        if let Some(stderr) = child.stderr.take() {
-            tokio::spawn(forward_stderr(stderr, pid));
-        }
         // From here on the guard owns the process: any early return or a
         // dropped future kills the group.
-        let guard = ChildGuard::new(child);
+        let mut guard =
+            spawn(self.command())
+                .await
+                .map_err(|source| mcp_group_core::Error::Start {
+                    endpoint: command_line.clone(),
+                    source: Box::new(Error::Spawn {
+                        command: command_line.clone(),
+                        source,
+                    }),
+                })?;
+        let pid = guard.pid();
+        tracing::debug!(?pid, %session, command = %command_line, "spawned MCP server");
+        let Some((stdin, stdout, stderr)) = guard.take_pipes() else {
+            // All three are piped above, so this cannot happen; fail cleanly anyway.
+            return Err(mcp_group_core::Error::ServerGone { source: None });
+        };
+        tokio::spawn(forward_stderr(stderr, pid));
         let connection =
             Connection::establish_with((stdout, stdin), command_line, &self.options).await?;
         Ok(connection.with_cleanup(guard))
@@ -327,6 +418,20 @@ impl ChildGuard {
         Self {
             child: Some(child),
             pgid,
+        }
+    }
+
+    /// The server's process id (unset once it is reaped).
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    /// The server's stdin, stdout and stderr, once.
+    fn take_pipes(&mut self) -> Option<(ChildStdin, ChildStdout, ChildStderr)> {
+        let child = self.child.as_mut()?;
+        match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
+            (Some(stdin), Some(stdout), Some(stderr)) => Some((stdin, stdout, stderr)),
+            _ => None,
         }
     }
 
