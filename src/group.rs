@@ -226,7 +226,9 @@ impl Shared {
 /// stdio), opened on its first call and shared by its concurrent calls. Calls
 /// without a session id share the default session: the group's base client,
 /// which listed the tools, listens for `notifications/tools/list_changed`, and
-/// stays open for the group's lifetime.
+/// stays open for the group's lifetime. If its server dies, the group
+/// reconnects it and lists the tools again ([`FunctionGroup::subscribe`]rs
+/// hear of it), without waiting for a call to fail.
 pub struct FunctionGroup {
     shared: Arc<Shared>,
     watcher: Mutex<Option<JoinHandle<()>>>,
@@ -361,7 +363,8 @@ impl FunctionGroup {
     }
 
     /// Notifications of function-list refreshes (after the server announced
-    /// `notifications/tools/list_changed`).
+    /// `notifications/tools/list_changed`, or after the default session's
+    /// connection was replaced).
     pub fn subscribe(&self) -> broadcast::Receiver<ToolsChanged> {
         self.shared.changes.subscribe()
     }
@@ -514,13 +517,19 @@ impl FunctionGroup {
 }
 
 /// Keeps the default session's lease (the base client) and refreshes the
-/// function list whenever its server announces a tool-list change. If the
-/// base connection dies, it is replaced. Holds only a `Weak` to the group.
+/// function list whenever its server announces a tool-list change. When the
+/// base connection ends (the server died or closed it), it is replaced and
+/// the tools are listed again: the dead session holds no slot and the list
+/// stays current. Holds only a `Weak` to the group.
 async fn watch_tool_list(shared: std::sync::Weak<Shared>, mut lease: Lease<DynTransport>) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
     loop {
         let mut changes = lease.tools_changed();
-        if changes.changed().await.is_ok() {
+        let changed = tokio::select! {
+            changed = changes.changed() => changed.is_ok(),
+            () = lease.closed() => false,
+        };
+        if changed {
             let Some(shared) = shared.upgrade() else {
                 return;
             };

@@ -6,8 +6,9 @@ use std::{collections::BTreeMap, io::BufRead, io::Write, process::ExitCode, sync
 
 use mcp_group::{FunctionGroup, SessionId};
 use serde_json::{Value, json};
+use tokio::{sync::mpsc, task::JoinSet};
 
-use crate::{BoxError, ServerArgs, connect::connect, report};
+use crate::{BoxError, ServerArgs, connect::connect, report, signals};
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,45 +20,79 @@ struct BatchLine {
     args: Value,
 }
 
-/// Connects, runs stdin's lines, shuts the group down.
+/// Connects, runs stdin's lines, shuts the group down; SIGINT and SIGTERM
+/// stop it (see `signals`).
 pub(crate) async fn run(
     server: &ServerArgs,
     timeout: Option<std::time::Duration>,
 ) -> Result<ExitCode, BoxError> {
-    let group = Arc::new(connect(server, timeout).await?);
-    let code = batch(group.clone()).await?;
-    group.shutdown().await;
-    Ok(code)
+    signals::run_with_group(connect(server, timeout), batch).await
 }
 
+/// Runs every line of stdin, each session's in order on a task of its own,
+/// and prints the results as they come. Dropped, it cancels every call.
 async fn batch(group: Arc<FunctionGroup>) -> Result<ExitCode, BoxError> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
-    // Read stdin on a blocking thread; dispatch each line to its session's queue.
-    let reader = {
-        let group = group.clone();
-        let tx = tx.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), std::io::Error> {
-            let handle = tokio::runtime::Handle::current();
-            let mut queues: BTreeMap<String, tokio::sync::mpsc::UnboundedSender<BatchLine>> =
-                BTreeMap::new();
-            // Bytes, not `lines()`: a line that is not UTF-8 is one failed
-            // line, not the end of the run.
-            for (number, line) in std::io::stdin().lock().split(b'\n').enumerate() {
-                let line = line?;
-                let line = match String::from_utf8(line) {
-                    Ok(line) => line,
-                    Err(_) => {
-                        let _ = tx.send(report::batch_bad_line(number + 1, "not UTF-8"));
+    // stdin is read on a thread of its own that holds nothing but the
+    // channel: a blocking read cannot be cancelled, and must not keep the
+    // group (or the runtime's shutdown) waiting.
+    // Lines are read as bytes, not with `lines()`: a line that is not UTF-8
+    // is one failed line (`Err(bytes)`), not the end of the run.
+    let (lines_tx, mut lines) =
+        mpsc::unbounded_channel::<std::io::Result<Result<String, Vec<u8>>>>();
+    std::thread::Builder::new()
+        .name("batch-stdin".into())
+        .spawn(move || {
+            for line in std::io::stdin().lock().split(b'\n') {
+                let failed = line.is_err();
+                let line = line.map(|bytes| String::from_utf8(bytes).map_err(|e| e.into_bytes()));
+                if lines_tx.send(line).is_err() || failed {
+                    break;
+                }
+            }
+        })?;
+    // The sessions' tasks send their results here; the sender kept here
+    // goes when stdin ends, and the channel closes after the last task.
+    let (results_tx, mut results) = mpsc::unbounded_channel::<Value>();
+    let mut results_tx = Some(results_tx);
+    let mut sessions = JoinSet::new();
+    let mut queues: BTreeMap<String, mpsc::UnboundedSender<BatchLine>> = BTreeMap::new();
+    let mut out = std::io::stdout();
+    let mut failed = 0usize;
+    let mut number = 0usize;
+    let mut read_error = None;
+    let mut reading = true;
+    loop {
+        tokio::select! {
+            line = lines.recv(), if reading => {
+                let line = match line {
+                    Some(Ok(Ok(line))) => line,
+                    Some(Ok(Err(_not_utf8))) => {
+                        number += 1;
+                        failed += 1;
+                        writeln!(out, "{}", report::batch_bad_line(number, "not UTF-8"))?;
+                        continue;
+                    }
+                    end => {
+                        if let Some(Err(e)) = end {
+                            read_error = Some(e);
+                        }
+                        // No more lines: each session's task ends after its
+                        // queue, and with the last one the results channel.
+                        reading = false;
+                        queues.clear();
+                        results_tx = None;
                         continue;
                     }
                 };
+                number += 1;
                 if line.trim().is_empty() {
                     continue;
                 }
                 let request: BatchLine = match serde_json::from_str(&line) {
                     Ok(request) => request,
                     Err(e) => {
-                        let _ = tx.send(report::batch_bad_line(number + 1, e));
+                        failed += 1;
+                        writeln!(out, "{}", report::batch_bad_line(number, e))?;
                         continue;
                     }
                 };
@@ -65,34 +100,36 @@ async fn batch(group: Arc<FunctionGroup>) -> Result<ExitCode, BoxError> {
                     .session
                     .clone()
                     .unwrap_or_else(|| SessionId::DEFAULT.to_owned());
+                let Some(results_tx) = &results_tx else {
+                    continue;
+                };
                 let queue = queues.entry(session.clone()).or_insert_with(|| {
-                    let (qtx, mut qrx) = tokio::sync::mpsc::unbounded_channel::<BatchLine>();
+                    let (queue, mut requests) = mpsc::unbounded_channel::<BatchLine>();
                     let group = group.clone();
-                    let tx = tx.clone();
-                    handle.spawn(async move {
+                    let results = results_tx.clone();
+                    sessions.spawn(async move {
                         let id = SessionId::from(session.clone());
-                        while let Some(request) = qrx.recv().await {
+                        while let Some(request) = requests.recv().await {
                             let result = group.call(Some(&id), &request.tool, request.args).await;
-                            let _ = tx.send(report::batch_result(&session, &request.tool, result));
+                            let _ = results.send(report::batch_result(&session, &request.tool, result));
                         }
                     });
-                    qtx
+                    queue
                 });
                 let _ = queue.send(request);
             }
-            Ok(())
-        })
-    };
-    drop(tx);
-    let mut failed = 0usize;
-    let mut out = std::io::stdout();
-    while let Some(line) = rx.recv().await {
-        if line["ok"] != json!(true) {
-            failed += 1;
+            Some(result) = results.recv() => {
+                if result["ok"] != json!(true) {
+                    failed += 1;
+                }
+                writeln!(out, "{result}")?;
+            }
+            else => break,
         }
-        writeln!(out, "{line}")?;
     }
-    reader.await.map_err(|e| e.to_string())??;
+    if let Some(e) = read_error {
+        return Err(e.into());
+    }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {

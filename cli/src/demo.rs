@@ -13,9 +13,10 @@ use std::{
 use mcp_group::{FunctionGroup, McpClientConfig, ServerConfig, SessionId};
 use serde_json::{Value, json};
 
-use crate::BoxError;
+use crate::{BoxError, signals};
 
-/// Runs the demo with `sessions` sessions (at least two).
+/// Runs the demo with `sessions` sessions (at least two); SIGINT and
+/// SIGTERM stop it (see `signals`).
 pub(crate) async fn run(sessions: usize, timeout: Option<Duration>) -> Result<ExitCode, BoxError> {
     let exe = std::env::current_exe()?;
     let mut config = McpClientConfig::new(ServerConfig::stdio(
@@ -29,7 +30,12 @@ pub(crate) async fn run(sessions: usize, timeout: Option<Duration>) -> Result<Ex
         "Starting the bundled demo MCP server over stdio: {} demo-server",
         exe.display()
     );
-    let group = Arc::new(FunctionGroup::connect(config).await?);
+    let connect = async { Ok(FunctionGroup::connect(config).await?) };
+    signals::run_with_group(connect, |group| demo(group, sessions)).await
+}
+
+/// The demo on a connected group (`run` shuts it down afterwards).
+async fn demo(group: Arc<FunctionGroup>, sessions: usize) -> Result<ExitCode, BoxError> {
     println!("Tools exposed by the group:");
     for f in group.functions() {
         println!("  {:<8} {}", f.name(), f.description().unwrap_or(""));
@@ -110,7 +116,6 @@ pub(crate) async fn run(sessions: usize, timeout: Option<Duration>) -> Result<Ex
         "  idle sessions reaped:       {reaped} of {open}; {} left",
         group.session_count()
     );
-    group.shutdown().await;
     if all_pids.len() >= 2 && all_pids.len() == pids_by_session.len() && each_session_one_connection
     {
         println!("OK: every session had its own MCP client.");

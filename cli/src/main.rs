@@ -17,7 +17,9 @@
 //!
 //! Results go to stdout (module `report` formats them, for people or as
 //! JSON); logs and errors go to stderr, and a failure exits non-zero with a
-//! one-line `error: …`. See `mcp-group --help` and the README.
+//! one-line `error: …`. SIGINT and SIGTERM stop the commands that run
+//! servers with a bounded graceful shutdown and exit 130 or 143 (module
+//! `signals`). See `mcp-group --help` and the README.
 
 mod batch;
 mod conformance;
@@ -25,6 +27,7 @@ mod connect;
 mod demo;
 mod demo_server;
 mod report;
+mod signals;
 mod tools;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};

@@ -1,12 +1,12 @@
 //! `tools list`, `tools call` and `ping`: one connection, one request, the
-//! result on stdout.
+//! result on stdout. SIGINT and SIGTERM stop them (see `signals`).
 
 use std::{process::ExitCode, time::Duration};
 
 use mcp_group::SessionId;
 use serde_json::Value;
 
-use crate::{BoxError, ServerArgs, connect::connect, report};
+use crate::{BoxError, ServerArgs, connect::connect, report, signals};
 
 /// `tools list [--detail] [--json]`.
 pub(crate) async fn list(
@@ -15,10 +15,11 @@ pub(crate) async fn list(
     json: bool,
     timeout: Option<Duration>,
 ) -> Result<ExitCode, BoxError> {
-    let group = connect(server, timeout).await?;
-    report::tools(&group.functions(), detail, json)?;
-    group.shutdown().await;
-    Ok(ExitCode::SUCCESS)
+    signals::run_with_group(connect(server, timeout), |group| async move {
+        report::tools(&group.functions(), detail, json)?;
+        Ok(ExitCode::SUCCESS)
+    })
+    .await
 }
 
 /// `tools call TOOL [--args JSON] [--session ID]`: the result's text.
@@ -31,13 +32,13 @@ pub(crate) async fn call(
 ) -> Result<ExitCode, BoxError> {
     let arguments: Value =
         serde_json::from_str(args).map_err(|e| format!("--args is not valid JSON: {e}"))?;
-    let group = connect(server, timeout).await?;
     let session = session.map(SessionId::from);
-    let result = group.call(session.as_ref(), tool, arguments).await;
-    group.shutdown().await;
-    let output = result?;
-    println!("{}", report::printable(&output.to_text()));
-    Ok(ExitCode::SUCCESS)
+    signals::run_with_group(connect(server, timeout), |group| async move {
+        let output = group.call(session.as_ref(), tool, arguments).await?;
+        println!("{}", report::printable(&output.to_text()));
+        Ok(ExitCode::SUCCESS)
+    })
+    .await
 }
 
 /// `ping`: the round-trip time of an MCP ping.
@@ -45,10 +46,10 @@ pub(crate) async fn ping(
     server: &ServerArgs,
     timeout: Option<Duration>,
 ) -> Result<ExitCode, BoxError> {
-    let group = connect(server, timeout).await?;
-    let result = group.ping(None).await;
-    group.shutdown().await;
-    let rtt = result?;
-    println!("{}", report::pong(group.server(), rtt));
-    Ok(ExitCode::SUCCESS)
+    signals::run_with_group(connect(server, timeout), |group| async move {
+        let rtt = group.ping(None).await?;
+        println!("{}", report::pong(group.server(), rtt));
+        Ok(ExitCode::SUCCESS)
+    })
+    .await
 }

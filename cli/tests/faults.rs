@@ -214,6 +214,38 @@ async fn a_server_killed_mid_call_fails_the_calls_at_once_and_one_reconnect_serv
 }
 
 #[tokio::test]
+async fn the_tool_list_watcher_sees_its_base_connection_die() {
+    let mut config = config(demo_server());
+    config.max_sessions = 2;
+    let group = FunctionGroup::connect(config).await.unwrap();
+    let mut changes = group.subscribe();
+    let (base, _) = whoami(&group.call(None, "whoami", json!({})).await.unwrap());
+    let created = group.stats().created;
+    kill(base);
+    // No call needed: the watcher notices the death, reconnects the default
+    // session and lists the tools again.
+    let changed = tokio::time::timeout(Duration::from_secs(20), changes.recv())
+        .await
+        .expect("the tools are re-listed after the base connection died")
+        .unwrap();
+    assert_eq!(changed.functions.len(), group.functions().len());
+    assert_eq!(group.stats().created, created + 1, "a new base connection");
+    assert_eq!(
+        group.session_count(),
+        1,
+        "the dead default session is gone, its replacement counts once"
+    );
+    assert!(support::wait_gone(base).await, "the dead server is reaped");
+    let (replacement, calls) = whoami(&group.call(None, "whoami", json!({})).await.unwrap());
+    assert_ne!(replacement, base);
+    assert_eq!(calls, 1, "a fresh server");
+    // With max_sessions = 2, the replacement and one more session fit.
+    let other = SessionId::new("other");
+    group.call(Some(&other), "whoami", json!({})).await.unwrap();
+    group.shutdown().await;
+}
+
+#[tokio::test]
 async fn cancelling_a_call_at_every_await_point_leaves_the_ref_count_true() {
     use std::{
         future::Future,

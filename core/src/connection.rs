@@ -16,8 +16,8 @@ use rmcp::{
         ElicitationAction, ElicitationCapability, FormElicitationCapability, Implementation,
         JsonObject, ServerPeerInfo,
     },
-    service::{Peer, RunningService},
-    transport::IntoTransport,
+    service::{Peer, RunningService, RxJsonRpcMessage, TxJsonRpcMessage},
+    transport::{IntoTransport, Transport},
 };
 
 /// The most pages of one `tools/list` this client follows.
@@ -181,6 +181,8 @@ pub struct Connection {
     service: Mutex<Option<RunningService<RoleClient, ClientAgent>>>,
     cleanup: Mutex<Option<Box<dyn Cleanup>>>,
     closed: AtomicBool,
+    /// Closed (never sent on) when rmcp's protocol task drops the transport.
+    ended: tokio::sync::watch::Receiver<()>,
     tools_changed: tokio::sync::watch::Receiver<u64>,
 }
 
@@ -229,6 +231,7 @@ impl Connection {
         let endpoint: String = endpoint.into();
         let agent = ClientAgent::with_options(options.clone());
         let tools_changed = agent.tools_changed.subscribe();
+        let (transport, ended) = Watched::new(transport.into_transport());
         let service = agent.serve(transport).await.map_err(|e| Error::Handshake {
             endpoint: endpoint.clone(),
             source: Box::new(e),
@@ -242,6 +245,7 @@ impl Connection {
             service: Mutex::new(Some(service)),
             cleanup: Mutex::new(None),
             closed: AtomicBool::new(false),
+            ended,
             tools_changed,
         })
     }
@@ -277,12 +281,26 @@ impl Connection {
     /// Whether the connection has ended (closed by us, or the transport ended).
     /// Two atomic loads: cheap enough for every call's hot path.
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire) || self.peer.is_transport_closed()
+        self.closed.load(Ordering::Acquire) || self.ended.has_changed().is_err()
+    }
+
+    /// Waits until the connection has ended: the server closed its end or
+    /// died, the transport failed, or the connection was closed. This is the
+    /// moment rmcp's protocol task lets go of the transport; it does not
+    /// wait for [`Connection::close`]'s cleanup (for stdio: the reaping).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn closed(&self) {
+        let mut ended = self.ended.clone();
+        // Nothing is ever sent: `changed` fails once the sender is dropped.
+        while ended.changed().await.is_ok() {}
     }
 
     /// A receiver that changes each time the server sends
-    /// `notifications/tools/list_changed`; it reports an error once the
-    /// connection is gone.
+    /// `notifications/tools/list_changed`. It is not a signal of the
+    /// connection's end (rmcp keeps the sender until the connection is
+    /// closed); wait for that with [`Connection::closed`].
     pub fn tools_changed(&self) -> tokio::sync::watch::Receiver<u64> {
         let mut receiver = self.tools_changed.clone();
         receiver.mark_unchanged();
@@ -405,5 +423,53 @@ impl Connection {
             cleanup.cleanup().await;
         }
         tracing::debug!(connection = self.id, "MCP connection closed");
+    }
+}
+
+/// The transport as rmcp's protocol task owns it, with a sender that is
+/// dropped with it: whether the server closed the stream, the transport
+/// failed, the connection was closed or the runtime went away, the task
+/// ends and [`Connection::closed`] learns of it.
+///
+/// rmcp's own signals do not cover this: the running service's
+/// cancellation token is cancelled only by `close` (not when the server
+/// goes away), and it keeps the [`ClientAgent`] — and with it the
+/// tool-list sender — until it is closed.
+struct Watched<T> {
+    transport: T,
+    _ended: tokio::sync::watch::Sender<()>,
+}
+
+impl<T> Watched<T> {
+    fn new(transport: T) -> (Self, tokio::sync::watch::Receiver<()>) {
+        let (ended, receiver) = tokio::sync::watch::channel(());
+        let watched = Self {
+            transport,
+            _ended: ended,
+        };
+        (watched, receiver)
+    }
+}
+
+impl<T: Transport<RoleClient>> Transport<RoleClient> for Watched<T> {
+    type Error = T::Error;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        T::name()
+    }
+
+    fn send(
+        &mut self,
+        item: TxJsonRpcMessage<RoleClient>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        self.transport.send(item)
+    }
+
+    fn receive(&mut self) -> impl Future<Output = Option<RxJsonRpcMessage<RoleClient>>> + Send {
+        self.transport.receive()
+    }
+
+    fn close(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        self.transport.close()
     }
 }

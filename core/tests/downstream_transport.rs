@@ -126,6 +126,33 @@ async fn a_downstream_transport_lists_and_calls_tools() {
 }
 
 #[tokio::test]
+async fn closed_resolves_when_the_server_goes_away() {
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let greeter = Greeter {
+            tool_router: Greeter::tool_router(),
+        };
+        let running = greeter.serve(server).await.unwrap();
+        let _ = stopped.await;
+        // The server ends its side of the pipe.
+        let _ = running.cancel().await;
+    });
+    let (read, write) = tokio::io::split(client);
+    let connection = Connection::establish((read, write), "in-memory")
+        .await
+        .unwrap();
+    assert!(!connection.is_closed());
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), connection.closed())
+        .await
+        .expect("closed() resolves without a call on the connection");
+    assert!(connection.is_closed());
+    // Once ended, it stays resolved.
+    connection.closed().await;
+}
+
+#[tokio::test]
 async fn an_unknown_tool_on_the_wire_is_a_protocol_error() {
     let transport = InMemory {
         cleanups: Arc::default(),

@@ -196,3 +196,92 @@ fn command_lines_split_like_a_shell() {
         Err(stdio::Error::UnparsableCommandLine { .. })
     ));
 }
+
+/// A minimal MCP server in `sh`: it answers `initialize` and every
+/// `tools/call` (with "still here"), and runs `on_message` (shell code)
+/// before each answer.
+fn sh_server(on_message: &str) -> StdioConfig {
+    let script = format!(
+        r#"while IFS= read -r line; do
+  {on_message}
+  id=$(printf '%s' "$line" | sed -n 's/^{{"jsonrpc":"2.0","id":\([0-9]*\),.*/\1/p')
+  case "$line" in
+    *'"method":"initialize"'*) printf '{{"jsonrpc":"2.0","id":%s,"result":{{"protocolVersion":"2025-11-25","capabilities":{{"tools":{{}}}},"serverInfo":{{"name":"sh","version":"0"}}}}}}\n' "$id" ;;
+    *'"method":"tools/call"'*) printf '{{"jsonrpc":"2.0","id":%s,"result":{{"content":[{{"type":"text","text":"still here"}}]}}}}\n' "$id" ;;
+  esac
+done"#
+    );
+    StdioConfig::new("sh").arg("-c").arg(script)
+}
+
+#[tokio::test]
+async fn invalid_utf8_on_stderr_does_not_kill_the_server() {
+    // Every message makes the server write bytes that are not UTF-8 to
+    // stderr; a closed stderr pipe would kill it (SIGPIPE).
+    let transport = StdioTransport::new(sh_server(r"printf 'caf\351 \377\376\n' >&2"));
+    let connection = transport.connect(&SessionId::new("s")).await.unwrap();
+    for _ in 0..3 {
+        let output = connection
+            .call_tool("anything", serde_json::Map::new(), Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(output.to_text(), "still here");
+    }
+    connection.close().await;
+}
+
+/// This process's peak resident set size since the last reset, in KiB.
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_50_mib_stderr_line_keeps_memory_bounded() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    // 50 MiB without a newline, then a short line: the reader must cap the
+    // first and still get to the second.
+    let transport = StdioTransport::new(StdioConfig::new("sh").arg("-c").arg(
+        "head -c 52428800 /dev/zero | tr '\\0' x >&2; printf '\\nafter the flood\\n' >&2; exec cat > /dev/null",
+    ));
+    // Reset the peak (Linux: "5" to clear_refs), then measure from here.
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    let before = peak_rss_kib();
+    let attempt =
+        tokio::spawn(async move { transport.connect(&SessionId::new("s")).await.map(|_| ()) });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let text = loop {
+        let text = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+        if text.contains("after the flood") {
+            break text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the reader never got past the long line"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    attempt.abort();
+    let grown_kib = peak_rss_kib().saturating_sub(before);
+    assert!(
+        grown_kib < 16 * 1024,
+        "peak memory grew by {grown_kib} KiB reading 50 MiB of stderr"
+    );
+    let longest = text.lines().map(str::len).max().unwrap();
+    assert!(longest < 9 * 1024, "a log line of {longest} bytes");
+    assert!(
+        text.contains("the rest dropped"),
+        "the cut is marked: {}",
+        &text[..text.len().min(500)]
+    );
+}
