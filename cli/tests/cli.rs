@@ -173,10 +173,13 @@ fn ping_reports_a_round_trip_time() {
     assert!(stdout(&out).trim_end().ends_with(" ms"));
 }
 
-#[test]
-fn an_unreachable_http_server_is_a_one_line_connect_error() {
-    let url = format!("http://127.0.0.1:{}/mcp", free_port());
-    let out = run(&["ping", "--url", &url], None);
+/// `ping --url <url> <transport…>` where nothing listens on the port: a
+/// failure, said in one line naming the URL.
+fn assert_unreachable_is_one_line(path: &str, transport: &[&str]) {
+    let url = format!("http://127.0.0.1:{}{path}", free_port());
+    let mut args = vec!["ping", "--url", &url];
+    args.extend(transport);
+    let out = run(&args, None);
     assert!(!out.status.success());
     let expected = format!("error: could not connect to the MCP server at {url}");
     assert!(stderr(&out).starts_with(&expected), "{}", stderr(&out));
@@ -184,13 +187,13 @@ fn an_unreachable_http_server_is_a_one_line_connect_error() {
 }
 
 #[test]
+fn an_unreachable_http_server_is_a_one_line_connect_error() {
+    assert_unreachable_is_one_line("/mcp", &[]);
+}
+
+#[test]
 fn an_unreachable_sse_server_is_a_one_line_connect_error() {
-    let url = format!("http://127.0.0.1:{}/sse", free_port());
-    let out = run(&["ping", "--url", &url, "--transport", "sse"], None);
-    assert!(!out.status.success());
-    let expected = format!("error: could not connect to the MCP server at {url}");
-    assert!(stderr(&out).starts_with(&expected), "{}", stderr(&out));
-    assert_eq!(stderr(&out).lines().count(), 1);
+    assert_unreachable_is_one_line("/sse", &["--transport", "sse"]);
 }
 
 #[test]

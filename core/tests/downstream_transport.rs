@@ -57,12 +57,8 @@ async fn a_downstream_transport_lists_and_calls_tools() {
     assert_eq!(tools[0].name, "echo");
     assert_eq!(tools[0].description.as_deref(), Some("Echo the message"));
 
-    let args = serde_json::json!({"message": "Ada"})
-        .as_object()
-        .cloned()
-        .unwrap();
     let output = connection
-        .call_tool("echo", args, Duration::from_secs(5))
+        .call_tool("echo", EchoServer::arguments("Ada"), Duration::from_secs(5))
         .await
         .unwrap();
     assert!(!output.is_error());

@@ -29,8 +29,13 @@ fn after_barrier(barrier: &Arc<Barrier>) -> Answer {
     })
 }
 
+/// `limit` sessions, idle after `idle_secs`, no reaper task.
+fn config_with(limit: usize, idle_secs: u64) -> RegistryConfig {
+    RegistryConfig::new(limit, Duration::from_secs(idle_secs)).with_reap_interval(None)
+}
+
 fn config() -> RegistryConfig {
-    RegistryConfig::new(100, Duration::from_secs(60)).with_reap_interval(None)
+    config_with(100, 60)
 }
 
 fn sid(s: &str) -> SessionId {
@@ -163,10 +168,7 @@ async fn a_connect_that_never_finishes_times_out() {
 
 #[tokio::test]
 async fn beyond_the_limit_a_new_session_is_refused_with_a_typed_error() {
-    let registry = Registry::new(
-        in_memory(),
-        RegistryConfig::new(2, Duration::from_secs(60)).with_reap_interval(None),
-    );
+    let registry = Registry::new(in_memory(), config_with(2, 60));
     let _a = registry.acquire(&sid("a")).await.unwrap();
     let _b = registry.acquire(&sid("b")).await.unwrap();
     let err = registry.acquire(&sid("c")).await.unwrap_err();
@@ -182,10 +184,7 @@ async fn beyond_the_limit_a_new_session_is_refused_with_a_typed_error() {
 
 #[tokio::test(start_paused = true)]
 async fn at_the_limit_idle_sessions_are_evicted_first() {
-    let registry = Registry::new(
-        in_memory(),
-        RegistryConfig::new(1, Duration::from_secs(10)).with_reap_interval(None),
-    );
+    let registry = Registry::new(in_memory(), config_with(1, 10));
     drop(registry.acquire(&sid("a")).await.unwrap());
     let err = registry.acquire(&sid("b")).await.unwrap_err();
     assert!(
@@ -310,9 +309,7 @@ async fn an_invalidated_connection_is_replaced_on_the_next_acquire() {
 async fn evict_lru_idle_closes_the_least_recently_used_unleased_session() {
     let registry = Registry::new(
         in_memory(),
-        RegistryConfig::new(2, Duration::from_secs(3600))
-            .with_reap_interval(None)
-            .with_full_policy(FullPolicy::EvictLruIdle),
+        config_with(2, 3600).with_full_policy(FullPolicy::EvictLruIdle),
     );
     let old = registry
         .acquire(&sid("old"))
@@ -340,9 +337,7 @@ async fn evict_lru_idle_closes_the_least_recently_used_unleased_session() {
 async fn evict_lru_idle_never_evicts_a_leased_session() {
     let registry = Registry::new(
         in_memory(),
-        RegistryConfig::new(1, Duration::from_secs(3600))
-            .with_reap_interval(None)
-            .with_full_policy(FullPolicy::EvictLruIdle),
+        config_with(1, 3600).with_full_policy(FullPolicy::EvictLruIdle),
     );
     let _held = registry.acquire(&sid("held")).await.unwrap();
     let err = registry.acquire(&sid("other")).await.unwrap_err();
@@ -356,9 +351,7 @@ async fn evict_lru_idle_never_evicts_a_leased_session() {
 async fn the_wait_policy_waits_for_a_slot_then_gives_up() {
     let registry = Registry::new(
         in_memory(),
-        RegistryConfig::new(1, Duration::from_secs(3600))
-            .with_reap_interval(None)
-            .with_full_policy(FullPolicy::Wait(Duration::from_secs(5))),
+        config_with(1, 3600).with_full_policy(FullPolicy::Wait(Duration::from_secs(5))),
     );
     drop(registry.acquire(&sid("a")).await.unwrap());
     // Nothing frees a slot: refused after the wait.
@@ -416,10 +409,7 @@ async fn a_session_bound_to_a_principal_is_refused_to_others() {
 #[tokio::test(start_paused = true)]
 async fn an_expired_session_is_absent_on_lookup_before_any_reaper_runs() {
     let transport = in_memory();
-    let registry = Registry::new(
-        transport.clone(),
-        RegistryConfig::new(10, Duration::from_secs(10)).with_reap_interval(None),
-    );
+    let registry = Registry::new(transport.clone(), config_with(10, 10));
     let first = registry.acquire(&sid("s")).await.unwrap();
     let first_connection = first.connection().clone();
     drop(first);
@@ -437,10 +427,7 @@ async fn an_expired_session_is_absent_on_lookup_before_any_reaper_runs() {
 
 #[tokio::test(start_paused = true)]
 async fn peek_does_not_refresh_idle_time() {
-    let registry = Registry::new(
-        in_memory(),
-        RegistryConfig::new(10, Duration::from_secs(10)).with_reap_interval(None),
-    );
+    let registry = Registry::new(in_memory(), config_with(10, 10));
     drop(registry.acquire(&sid("s")).await.unwrap());
     tokio::time::sleep(Duration::from_secs(6)).await;
     let info = registry.peek(&sid("s")).unwrap();

@@ -1,7 +1,7 @@
 //! MCP servers that run inside the test process, and the in-memory pipe
 //! that connects a client to one.
 
-use mcp_group_core::{Connection, Error};
+use mcp_group_core::{Connection, Error, JsonObject};
 use rmcp::{
     ServerHandler, ServiceExt,
     handler::server::{router::tool::ToolRouter, wrapper::Parameters},
@@ -51,6 +51,11 @@ impl EchoServer {
         Self {
             tool_router: Self::tool_router(),
         }
+    }
+
+    /// The arguments of an `echo` call: `{"message": message}`.
+    pub fn arguments(message: &str) -> JsonObject {
+        JsonObject::from_iter([("message".to_owned(), message.into())])
     }
 
     #[tool(description = "Echo the message")]

@@ -74,12 +74,12 @@ async fn lists_and_calls_tools_over_websocket() {
         tools.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
         ["echo"]
     );
-    let args = serde_json::json!({"message": "over ws"})
-        .as_object()
-        .cloned()
-        .unwrap();
     let out = b
-        .call_tool("echo", args, Duration::from_secs(5))
+        .call_tool(
+            "echo",
+            EchoServer::arguments("over ws"),
+            Duration::from_secs(5),
+        )
         .await
         .unwrap();
     assert_eq!(out.to_text(), "Echo: over ws");
