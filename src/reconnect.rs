@@ -61,87 +61,37 @@ impl Transport for Reconnecting {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    };
+    use std::sync::Arc;
 
-    use mcp_group_core::async_trait;
-    use rmcp::{
-        ServerHandler, ServiceExt,
-        model::{ServerCapabilities, ServerConfig as RmcpServerConfig},
-    };
+    use mcp_group_test_kit::{Answer, ScriptedTransport};
 
     use super::*;
     use crate::{ServerConfig, config::McpClientConfig as Config};
 
-    #[derive(Clone)]
-    struct Empty;
-
-    impl ServerHandler for Empty {
-        fn get_info(&self) -> RmcpServerConfig {
-            RmcpServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-        }
+    /// A server that cannot be started: not worth retrying.
+    fn cannot_start() -> Answer {
+        Answer::Fail(Error::Start {
+            endpoint: "x".into(),
+            source: Box::new(std::io::Error::from(std::io::ErrorKind::NotFound)),
+        })
     }
 
-    /// Fails the first `failures` connects with `error`, then connects.
-    struct Flaky {
-        failures: usize,
-        spawn_error: bool,
-        attempts: AtomicUsize,
-    }
-
-    #[async_trait]
-    impl Transport for Flaky {
-        async fn connect(&self, _session: &SessionId) -> Result<Connection, Error> {
-            let attempt = self.attempts.fetch_add(1, Ordering::SeqCst);
-            if attempt < self.failures {
-                return Err(if self.spawn_error {
-                    Error::Start {
-                        endpoint: "x".into(),
-                        source: Box::new(std::io::Error::from(std::io::ErrorKind::NotFound)),
-                    }
-                } else {
-                    Error::Connect {
-                        endpoint: "flaky".into(),
-                        source: "refused".into(),
-                    }
-                });
-            }
-            let (client, server) = tokio::io::duplex(4096);
-            tokio::spawn(async move {
-                if let Ok(running) = Empty.serve(server).await {
-                    let _ = running.waiting().await;
-                }
-            });
-            let (read, write) = tokio::io::split(client);
-            Connection::establish((read, write), "flaky").await
-        }
-
-        fn description(&self) -> ServerDescription {
-            ServerDescription {
-                transport: "flaky",
-                endpoint: "flaky".into(),
-            }
-        }
-    }
-
-    fn reconnecting(failures: usize, spawn_error: bool) -> (Reconnecting, Arc<Flaky>) {
-        let flaky = Arc::new(Flaky {
-            failures,
-            spawn_error,
-            attempts: AtomicUsize::new(0),
-        });
+    fn reconnecting(
+        answers: impl IntoIterator<Item = Answer>,
+    ) -> (Reconnecting, Arc<ScriptedTransport>) {
+        let scripted = Arc::new(ScriptedTransport::new(answers));
         let config = Config::new(ServerConfig::stdio("x", Vec::<String>::new()));
-        (Reconnecting::new(flaky.clone(), &config), flaky)
+        (Reconnecting::new(scripted.clone(), &config), scripted)
     }
 
     #[tokio::test(start_paused = true)]
     async fn connection_errors_are_retried_with_exponential_backoff() {
-        let (transport, flaky) = reconnecting(2, false);
+        let (transport, scripted) =
+            reconnecting([Answer::refused(), Answer::refused(), Answer::Connect]);
         let started = tokio::time::Instant::now();
         let connection = transport.connect(&SessionId::new("s")).await.unwrap();
-        assert_eq!(flaky.attempts.load(Ordering::SeqCst), 3);
+        assert_eq!(scripted.connects(), 3);
+        scripted.assert_done();
         // 500 ms, then 1 s (the defaults).
         assert_eq!(started.elapsed(), Duration::from_millis(1500));
         connection.close().await;
@@ -149,21 +99,17 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_attempt_budget_is_respected() {
-        let (transport, flaky) = reconnecting(5, false);
+        let (transport, scripted) = reconnecting((0..5).map(|_| Answer::refused()));
         let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
         assert!(matches!(err, Error::Connect { .. }), "{err:?}");
-        assert_eq!(
-            flaky.attempts.load(Ordering::SeqCst),
-            3,
-            "one try and two retries"
-        );
+        assert_eq!(scripted.connects(), 3, "one try and two retries");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_command_that_cannot_start_is_not_retried() {
-        let (transport, flaky) = reconnecting(5, true);
+        let (transport, scripted) = reconnecting((0..5).map(|_| cannot_start()));
         let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
         assert!(matches!(err, Error::Start { .. }), "{err:?}");
-        assert_eq!(flaky.attempts.load(Ordering::SeqCst), 1);
+        assert_eq!(scripted.connects(), 1);
     }
 }

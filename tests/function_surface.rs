@@ -8,13 +8,11 @@ use std::{
 };
 
 use mcp_group::{
-    Error, FunctionGroup, McpClientConfig, ServerConfig, SessionId,
-    core::{
-        Connection, DynTransport, Error as CoreError, ServerDescription, Transport, async_trait,
-    },
+    Error, FunctionGroup, McpClientConfig, ServerConfig, SessionId, core::DynTransport,
 };
+use mcp_group_test_kit::InMemoryTransport;
 use rmcp::{
-    ErrorData, RoleServer, ServerHandler, ServiceExt,
+    ErrorData, RoleServer, ServerHandler,
     model::{
         CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
         PaginatedRequestParams, ServerCapabilities, ServerConfig as RmcpServerConfig, Tool,
@@ -145,35 +143,11 @@ impl ServerHandler for Recorder {
     }
 }
 
-struct InMemory(Recorder);
-
-#[async_trait]
-impl Transport for InMemory {
-    async fn connect(&self, _session: &SessionId) -> Result<Connection, CoreError> {
-        let (client, server) = tokio::io::duplex(64 * 1024);
-        let recorder = self.0.clone();
-        tokio::spawn(async move {
-            if let Ok(running) = recorder.serve(server).await {
-                let _ = running.waiting().await;
-            }
-        });
-        let (read, write) = tokio::io::split(client);
-        Connection::establish((read, write), "recorder").await
-    }
-
-    fn description(&self) -> ServerDescription {
-        ServerDescription {
-            transport: "in-memory",
-            endpoint: "recorder".into(),
-        }
-    }
-}
-
 async fn group_with(
     configure: impl FnOnce(&mut McpClientConfig),
 ) -> (FunctionGroup, Arc<Mutex<State>>) {
     let state = Arc::new(Mutex::new(State::default()));
-    let transport: DynTransport = Arc::new(InMemory(Recorder(state.clone())));
+    let transport: DynTransport = Arc::new(InMemoryTransport::new(Recorder(state.clone())));
     let mut config = McpClientConfig::new(ServerConfig::stdio("unused", Vec::<String>::new()));
     config.tool_call_timeout = Duration::from_secs(10);
     configure(&mut config);

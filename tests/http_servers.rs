@@ -6,17 +6,14 @@
 
 mod support;
 
-use std::{
-    collections::HashSet,
-    io::Write,
-    sync::{Arc, Mutex},
-};
+use std::{collections::HashSet, sync::Arc};
 
 use mcp_group::{
     FunctionGroup, McpClientConfig, ServerConfig, SessionId,
     core::DynTransport,
     http::{HttpConfig, StreamableHttpTransport},
 };
+use mcp_group_test_kit::Captured;
 use serde_json::json;
 use support::{config, python_http_server, server_everything_http};
 
@@ -115,36 +112,10 @@ async fn per_session_headers_reach_the_server_and_never_cross_sessions() {
     group.shutdown().await;
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn secret_header_values_never_appear_in_logs() {
     let server = python_http_server();
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::TRACE)
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (captured, _default) = Captured::install(tracing::Level::TRACE);
     let mut config = http(server.url("/mcp"));
     let ServerConfig::StreamableHttp(server_config) = &mut config.server else {
         panic!("an HTTP config");
@@ -164,7 +135,7 @@ async fn secret_header_values_never_appear_in_logs() {
     assert_eq!(hello, "Hello, logs!");
     tracing::debug!(config = ?group.config(), "the group's config, as a user might log it");
     group.shutdown().await;
-    let text = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let text = captured.text();
     // The config line proves capture works (other tests of this binary, run
     // in parallel without a subscriber, can make tracing skip some callsites).
     assert!(

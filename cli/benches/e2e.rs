@@ -19,9 +19,8 @@
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader, Write},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::PathBuf,
+    process::{Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -30,6 +29,10 @@ use std::{
 };
 
 use mcp_group::{FunctionGroup, McpClientConfig, ServerConfig, SessionId};
+use mcp_group_test_kit::{
+    ServerProcess, fixtures,
+    process::{rss_kib, run_with_input},
+};
 use rmcp::{
     ServiceExt,
     model::{
@@ -39,13 +42,10 @@ use rmcp::{
 };
 use serde_json::{Value, json};
 
-const DEMO: &str = env!("CARGO_BIN_EXE_mcp-group");
+#[path = "../tests/support/mod.rs"]
+mod support;
 
-#[allow(dead_code, unreachable_pub)]
-#[path = "../tests/support/soak.rs"]
-mod soak;
-
-use soak::rss_kib;
+use support::{BIN as DEMO, demo_http_server as demo_http, demo_server as stdio_server, soak};
 
 struct Settings {
     overhead_calls: usize,
@@ -82,83 +82,10 @@ impl Settings {
 
 // ------------------------------------------------------------------ servers
 
-/// A process killed and reaped on drop.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The demo server in streamable HTTP mode on a free port.
-fn demo_http() -> Server {
-    let mut child = Command::new(DEMO)
-        .args(["demo-server", "--http", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the demo server starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    Server {
-        child,
-        url: line.trim().to_owned(),
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
-}
-
-fn wait_listening(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The workspace's `target/fixtures` (this package is `cli/`), or
-/// `MCP_GROUP_FIXTURES`.
-fn fixtures_dir() -> PathBuf {
-    std::env::var_os("MCP_GROUP_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures"))
-}
-
 /// server-everything in streamable HTTP mode, if the fixtures are installed.
-fn server_everything_http() -> Option<Server> {
-    let dir = fixtures_dir().join("npm/node_modules/@modelcontextprotocol/server-everything");
-    if !dir.join("dist/index.js").exists() {
-        return None;
-    }
-    let port = free_port();
-    let child = Command::new("node")
-        .args(["dist/index.js", "streamableHttp"])
-        .current_dir(&dir)
-        .env("PORT", port.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let server = Server {
-        child,
-        url: format!("http://127.0.0.1:{port}/mcp"),
-    };
-    wait_listening(port);
-    Some(server)
+fn server_everything_http() -> Option<ServerProcess> {
+    let installed = fixtures::installed(&format!("{}/dist/index.js", fixtures::SERVER_EVERYTHING));
+    installed.then(|| support::server_everything_http("streamableHttp"))
 }
 
 // ------------------------------------------------------------------ clients
@@ -168,10 +95,6 @@ fn group_config(server: ServerConfig, max_sessions: usize) -> McpClientConfig {
     config.max_sessions = max_sessions;
     config.tool_call_timeout = Duration::from_secs(60);
     config
-}
-
-fn stdio_server() -> ServerConfig {
-    ServerConfig::stdio(DEMO, ["demo-server"])
 }
 
 fn http_server(url: &str) -> ServerConfig {
@@ -434,20 +357,12 @@ fn batch(url: &str, runs: usize) -> f64 {
     let mut times = Vec::new();
     for _ in 0..runs {
         let start = Instant::now();
-        let mut child = Command::new(DEMO)
-            .args(["batch", "--url", url, "--transport", "streamable-http"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
+        let output = run_with_input(
+            Command::new(DEMO)
+                .args(["batch", "--url", url, "--transport", "streamable-http"])
+                .stderr(Stdio::null()),
+            Some(&input),
+        );
         times.push(start.elapsed());
         assert!(output.status.success(), "batch failed: {:?}", output.status);
         let ok = String::from_utf8_lossy(&output.stdout)
@@ -524,7 +439,7 @@ fn soak(rt: &tokio::runtime::Runtime, sessions: usize) -> bool {
         let http = (transport == "http").then(demo_http);
         let plan = soak::Plan {
             server: match &http {
-                Some(server) => http_server(&server.url),
+                Some(server) => http_server(&server.url("/mcp")),
                 None => stdio_server(),
             },
             sessions,
@@ -595,6 +510,7 @@ fn main() {
     let mut out: BTreeMap<String, Value> = BTreeMap::new();
 
     let http = demo_http();
+    let url = http.url("/mcp");
     // Memory first, before other phases leave freed memory in the allocator.
     if args.iter().any(|a| a == "--overhead-only") {
         // For profilers: the stdio overhead phase alone.
@@ -605,7 +521,7 @@ fn main() {
         );
         return;
     }
-    let kib = rt.block_on(memory_per_session(&http.url, settings.memory_sessions));
+    let kib = rt.block_on(memory_per_session(&url, settings.memory_sessions));
     out.insert("http_rss_per_idle_session_kib".into(), json!(kib));
     if args.iter().any(|a| a == "--memory-only") {
         // For heap profilers (valgrind --tool=massif, heaptrack).
@@ -614,7 +530,7 @@ fn main() {
     }
 
     let stdio = rt.block_on(overhead(&settings, None));
-    let over_http = rt.block_on(overhead(&settings, Some(&http.url)));
+    let over_http = rt.block_on(overhead(&settings, Some(&url)));
     println!("\nmcp-group e2e: overhead per call (echo on the bundled demo server; medians)");
     println!(
         "{:<6} | {:>10} {:>10} {:>7} {:>9} | {:>10} {:>10}",
@@ -649,7 +565,7 @@ fn main() {
         "", "sessions", "calls/s", "p50 µs", "p99 µs", "created/s"
     );
     let mut series = Vec::new();
-    for (name, make) in [("stdio", None), ("http", Some(http.url.clone()))] {
+    for (name, make) in [("stdio", None), ("http", Some(url.clone()))] {
         let mut rows = Vec::new();
         for &sessions in settings.sessions {
             let server = match &make {
@@ -674,7 +590,7 @@ fn main() {
     for (name, rows) in series {
         out.insert(format!("throughput_{name}"), Value::Array(rows));
     }
-    let demo_ms = batch(&http.url, settings.batch_runs);
+    let demo_ms = batch(&url, settings.batch_runs);
     println!(
         "\nmcp-group batch, 64 sessions × 20 echo, bundled demo server over HTTP: {demo_ms:.0} ms"
     );
@@ -683,9 +599,10 @@ fn main() {
 
     match server_everything_http() {
         Some(everything) => {
-            let ms = batch(&everything.url, settings.batch_runs);
+            let url = everything.url("/mcp");
+            let ms = batch(&url, settings.batch_runs);
             let mut bare: Vec<f64> = (0..settings.batch_runs)
-                .map(|_| rt.block_on(bare_batch(&everything.url)))
+                .map(|_| rt.block_on(bare_batch(&url)))
                 .collect();
             bare.sort_by(f64::total_cmp);
             let bare = bare[bare.len() / 2];

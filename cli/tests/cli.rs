@@ -1,11 +1,9 @@
 //! The `mcp-group` binary, end to end, against its own demo server.
 #![allow(clippy::unwrap_used)]
 
-use std::{
-    io::Write,
-    process::{Command, Output, Stdio},
-};
+use std::process::{Command, Output, Stdio};
 
+use mcp_group_test_kit::{free_port, process::run_with_input};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mcp-group");
@@ -15,26 +13,7 @@ fn demo_server() -> String {
 }
 
 fn run(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    child.wait_with_output().unwrap()
+    run_with_input(Command::new(BIN).args(args).stderr(Stdio::piped()), stdin)
 }
 
 fn stdout(output: &Output) -> String {
@@ -194,15 +173,13 @@ fn ping_reports_a_round_trip_time() {
     assert!(stdout(&out).trim_end().ends_with(" ms"));
 }
 
-#[test]
-fn an_unreachable_http_server_is_a_one_line_connect_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}/mcp");
-    let out = run(&["ping", "--url", &url], None);
+/// `ping --url <url> <transport…>` where nothing listens on the port: a
+/// failure, said in one line naming the URL.
+fn assert_unreachable_is_one_line(path: &str, transport: &[&str]) {
+    let url = format!("http://127.0.0.1:{}{path}", free_port());
+    let mut args = vec!["ping", "--url", &url];
+    args.extend(transport);
+    let out = run(&args, None);
     assert!(!out.status.success());
     let expected = format!("error: could not connect to the MCP server at {url}");
     assert!(stderr(&out).starts_with(&expected), "{}", stderr(&out));
@@ -210,18 +187,13 @@ fn an_unreachable_http_server_is_a_one_line_connect_error() {
 }
 
 #[test]
+fn an_unreachable_http_server_is_a_one_line_connect_error() {
+    assert_unreachable_is_one_line("/mcp", &[]);
+}
+
+#[test]
 fn an_unreachable_sse_server_is_a_one_line_connect_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}/sse");
-    let out = run(&["ping", "--url", &url, "--transport", "sse"], None);
-    assert!(!out.status.success());
-    let expected = format!("error: could not connect to the MCP server at {url}");
-    assert!(stderr(&out).starts_with(&expected), "{}", stderr(&out));
-    assert_eq!(stderr(&out).lines().count(), 1);
+    assert_unreachable_is_one_line("/sse", &["--transport", "sse"]);
 }
 
 #[test]

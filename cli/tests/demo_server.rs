@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use mcp_group::core::Error as CoreError;
 use mcp_group::{Error, FunctionGroup, ServerConfig, SessionId};
+use mcp_group_test_kit::{process_exists, wait_dead, wait_gone};
 use serde_json::json;
-use support::{config, demo_server, process_exists, wait_dead, wait_gone, whoami};
+use support::{config, demo_server, whoami};
 
 #[tokio::test]
 async fn two_sessions_get_two_connections_and_one_session_reuses_its_own() {

@@ -10,8 +10,9 @@ use std::{sync::Arc, time::Duration};
 
 use mcp_group::core::Error as CoreError;
 use mcp_group::{Error, FunctionGroup, SessionId};
+use mcp_group_test_kit::{process::rss_kib, process_exists, wait_gone};
 use serde_json::json;
-use support::{config, demo_server, process_exists, whoami};
+use support::{config, demo_server, whoami};
 
 #[tokio::test]
 async fn a_timed_out_call_is_never_replayed() {
@@ -195,7 +196,7 @@ async fn a_server_killed_mid_call_fails_the_calls_at_once_and_one_reconnect_serv
         let err = result.unwrap_err();
         assert!(err.is_connection_lost(), "{err:?}");
     }
-    assert!(support::wait_gone(pid).await, "the killed server is reaped");
+    assert!(wait_gone(pid).await, "the killed server is reaped");
 
     // Concurrent callers after the failure share one new connection.
     let again: Vec<_> = (0..4)
@@ -354,7 +355,7 @@ async fn garbage_on_stdout_is_a_typed_error_not_a_hang() {
 
 #[tokio::test]
 async fn a_ten_mib_line_is_a_typed_error_with_bounded_memory() {
-    let before = support::soak::rss_kib();
+    let before = rss_kib();
     let err = connect_fails(odd_server(
         "python3",
         &[
@@ -367,6 +368,6 @@ async fn a_ten_mib_line_is_a_typed_error_with_bounded_memory() {
         matches!(err, CoreError::Timeout { .. } | CoreError::Handshake { .. }),
         "{err:?}"
     );
-    let grown_mib = support::soak::rss_kib().saturating_sub(before) / 1024;
+    let grown_mib = rss_kib().saturating_sub(before) / 1024;
     assert!(grown_mib < 64, "memory stays bounded: grew {grown_mib} MiB");
 }

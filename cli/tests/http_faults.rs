@@ -11,8 +11,9 @@ use std::{
 
 use mcp_group::core::Error as CoreError;
 use mcp_group::{Error, FunctionGroup, McpClientConfig, ServerConfig, SessionId};
+use mcp_group_test_kit::ServerProcess;
 use serde_json::{Value, json};
-use support::{ServerProcess, config, fault_server};
+use support::{config, fault_server};
 
 fn http(url: String) -> McpClientConfig {
     let mut config = config(ServerConfig::streamable_http(url));
@@ -23,7 +24,7 @@ fn http(url: String) -> McpClientConfig {
 
 /// A plain HTTP/1.0 request to the fault server's admin endpoints.
 fn admin(server: &ServerProcess, method: &str, path: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port())).unwrap();
     write!(
         stream,
         "{method} {path} HTTP/1.0\r\nContent-Length: 0\r\n\r\n"
@@ -231,7 +232,7 @@ async fn per_user_sessions_open_no_standalone_get_stream() {
 #[tokio::test]
 async fn a_client_is_never_left_permanently_dead() {
     let server = support::demo_http_server();
-    let port = server.port;
+    let port = server.port();
     let mut config = http(server.url("/mcp"));
     config.reconnect_max_attempts = 2;
     let group = FunctionGroup::connect(config).await.unwrap();

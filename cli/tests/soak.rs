@@ -9,6 +9,7 @@ mod support;
 use std::time::Duration;
 
 use mcp_group::ServerConfig;
+use mcp_group_test_kit::process::fd_targets;
 use support::soak::{Plan, run};
 
 fn check(report: &support::soak::Report, sessions: usize) {
@@ -25,7 +26,7 @@ fn check(report: &support::soak::Report, sessions: usize) {
         report.fds_after,
         report.fds_before,
         "{summary}\n{:#?}",
-        support::soak::fd_targets()
+        fd_targets()
     );
 }
 

@@ -1,5 +1,6 @@
 //! A transport written the way a downstream crate would write one: against
-//! `mcp-group-core` alone, over an in-memory byte pipe to an rmcp server.
+//! `mcp-group-core` alone, opening the test kit's in-memory pipe to an rmcp
+//! server and attaching a cleanup to each connection.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::{
@@ -11,37 +12,7 @@ use std::time::Duration;
 use mcp_group_core::{
     Cleanup, Connection, DynTransport, Error, ServerDescription, SessionId, Transport, async_trait,
 };
-use rmcp::{
-    ServerHandler, ServiceExt,
-    handler::server::{router::tool::ToolRouter, wrapper::Parameters},
-    model::{ServerCapabilities, ServerConfig},
-    tool, tool_handler, tool_router,
-};
-
-#[derive(serde::Deserialize, schemars::JsonSchema)]
-struct Greet {
-    name: String,
-}
-
-#[derive(Clone)]
-struct Greeter {
-    tool_router: ToolRouter<Self>,
-}
-
-#[tool_router]
-impl Greeter {
-    #[tool(description = "Greet someone")]
-    async fn greet(&self, Parameters(Greet { name }): Parameters<Greet>) -> String {
-        format!("Hello, {name}!")
-    }
-}
-
-#[tool_handler(router = self.tool_router)]
-impl ServerHandler for Greeter {
-    fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-    }
-}
+use mcp_group_test_kit::{EchoServer, connect_in_memory};
 
 /// Counts cleanups so the test can see `close` run them.
 struct CountCleanup(Arc<AtomicUsize>);
@@ -62,17 +33,7 @@ struct InMemory {
 #[async_trait]
 impl Transport for InMemory {
     async fn connect(&self, _session: &SessionId) -> Result<Connection, Error> {
-        let (client, server) = tokio::io::duplex(64 * 1024);
-        tokio::spawn(async move {
-            let greeter = Greeter {
-                tool_router: Greeter::tool_router(),
-            };
-            if let Ok(running) = greeter.serve(server).await {
-                let _ = running.waiting().await;
-            }
-        });
-        let (read, write) = tokio::io::split(client);
-        let connection = Connection::establish((read, write), "in-memory").await?;
+        let connection = connect_in_memory(EchoServer::new(), "in-memory").await?;
         Ok(connection.with_cleanup(CountCleanup(self.cleanups.clone())))
     }
 
@@ -93,19 +54,15 @@ async fn a_downstream_transport_lists_and_calls_tools() {
     let connection = transport.connect(&SessionId::new("s")).await.unwrap();
     let tools = connection.list_tools(Duration::from_secs(5)).await.unwrap();
     assert_eq!(tools.len(), 1);
-    assert_eq!(tools[0].name, "greet");
-    assert_eq!(tools[0].description.as_deref(), Some("Greet someone"));
+    assert_eq!(tools[0].name, "echo");
+    assert_eq!(tools[0].description.as_deref(), Some("Echo the message"));
 
-    let args = serde_json::json!({"name": "Ada"})
-        .as_object()
-        .cloned()
-        .unwrap();
     let output = connection
-        .call_tool("greet", args, Duration::from_secs(5))
+        .call_tool("echo", EchoServer::arguments("Ada"), Duration::from_secs(5))
         .await
         .unwrap();
     assert!(!output.is_error());
-    assert_eq!(output.to_text(), "Hello, Ada!");
+    assert_eq!(output.to_text(), "Echo: Ada");
 
     connection.ping(Duration::from_secs(5)).await.unwrap();
     assert_eq!(

@@ -24,58 +24,13 @@ use std::{
 };
 
 use criterion::Criterion;
-use mcp_group_core::{
-    Connection, Error as CoreError, ServerDescription, SessionId, Transport, async_trait,
-};
+use mcp_group_core::SessionId;
 use mcp_group_registry::{Registry, RegistryConfig, SessionHandle};
-use rmcp::{
-    ServerHandler, ServiceExt,
-    model::{ServerCapabilities, ServerConfig},
-};
+use mcp_group_test_kit::InMemoryTransport;
 
 const SESSIONS: usize = 1_000;
 const WRITER_PERIOD: Duration = Duration::from_micros(100);
 const WRITER_TARGET_PER_SEC: f64 = 10_000.0;
-
-// ---------------------------------------------------------------- transport
-
-#[derive(Clone)]
-struct Empty;
-
-impl ServerHandler for Empty {
-    fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-    }
-}
-
-/// An in-memory server per connection, optionally with a slow handshake.
-struct InMemory {
-    handshake_delay: Duration,
-}
-
-#[async_trait]
-impl Transport for InMemory {
-    async fn connect(&self, _session: &SessionId) -> Result<Connection, CoreError> {
-        if !self.handshake_delay.is_zero() {
-            tokio::time::sleep(self.handshake_delay).await;
-        }
-        let (client, server) = tokio::io::duplex(4096);
-        tokio::spawn(async move {
-            if let Ok(running) = Empty.serve(server).await {
-                let _ = running.waiting().await;
-            }
-        });
-        let (read, write) = tokio::io::split(client);
-        Connection::establish((read, write), "in-memory").await
-    }
-
-    fn description(&self) -> ServerDescription {
-        ServerDescription {
-            transport: "in-memory",
-            endpoint: "in-memory".into(),
-        }
-    }
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -217,17 +172,15 @@ struct Subjects {
     keys: Arc<Vec<SessionId>>,
     seed: Arc<SeedPort>,
     floor: Arc<Floor>,
-    registry: Registry<InMemory>,
-    handles: Vec<SessionHandle<InMemory>>,
+    registry: Registry<InMemoryTransport>,
+    handles: Vec<SessionHandle<InMemoryTransport>>,
 }
 
 impl Subjects {
     async fn new() -> Self {
         let keys = keys();
         let registry = Registry::new(
-            InMemory {
-                handshake_delay: Duration::ZERO,
-            },
+            InMemoryTransport::empty(),
             RegistryConfig::new(SESSIONS + 16, Duration::from_secs(3600)),
         );
         let mut handles = Vec::with_capacity(SESSIONS);
@@ -392,9 +345,7 @@ fn median(values: &mut [f64]) -> f64 {
 fn parallel_creation_ms(rt: &tokio::runtime::Runtime) -> f64 {
     rt.block_on(async {
         let registry = Registry::new(
-            InMemory {
-                handshake_delay: Duration::from_millis(50),
-            },
+            InMemoryTransport::empty().with_connect_delay(Duration::from_millis(50)),
             RegistryConfig::new(1_000, Duration::from_secs(3600)),
         );
         let start = Instant::now();
@@ -422,9 +373,7 @@ fn parallel_creation_ms(rt: &tokio::runtime::Runtime) -> f64 {
 fn cleanup_10k(rt: &tokio::runtime::Runtime) -> (f64, f64) {
     rt.block_on(async {
         let registry = Registry::new(
-            InMemory {
-                handshake_delay: Duration::ZERO,
-            },
+            InMemoryTransport::empty(),
             RegistryConfig::new(20_000, Duration::from_secs(3600)).with_reap_interval(None),
         );
         let keys: Vec<SessionId> = (0..10_000)

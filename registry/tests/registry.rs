@@ -1,107 +1,41 @@
-//! The registry's contract, driven by a scripted in-memory transport.
+//! The registry's contract, driven by the test kit's in-memory and scripted transports.
 #![allow(clippy::unwrap_used)]
 
-use std::{
-    collections::VecDeque,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
-use mcp_group_core::{
-    Connection, Error as CoreError, ServerDescription, SessionId, Transport, async_trait,
-};
+use mcp_group_core::{Error as CoreError, SessionId};
 use mcp_group_registry::{Error, FullPolicy, Registry, RegistryConfig};
-use rmcp::{
-    ServerHandler, ServiceExt,
-    model::{ServerCapabilities, ServerConfig},
-};
+use mcp_group_test_kit::{Answer, InMemoryTransport, ScriptedTransport};
 use tokio::sync::{Barrier, Semaphore};
 
-/// A server with no tools: enough for the handshake and `ping`.
-#[derive(Clone)]
-struct Empty;
-
-impl ServerHandler for Empty {
-    fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-    }
+/// Connects to a fresh in-memory server on every connect, and counts them.
+fn in_memory() -> Arc<InMemoryTransport> {
+    Arc::new(InMemoryTransport::empty())
 }
 
-/// What one `connect` does.
-enum Step {
-    /// Connect at once.
-    Ok,
-    /// Fail with the core `Error::Connect`.
-    Fail,
-    /// Wait for a permit of the gate, then connect.
-    Gate(Arc<Semaphore>),
-    /// Wait at the barrier, then connect.
-    Barrier(Arc<Barrier>),
-    /// Never finish.
-    Never,
+/// Waits for a permit of `gate`, then connects.
+fn after_permit(gate: &Arc<Semaphore>) -> Answer {
+    let gate = gate.clone();
+    Answer::after(async move {
+        drop(gate.acquire().await);
+    })
 }
 
-#[derive(Default)]
-struct Scripted {
-    steps: Mutex<VecDeque<Step>>,
-    connects: AtomicUsize,
+/// Waits at `barrier`, then connects.
+fn after_barrier(barrier: &Arc<Barrier>) -> Answer {
+    let barrier = barrier.clone();
+    Answer::after(async move {
+        barrier.wait().await;
+    })
 }
 
-impl Scripted {
-    fn new(steps: impl IntoIterator<Item = Step>) -> Arc<Self> {
-        Arc::new(Self {
-            steps: Mutex::new(steps.into_iter().collect()),
-            connects: AtomicUsize::new(0),
-        })
-    }
-
-    fn connects(&self) -> usize {
-        self.connects.load(Ordering::SeqCst)
-    }
-}
-
-#[async_trait]
-impl Transport for Scripted {
-    async fn connect(&self, _session: &SessionId) -> Result<Connection, CoreError> {
-        self.connects.fetch_add(1, Ordering::SeqCst);
-        let step = self.steps.lock().unwrap().pop_front().unwrap_or(Step::Ok);
-        match step {
-            Step::Ok => {}
-            Step::Fail => {
-                return Err(CoreError::Connect {
-                    endpoint: "scripted".into(),
-                    source: "refused".into(),
-                });
-            }
-            Step::Gate(gate) => drop(gate.acquire().await.unwrap()),
-            Step::Barrier(barrier) => {
-                barrier.wait().await;
-            }
-            Step::Never => std::future::pending::<()>().await,
-        }
-        let (client, server) = tokio::io::duplex(16 * 1024);
-        tokio::spawn(async move {
-            if let Ok(running) = Empty.serve(server).await {
-                let _ = running.waiting().await;
-            }
-        });
-        let (read, write) = tokio::io::split(client);
-        Connection::establish((read, write), "scripted").await
-    }
-
-    fn description(&self) -> ServerDescription {
-        ServerDescription {
-            transport: "scripted",
-            endpoint: "scripted".into(),
-        }
-    }
+/// `limit` sessions, idle after `idle_secs`, no reaper task.
+fn config_with(limit: usize, idle_secs: u64) -> RegistryConfig {
+    RegistryConfig::new(limit, Duration::from_secs(idle_secs)).with_reap_interval(None)
 }
 
 fn config() -> RegistryConfig {
-    RegistryConfig::new(100, Duration::from_secs(60)).with_reap_interval(None)
+    config_with(100, 60)
 }
 
 fn sid(s: &str) -> SessionId {
@@ -111,7 +45,7 @@ fn sid(s: &str) -> SessionId {
 #[tokio::test]
 async fn concurrent_first_uses_of_one_session_open_one_connection() {
     let gate = Arc::new(Semaphore::new(0));
-    let transport = Scripted::new([Step::Gate(gate.clone())]);
+    let transport = Arc::new(ScriptedTransport::new([]).expect_for("s", after_permit(&gate)));
     let registry = Registry::new(transport.clone(), config());
     let mut tasks = Vec::new();
     for _ in 0..5 {
@@ -133,6 +67,7 @@ async fn concurrent_first_uses_of_one_session_open_one_connection() {
     ids.dedup();
     assert_eq!(ids.len(), 1, "all five share one connection");
     assert_eq!(transport.connects(), 1);
+    transport.assert_done();
     let stats = registry.stats();
     assert_eq!((stats.created, stats.reused), (1, 4));
     assert_eq!(registry.ref_count(&sid("s")), 0);
@@ -143,7 +78,9 @@ async fn first_uses_of_different_sessions_connect_in_parallel() {
     // Each connect waits until all three are in progress: serialized
     // creation would never get there, and the timeout would fire.
     let barrier = Arc::new(Barrier::new(3));
-    let transport = Scripted::new((0..3).map(|_| Step::Barrier(barrier.clone())));
+    let transport = Arc::new(ScriptedTransport::new(
+        (0..3).map(|_| after_barrier(&barrier)),
+    ));
     let registry = Registry::new(transport.clone(), config());
     let (a, b, c) = (sid("a"), sid("b"), sid("c"));
     let all = async {
@@ -160,11 +97,16 @@ async fn first_uses_of_different_sessions_connect_in_parallel() {
     assert_ne!(a.connection().id(), b.connection().id());
     assert_ne!(b.connection().id(), c.connection().id());
     assert_eq!(registry.session_count(), 3);
+    transport.assert_done();
 }
 
 #[tokio::test(start_paused = true)]
 async fn lookups_of_existing_sessions_never_wait_on_a_creation() {
-    let transport = Scripted::new([Step::Ok, Step::Never]);
+    let transport = Arc::new(
+        ScriptedTransport::new([])
+            .expect_for("old", Answer::Connect)
+            .expect_for("new", Answer::Never),
+    );
     let registry = Registry::new(transport.clone(), config());
     drop(registry.acquire(&sid("old")).await.unwrap());
     let stuck = {
@@ -180,11 +122,12 @@ async fn lookups_of_existing_sessions_never_wait_on_a_creation() {
         .unwrap();
     lease.ping(Duration::from_secs(5)).await.unwrap();
     stuck.abort();
+    transport.assert_done();
 }
 
 #[tokio::test]
 async fn a_failed_creation_leaves_no_entry_and_the_next_call_retries() {
-    let transport = Scripted::new([Step::Fail]);
+    let transport = Arc::new(ScriptedTransport::new([Answer::refused(), Answer::Connect]));
     let registry = Registry::new(transport.clone(), config());
     let err = registry.acquire(&sid("s")).await.unwrap_err();
     assert!(
@@ -201,11 +144,12 @@ async fn a_failed_creation_leaves_no_entry_and_the_next_call_retries() {
     let lease = registry.acquire(&sid("s")).await.unwrap();
     lease.ping(Duration::from_secs(5)).await.unwrap();
     assert_eq!(transport.connects(), 2);
+    transport.assert_done();
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_connect_that_never_finishes_times_out() {
-    let transport = Scripted::new([Step::Never]);
+    let transport = Arc::new(ScriptedTransport::new([Answer::Never]));
     let registry = Registry::new(
         transport,
         config().with_connect_timeout(Duration::from_secs(5)),
@@ -224,10 +168,7 @@ async fn a_connect_that_never_finishes_times_out() {
 
 #[tokio::test]
 async fn beyond_the_limit_a_new_session_is_refused_with_a_typed_error() {
-    let registry = Registry::new(
-        Scripted::new([]),
-        RegistryConfig::new(2, Duration::from_secs(60)).with_reap_interval(None),
-    );
+    let registry = Registry::new(in_memory(), config_with(2, 60));
     let _a = registry.acquire(&sid("a")).await.unwrap();
     let _b = registry.acquire(&sid("b")).await.unwrap();
     let err = registry.acquire(&sid("c")).await.unwrap_err();
@@ -243,10 +184,7 @@ async fn beyond_the_limit_a_new_session_is_refused_with_a_typed_error() {
 
 #[tokio::test(start_paused = true)]
 async fn at_the_limit_idle_sessions_are_evicted_first() {
-    let registry = Registry::new(
-        Scripted::new([]),
-        RegistryConfig::new(1, Duration::from_secs(10)).with_reap_interval(None),
-    );
+    let registry = Registry::new(in_memory(), config_with(1, 10));
     drop(registry.acquire(&sid("a")).await.unwrap());
     let err = registry.acquire(&sid("b")).await.unwrap_err();
     assert!(
@@ -262,7 +200,7 @@ async fn at_the_limit_idle_sessions_are_evicted_first() {
 
 #[tokio::test]
 async fn cleanup_skips_sessions_in_use() {
-    let registry = Registry::new(Scripted::new([]), config());
+    let registry = Registry::new(in_memory(), config());
     let busy = registry.acquire(&sid("busy")).await.unwrap();
     drop(registry.acquire(&sid("idle")).await.unwrap());
     assert_eq!(registry.cleanup_sessions(Some(Duration::ZERO)).await, 1);
@@ -277,7 +215,7 @@ async fn cleanup_skips_sessions_in_use() {
 
 #[tokio::test]
 async fn a_cancelled_acquire_releases_its_reference() {
-    let transport = Scripted::new([Step::Never]);
+    let transport = Arc::new(ScriptedTransport::new([Answer::Never]));
     let registry = Registry::new(transport.clone(), config());
     let task = {
         let registry = registry.clone();
@@ -299,7 +237,7 @@ async fn a_cancelled_acquire_releases_its_reference() {
 
 #[tokio::test]
 async fn a_dropped_lease_releases_even_on_panic() {
-    let registry = Registry::new(Scripted::new([]), config());
+    let registry = Registry::new(in_memory(), config());
     let r = registry.clone();
     let result = tokio::spawn(async move {
         let _lease = r.acquire(&sid("s")).await.unwrap();
@@ -314,7 +252,7 @@ async fn a_dropped_lease_releases_even_on_panic() {
 #[tokio::test(start_paused = true)]
 async fn the_reaper_cleans_idle_sessions_and_stops_with_the_registry() {
     let registry = Registry::new(
-        Scripted::new([]),
+        in_memory(),
         RegistryConfig::new(10, Duration::from_secs(10))
             .with_reap_interval(Some(Duration::from_secs(1))),
     );
@@ -329,7 +267,7 @@ async fn the_reaper_cleans_idle_sessions_and_stops_with_the_registry() {
 
 #[tokio::test]
 async fn shutdown_waits_for_leases_closes_everything_and_refuses_new_calls() {
-    let registry = Registry::new(Scripted::new([]), config());
+    let registry = Registry::new(in_memory(), config());
     let lease = registry.acquire(&sid("a")).await.unwrap();
     let other = registry
         .acquire(&sid("b"))
@@ -357,7 +295,7 @@ async fn shutdown_waits_for_leases_closes_everything_and_refuses_new_calls() {
 
 #[tokio::test]
 async fn an_invalidated_connection_is_replaced_on_the_next_acquire() {
-    let transport = Scripted::new([]);
+    let transport = in_memory();
     let registry = Registry::new(transport.clone(), config());
     let lease = registry.acquire(&sid("s")).await.unwrap();
     let first = lease.connection().id();
@@ -370,10 +308,8 @@ async fn an_invalidated_connection_is_replaced_on_the_next_acquire() {
 #[tokio::test(start_paused = true)]
 async fn evict_lru_idle_closes_the_least_recently_used_unleased_session() {
     let registry = Registry::new(
-        Scripted::new([]),
-        RegistryConfig::new(2, Duration::from_secs(3600))
-            .with_reap_interval(None)
-            .with_full_policy(FullPolicy::EvictLruIdle),
+        in_memory(),
+        config_with(2, 3600).with_full_policy(FullPolicy::EvictLruIdle),
     );
     let old = registry
         .acquire(&sid("old"))
@@ -400,10 +336,8 @@ async fn evict_lru_idle_closes_the_least_recently_used_unleased_session() {
 #[tokio::test(start_paused = true)]
 async fn evict_lru_idle_never_evicts_a_leased_session() {
     let registry = Registry::new(
-        Scripted::new([]),
-        RegistryConfig::new(1, Duration::from_secs(3600))
-            .with_reap_interval(None)
-            .with_full_policy(FullPolicy::EvictLruIdle),
+        in_memory(),
+        config_with(1, 3600).with_full_policy(FullPolicy::EvictLruIdle),
     );
     let _held = registry.acquire(&sid("held")).await.unwrap();
     let err = registry.acquire(&sid("other")).await.unwrap_err();
@@ -416,10 +350,8 @@ async fn evict_lru_idle_never_evicts_a_leased_session() {
 #[tokio::test(start_paused = true)]
 async fn the_wait_policy_waits_for_a_slot_then_gives_up() {
     let registry = Registry::new(
-        Scripted::new([]),
-        RegistryConfig::new(1, Duration::from_secs(3600))
-            .with_reap_interval(None)
-            .with_full_policy(FullPolicy::Wait(Duration::from_secs(5))),
+        in_memory(),
+        config_with(1, 3600).with_full_policy(FullPolicy::Wait(Duration::from_secs(5))),
     );
     drop(registry.acquire(&sid("a")).await.unwrap());
     // Nothing frees a slot: refused after the wait.
@@ -450,7 +382,7 @@ async fn the_wait_policy_waits_for_a_slot_then_gives_up() {
 
 #[tokio::test]
 async fn a_session_bound_to_a_principal_is_refused_to_others() {
-    let registry = Registry::new(Scripted::new([]), config());
+    let registry = Registry::new(in_memory(), config());
     let s = sid("conversation-42");
     let alice = registry
         .acquire_as(&s, Some("alice"))
@@ -476,11 +408,8 @@ async fn a_session_bound_to_a_principal_is_refused_to_others() {
 
 #[tokio::test(start_paused = true)]
 async fn an_expired_session_is_absent_on_lookup_before_any_reaper_runs() {
-    let transport = Scripted::new([]);
-    let registry = Registry::new(
-        transport.clone(),
-        RegistryConfig::new(10, Duration::from_secs(10)).with_reap_interval(None),
-    );
+    let transport = in_memory();
+    let registry = Registry::new(transport.clone(), config_with(10, 10));
     let first = registry.acquire(&sid("s")).await.unwrap();
     let first_connection = first.connection().clone();
     drop(first);
@@ -498,10 +427,7 @@ async fn an_expired_session_is_absent_on_lookup_before_any_reaper_runs() {
 
 #[tokio::test(start_paused = true)]
 async fn peek_does_not_refresh_idle_time() {
-    let registry = Registry::new(
-        Scripted::new([]),
-        RegistryConfig::new(10, Duration::from_secs(10)).with_reap_interval(None),
-    );
+    let registry = Registry::new(in_memory(), config_with(10, 10));
     drop(registry.acquire(&sid("s")).await.unwrap());
     tokio::time::sleep(Duration::from_secs(6)).await;
     let info = registry.peek(&sid("s")).unwrap();
@@ -518,7 +444,7 @@ async fn peek_does_not_refresh_idle_time() {
 
 #[tokio::test]
 async fn a_session_handle_leases_without_the_map_and_re_resolves_after_removal() {
-    let transport = Scripted::new([]);
+    let transport = in_memory();
     let registry = Registry::new(transport.clone(), config());
     let mut handle = registry.handle(&sid("s"), None).await.unwrap();
     let first = handle.acquire().await.unwrap().connection().id();
@@ -539,7 +465,7 @@ async fn a_session_handle_leases_without_the_map_and_re_resolves_after_removal()
 
 #[tokio::test]
 async fn removals_carry_their_cause() {
-    let registry = Registry::new(Scripted::new([]), config());
+    let registry = Registry::new(in_memory(), config());
     registry.acquire(&sid("broken")).await.unwrap().invalidate();
     drop(registry.acquire(&sid("idle")).await.unwrap());
     registry.cleanup_sessions(Some(Duration::ZERO)).await;

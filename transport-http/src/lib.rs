@@ -400,12 +400,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_connection_is_a_connect_error() {
-        // Bind and drop to find a port nothing listens on.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = mcp_group_test_kit::free_port();
         let transport = StreamableHttpTransport::new(
             HttpConfig::new(format!("http://127.0.0.1:{port}/mcp")).unwrap(),
         )

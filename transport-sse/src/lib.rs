@@ -261,11 +261,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_connection_is_a_connect_error() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = mcp_group_test_kit::free_port();
         let transport =
             SseTransport::new(HttpConfig::new(format!("http://127.0.0.1:{port}/sse")).unwrap())
                 .unwrap();

@@ -4,14 +4,16 @@
 #![allow(clippy::unwrap_used)]
 
 use std::{
-    io::Write,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
     time::Duration,
 };
 
 use mcp_group_core::{Error, SessionId, Transport};
+use mcp_group_test_kit::{Captured, eventually, process_exists, wait_for, wait_gone};
 use mcp_group_transport_stdio::{self as stdio, StdioConfig, StdioTransport};
+
+/// How long a test waits for what a child process writes.
+const PATIENCE: Duration = Duration::from_secs(5);
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("mcp-group-stdio-{}-{name}", std::process::id()));
@@ -20,31 +22,16 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// Polls (bounded) until `path` has content; the child writes it asynchronously.
+/// Waits (bounded) until `path` has a whole line; the child writes it
+/// asynchronously.
 async fn read_when_written(path: &Path) -> String {
-    for _ in 0..500 {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if text.ends_with('\n') {
-                return text;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{} was never written", path.display());
-}
-
-fn gone(pid: u32) -> bool {
-    !Path::new(&format!("/proc/{pid}")).exists()
-}
-
-async fn wait_gone(pid: u32) -> bool {
-    for _ in 0..500 {
-        if gone(pid) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
+    wait_for(PATIENCE, || {
+        std::fs::read_to_string(path)
+            .ok()
+            .filter(|text| text.ends_with('\n'))
+    })
+    .await
+    .unwrap_or_else(|| panic!("{} was never written", path.display()))
 }
 
 /// A "server" that never answers `initialize` and leaves a grandchild running.
@@ -72,7 +59,7 @@ async fn an_abandoned_connect_kills_the_server_and_its_children() {
         .trim()
         .parse()
         .unwrap();
-    assert!(!gone(pid) && !gone(grandchild));
+    assert!(process_exists(pid) && process_exists(grandchild));
     attempt.abort();
     assert!(attempt.await.unwrap_err().is_cancelled());
     assert!(wait_gone(pid).await, "server {pid} killed and reaped");
@@ -130,35 +117,9 @@ async fn env_and_cwd_reach_the_server() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[tokio::test]
 async fn server_stderr_is_forwarded_to_tracing() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (captured, _default) = Captured::install(tracing::Level::INFO);
     let transport = StdioTransport::new(
         StdioConfig::new("sh")
             .arg("-c")
@@ -168,15 +129,9 @@ async fn server_stderr_is_forwarded_to_tracing() {
     // under the default subscriber set above.
     let attempt =
         tokio::spawn(async move { transport.connect(&SessionId::new("s")).await.map(|_| ()) });
-    let mut text = String::new();
-    for _ in 0..500 {
-        text = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
-        if text.contains("flux capacitor") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(PATIENCE, || captured.text().contains("flux capacitor")).await;
     attempt.abort();
+    let text = captured.text();
     assert!(text.contains("warming up the flux capacitor"), "{text}");
     assert!(text.contains("mcp_group::server_stderr"), "{text}");
 }

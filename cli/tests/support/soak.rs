@@ -17,6 +17,10 @@ use std::{
 };
 
 use mcp_group::{Error, FunctionGroup, McpClientConfig, ServerConfig, SessionId};
+use mcp_group_test_kit::{
+    eventually,
+    process::{PATIENCE, open_fds, process_running, rss_kib},
+};
 use serde_json::json;
 
 /// What to run.
@@ -88,41 +92,9 @@ impl Report {
     }
 }
 
-pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-/// What the open file descriptors point at (for a failure message).
-pub fn fd_targets() -> Vec<String> {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter_map(|e| std::fs::read_link(e.path()).ok())
-                .map(|t| t.display().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-pub fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// A demo server process still running (not a zombie, not a reused pid).
 fn demo_server_alive(pid: u32) -> bool {
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let zombie = state
-        .rsplit_once(')')
-        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
-    !zombie && cmdline.windows(11).any(|w| w == b"demo-server")
+    process_running(pid, "demo-server")
 }
 
 pub async fn run(plan: Plan) -> Report {
@@ -221,10 +193,7 @@ pub async fn run(plan: Plan) -> Report {
     // Killed servers leave the process table asynchronously (SIGKILL, then
     // the reaper task): bounded wait per pid.
     for &pid in pids.iter().filter(|_| plan.process_per_session) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while demo_server_alive(pid) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually(PATIENCE, || !demo_server_alive(pid)).await;
     }
     report.server_pids = pids.len();
     if plan.process_per_session {
@@ -232,10 +201,7 @@ pub async fn run(plan: Plan) -> Report {
     }
     // Connections of a dropped HTTP pool close in their own tasks, once they
     // see the pool gone: bounded wait for that, not a fixed sleep.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while open_fds() > fds_before && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(Duration::from_secs(5), || open_fds() <= fds_before).await;
     report.fds_before = fds_before;
     report.fds_after = open_fds();
     report.rss_kib_before = rss_kib_before;

@@ -1,5 +1,6 @@
-//! The WebSocket transport against a WebSocket MCP server of ours (an rmcp
-//! server behind tokio-tungstenite), through `mcp-group-core` only.
+//! The WebSocket transport against a WebSocket MCP server of ours (the test
+//! kit's rmcp echo server behind tokio-tungstenite), through
+//! `mcp-group-core` only.
 #![allow(clippy::unwrap_used)]
 // tungstenite dictates the handshake callback's error type.
 #![allow(clippy::result_large_err)]
@@ -9,39 +10,12 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt, future::ready};
 use mcp_group_core::{Error, SessionId, Transport};
 use mcp_group_example_ws_transport::WebSocketTransport;
+use mcp_group_test_kit::{EchoServer, free_port};
 use rmcp::{
-    RoleServer, ServerHandler, ServiceExt,
-    handler::server::{router::tool::ToolRouter, wrapper::Parameters},
-    model::{ServerCapabilities, ServerConfig},
+    RoleServer, ServiceExt,
     service::{RxJsonRpcMessage, TxJsonRpcMessage},
-    tool, tool_handler, tool_router,
 };
 use tokio_tungstenite::tungstenite::{self, Message};
-
-#[derive(serde::Deserialize, schemars::JsonSchema)]
-struct Echo {
-    message: String,
-}
-
-#[derive(Clone)]
-struct EchoServer {
-    tool_router: ToolRouter<Self>,
-}
-
-#[tool_router]
-impl EchoServer {
-    #[tool(description = "Echo the message")]
-    async fn echo(&self, Parameters(Echo { message }): Parameters<Echo>) -> String {
-        format!("Echo: {message}")
-    }
-}
-
-#[tool_handler(router = self.tool_router)]
-impl ServerHandler for EchoServer {
-    fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-    }
-}
 
 /// Serves MCP over WebSocket on a free loopback port; one rmcp server per socket.
 async fn start_server() -> String {
@@ -79,10 +53,7 @@ async fn start_server() -> String {
                         _ => None,
                     })
                 });
-                let server = EchoServer {
-                    tool_router: EchoServer::tool_router(),
-                };
-                if let Ok(running) = server.serve((Box::pin(sink), stream)).await {
+                if let Ok(running) = EchoServer::new().serve((Box::pin(sink), stream)).await {
                     let _ = running.waiting().await;
                 }
             });
@@ -103,12 +74,12 @@ async fn lists_and_calls_tools_over_websocket() {
         tools.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
         ["echo"]
     );
-    let args = serde_json::json!({"message": "over ws"})
-        .as_object()
-        .cloned()
-        .unwrap();
     let out = b
-        .call_tool("echo", args, Duration::from_secs(5))
+        .call_tool(
+            "echo",
+            EchoServer::arguments("over ws"),
+            Duration::from_secs(5),
+        )
         .await
         .unwrap();
     assert_eq!(out.to_text(), "Echo: over ws");
@@ -118,12 +89,7 @@ async fn lists_and_calls_tools_over_websocket() {
 
 #[tokio::test]
 async fn nothing_listening_is_a_connect_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let transport = WebSocketTransport::new(format!("ws://127.0.0.1:{port}/mcp"));
+    let transport = WebSocketTransport::new(format!("ws://127.0.0.1:{}/mcp", free_port()));
     let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
     assert!(matches!(err, Error::Connect { .. }), "{err:?}");
 }
