@@ -321,6 +321,7 @@ fn json_output_keeps_server_text_exact() {
 
 #[test]
 fn batch_reports_a_line_that_is_not_utf8_and_runs_the_rest() {
+    use std::io::Write as _;
     let mut child = Command::new(BIN)
         .args(["batch", "--stdio", &demo_server()])
         .stdin(Stdio::piped())

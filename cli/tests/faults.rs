@@ -236,7 +236,10 @@ async fn the_tool_list_watcher_sees_its_base_connection_die() {
         1,
         "the dead default session is gone, its replacement counts once"
     );
-    assert!(support::wait_gone(base).await, "the dead server is reaped");
+    assert!(
+        mcp_group_test_kit::wait_gone(base).await,
+        "the dead server is reaped"
+    );
     let (replacement, calls) = whoami(&group.call(None, "whoami", json!({})).await.unwrap());
     assert_ne!(replacement, base);
     assert_eq!(calls, 1, "a fresh server");

@@ -9,7 +9,7 @@ mod support;
 
 use std::{process::Stdio, time::Duration};
 
-use support::{process_dead, wait_dead};
+use mcp_group_test_kit::{process_dead, wait_dead};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
     process::{Child, ChildStdin, ChildStdout, Command},

@@ -87,10 +87,9 @@ async fn closed_resolves_when_the_server_goes_away() {
     let (client, server) = tokio::io::duplex(64 * 1024);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        let greeter = Greeter {
-            tool_router: Greeter::tool_router(),
-        };
-        let running = greeter.serve(server).await.unwrap();
+        let running = rmcp::ServiceExt::serve(EchoServer::new(), server)
+            .await
+            .unwrap();
         let _ = stopped.await;
         // The server ends its side of the pipe.
         let _ = running.cancel().await;

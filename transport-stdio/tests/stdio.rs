@@ -197,13 +197,7 @@ fn peak_rss_kib() -> u64 {
 
 #[tokio::test]
 async fn a_50_mib_stderr_line_keeps_memory_bounded() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (captured, _default) = Captured::install(tracing::Level::INFO);
     // 50 MiB without a newline, then a short line: the reader must cap the
     // first and still get to the second.
     let transport = StdioTransport::new(StdioConfig::new("sh").arg("-c").arg(
@@ -216,7 +210,7 @@ async fn a_50_mib_stderr_line_keeps_memory_bounded() {
         tokio::spawn(async move { transport.connect(&SessionId::new("s")).await.map(|_| ()) });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let text = loop {
-        let text = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+        let text = captured.text();
         if text.contains("after the flood") {
             break text;
         }
