@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use mcp_group_core::{ClientCredentials, Redacted};
+use mcp_group_core::{ClientCredentials, Redacted, redact_args};
 use mcp_group_overrides::ToolOverride;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -111,12 +111,18 @@ pub struct StdioServer {
     /// Its arguments.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
-    /// Extra environment variables.
+    /// Environment variables for the server. It also gets `HOME`, `LOGNAME`,
+    /// `PATH`, `SHELL`, `TERM` and `USER` from this process, and nothing
+    /// else of its environment unless `inherit_env` is set.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     /// The working directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<PathBuf>,
+    /// Pass this process's whole environment (tokens included) to the
+    /// server (default false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inherit_env: bool,
 }
 
 /// A streamable HTTP server.
@@ -151,9 +157,10 @@ impl std::fmt::Debug for StdioServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StdioServer")
             .field("command", &self.command)
-            .field("args", &self.args)
+            .field("args", &redact_args(&self.args))
             .field("env", &Redacted(&self.env))
             .field("cwd", &self.cwd)
+            .field("inherit_env", &self.inherit_env)
             .finish()
     }
 }

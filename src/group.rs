@@ -598,6 +598,7 @@ pub fn build_transport_with(
                 let mut stdio = StdioConfig::new(server.command.clone()).args(server.args.clone());
                 stdio.env = server.env.clone();
                 stdio.cwd = server.cwd.clone();
+                stdio.inherit_env = server.inherit_env;
                 Ok(Arc::new(
                     StdioTransport::new(stdio).with_client_options(options),
                 ))

@@ -247,6 +247,31 @@ pub fn is_secret_name(name: &str) -> bool {
         .any(|word| name.contains(word))
 }
 
+/// The arguments with secret-looking values replaced: the value after a
+/// flag named like a secret (`--api-key VALUE`), and the value of
+/// `--token=VALUE` or `AUTH_TOKEN=VALUE` forms.
+pub fn redact_args(args: &[String]) -> Vec<String> {
+    const REDACTED: &str = "<redacted>";
+    let mut out = Vec::with_capacity(args.len());
+    let mut next_is_secret = false;
+    for arg in args {
+        if std::mem::take(&mut next_is_secret) {
+            out.push(REDACTED.to_owned());
+            continue;
+        }
+        if let Some((name, _)) = arg.split_once('=') {
+            if is_secret_name(name.trim_start_matches('-')) {
+                out.push(format!("{name}={REDACTED}"));
+                continue;
+            }
+        } else if arg.starts_with('-') && is_secret_name(arg.trim_start_matches('-')) {
+            next_is_secret = true;
+        }
+        out.push(arg.clone());
+    }
+    out
+}
+
 /// A map of names to values whose `Debug` redacts the secret ones.
 pub struct Redacted<'a>(pub &'a std::collections::BTreeMap<String, String>);
 
@@ -264,5 +289,39 @@ impl fmt::Debug for Redacted<'_> {
                 )
             }))
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    fn strings(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| (*w).to_owned()).collect()
+    }
+
+    #[test]
+    fn secret_looking_arguments_are_redacted_and_the_rest_kept() {
+        let args = strings(&[
+            "--api-key",
+            "k1",
+            "--token=k2",
+            "GITHUB_TOKEN=k3",
+            "--port",
+            "3000",
+            "serve",
+        ]);
+        assert_eq!(
+            redact_args(&args),
+            strings(&[
+                "--api-key",
+                "<redacted>",
+                "--token=<redacted>",
+                "GITHUB_TOKEN=<redacted>",
+                "--port",
+                "3000",
+                "serve",
+            ])
+        );
     }
 }

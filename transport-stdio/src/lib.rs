@@ -46,9 +46,12 @@
 //!
 //! [mcp-group]: https://docs.rs/mcp-group
 
-use std::{collections::BTreeMap, path::PathBuf, process::Stdio, time::Duration};
+use std::{collections::BTreeMap, fmt, path::PathBuf, process::Stdio, time::Duration};
 
-use mcp_group_core::{Cleanup, ClientOptions, Connection, ServerDescription, SessionId, Transport};
+use mcp_group_core::{
+    Cleanup, ClientOptions, Connection, Redacted, ServerDescription, SessionId, Transport,
+    redact_args,
+};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, ChildStderr, ChildStdin, ChildStdout, Command},
@@ -57,17 +60,41 @@ use tokio::{
 /// How long a closed server gets to exit on its own, and then after `SIGTERM`.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 
+/// The variables of this process's environment a server gets by default:
+/// the list the reference MCP SDKs (Python, TypeScript) pass on POSIX. The
+/// rest — API tokens, cloud credentials — stays with us unless the config
+/// sets `inherit_env`.
+pub const INHERITED_ENV: [&str; 6] = ["HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER"];
+
 /// What to run: the command, its arguments, environment and working directory.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// `Debug` redacts secret-looking environment values and arguments.
+#[derive(Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StdioConfig {
     /// The program to run (looked up in `PATH` when it has no slash).
     pub command: String,
     /// Its arguments.
     pub args: Vec<String>,
-    /// Extra environment variables (added to the inherited environment).
+    /// Environment variables set for the server, on top of [`INHERITED_ENV`]
+    /// (or of the whole environment, with `inherit_env`).
     pub env: BTreeMap<String, String>,
     /// The working directory, if not the current one.
     pub cwd: Option<PathBuf>,
+    /// Pass this process's whole environment to the server instead of
+    /// [`INHERITED_ENV`] only (default false).
+    pub inherit_env: bool,
+}
+
+impl fmt::Debug for StdioConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StdioConfig")
+            .field("command", &self.command)
+            .field("args", &redact_args(&self.args))
+            .field("env", &Redacted(&self.env))
+            .field("cwd", &self.cwd)
+            .field("inherit_env", &self.inherit_env)
+            .finish()
+    }
 }
 
 impl StdioConfig {
@@ -116,6 +143,15 @@ impl StdioConfig {
     pub fn command_line(&self) -> String {
         let mut words = vec![self.command.as_str()];
         words.extend(self.args.iter().map(String::as_str));
+        shell_words::join(words)
+    }
+
+    /// The command line with secret-looking arguments redacted: what logs,
+    /// errors and descriptions show.
+    pub fn display_command_line(&self) -> String {
+        let args = redact_args(&self.args);
+        let mut words = vec![self.command.as_str()];
+        words.extend(args.iter().map(String::as_str));
         shell_words::join(words)
     }
 }
@@ -177,6 +213,14 @@ impl StdioTransport {
 
     fn command(&self) -> Command {
         let mut cmd = Command::new(&self.config.command);
+        if !self.config.inherit_env {
+            cmd.env_clear();
+            for name in INHERITED_ENV {
+                if let Some(value) = std::env::var_os(name) {
+                    cmd.env(name, value);
+                }
+            }
+        }
         cmd.args(&self.config.args)
             .envs(&self.config.env)
             .stdin(Stdio::piped())
@@ -284,7 +328,7 @@ fn spawner() -> Option<&'static std::sync::mpsc::Sender<SpawnJob>> {
 #[mcp_group_core::async_trait]
 impl Transport for StdioTransport {
     async fn connect(&self, session: &SessionId) -> Result<Connection, mcp_group_core::Error> {
-        let command_line = self.config.command_line();
+        let command_line = self.config.display_command_line();
         // From here on the guard owns the process: any early return or a
         // dropped future kills the group.
         let mut guard =
@@ -312,7 +356,7 @@ impl Transport for StdioTransport {
     fn description(&self) -> ServerDescription {
         ServerDescription {
             transport: "stdio",
-            endpoint: self.config.command_line(),
+            endpoint: self.config.display_command_line(),
         }
     }
 }

@@ -234,3 +234,77 @@ async fn a_50_mib_stderr_line_keeps_memory_bounded() {
         &text[..text.len().min(500)]
     );
 }
+
+/// The names of the environment variables a stdio server sees.
+async fn server_env(config: StdioConfig) -> Vec<String> {
+    let transport = StdioTransport::new(config);
+    let connection = transport.connect(&SessionId::new("env")).await.unwrap();
+    let output = connection
+        .call_tool("env", Default::default(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    connection.close().await;
+    output.to_text().lines().map(str::to_owned).collect()
+}
+
+fn env_server() -> StdioConfig {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/env_server.py");
+    StdioConfig::new("python3").arg(script.display().to_string())
+}
+
+#[tokio::test]
+async fn a_server_gets_a_short_allowlist_of_the_parent_environment_not_its_secrets() {
+    // cargo runs tests with CARGO_MANIFEST_DIR (and more) in the environment:
+    // a stand-in for the tokens a real parent holds.
+    assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+    let names = server_env(env_server().env("MCP_GROUP_PROBE", "set")).await;
+    assert!(names.iter().any(|n| n == "PATH"), "{names:?}");
+    assert!(
+        names.iter().any(|n| n == "MCP_GROUP_PROBE"),
+        "the config's own env: {names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.starts_with("CARGO")),
+        "the parent's other variables stay out: {names:?}"
+    );
+}
+
+#[tokio::test]
+async fn inherit_env_passes_the_whole_parent_environment() {
+    let mut config = env_server();
+    config.inherit_env = true;
+    let names = server_env(config).await;
+    assert!(names.iter().any(|n| n == "CARGO_MANIFEST_DIR"), "{names:?}");
+}
+
+#[tokio::test]
+async fn secrets_stay_out_of_debug_descriptions_and_spawn_errors() {
+    let config = StdioConfig::new("/nonexistent/server")
+        .args([
+            "--api-key",
+            "sk-arg-1",
+            "--token=sk-arg-2",
+            "AUTH_TOKEN=sk-arg-3",
+            "--verbose",
+        ])
+        .env("GITHUB_TOKEN", "sk-env-4");
+    let debug = format!("{config:?}");
+    let transport = StdioTransport::new(config);
+    let description = format!("{:?}", transport.description());
+    let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
+    let mut shown = format!("{debug}\n{description}\n{err:?}");
+    let mut source: Option<&dyn std::error::Error> = Some(&err);
+    while let Some(cause) = source {
+        shown.push('\n');
+        shown.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    for secret in ["sk-arg-1", "sk-arg-2", "sk-arg-3", "sk-env-4"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    assert!(
+        shown.contains("--verbose") && shown.contains("--api-key"),
+        "{shown}"
+    );
+}
