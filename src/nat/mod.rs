@@ -116,14 +116,10 @@ impl McpClientConfig {
         env::expand_values(&mut block)?;
         normalize_group(&mut block);
         let mut config: McpClientConfig = from_value(block, &section)?;
-        let provider = match &mut config.server {
-            ServerConfig::StreamableHttp(server) => server.auth_provider.take(),
-            _ => None,
-        };
-        if let (Some(provider), ServerConfig::StreamableHttp(server)) =
-            (provider, &mut config.server)
-        {
-            auth::apply_provider(&mut root, &provider, server)?;
+        if let ServerConfig::StreamableHttp(server) = &mut config.server {
+            if let Some(provider) = server.auth_provider.take() {
+                auth::apply_provider(&mut root, &provider, server)?;
+            }
         }
         config.validate()?;
         Ok(config)
