@@ -25,9 +25,9 @@
 //! [`McpClientConfig::from_workflow`] reads such a file and returns the
 //! configuration of one MCP function group (`_type: mcp_client` or
 //! `per_user_mcp_client`). The file is loaded the way NeMo Agent Toolkit loads
-//! it: `${VAR}`, `${VAR:-default}` (and the other shell forms its loader
-//! knows) are replaced by environment variables in the whole text before it
-//! is parsed, YAML merge keys apply, a top-level `base:` file is loaded first
+//! it: `${VAR}`, `${VAR:-default}` (also `:=`, `:+` and `:?`) are replaced
+//! by environment variables in the whole text before it is parsed (module
+//! `env`), YAML merge keys apply, a top-level `base:` file is loaded first
 //! and deep-merged under this one, and a `file://` string value in a section
 //! read here is replaced by that file's text. `server.auth_provider` is
 //! resolved against the `authentication` section: `mcp_service_account`
