@@ -505,6 +505,16 @@ impl ParseError {
             message: redact_quoted(message),
         }
     }
+
+    /// The YAML parser's error, located when the parser knows where.
+    pub(crate) fn yaml(error: &serde_yaml_ng::Error) -> Self {
+        let location = error.location();
+        Self::new(
+            location.as_ref().map(|l| l.line()),
+            location.as_ref().map(|l| l.column()),
+            &error.to_string(),
+        )
+    }
 }
 
 fn location(line: Option<usize>, column: Option<usize>) -> String {
@@ -633,17 +643,9 @@ impl McpClientConfig {
 
     /// Parses and validates YAML.
     pub fn from_yaml_str(text: &str) -> Result<Self, ConfigError> {
-        let config: Self =
-            serde_yaml_ng::from_str(text).map_err(|error: serde_yaml_ng::Error| {
-                let location = error.location();
-                ConfigError::Yaml {
-                    source: ParseError::new(
-                        location.as_ref().map(|l| l.line()),
-                        location.as_ref().map(|l| l.column()),
-                        &error.to_string(),
-                    ),
-                }
-            })?;
+        let config: Self = serde_yaml_ng::from_str(text).map_err(|error| ConfigError::Yaml {
+            source: ParseError::yaml(&error),
+        })?;
         config.validate()?;
         Ok(config)
     }

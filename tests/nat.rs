@@ -602,41 +602,24 @@ fn fields_that_cannot_be_honoured_are_errors_naming_them_and_why() {
     assert_eq!(field, "middleware");
     assert!(reason.contains("Python"), "{reason}");
 
-    let (field, reason) = unsupported(McpClientConfig::from_workflow(
-        workflow_with(
-            &dir,
-            "function.yml",
-            "",
-            &format!("{SERVICE_ACCOUNT}    service_token:\n      function: my_pkg.get_token\n"),
-        ),
-        None,
-    ));
+    // A service account with `extra` keys.
+    let account = |file: &str, extra: &str| {
+        let path = workflow_with(&dir, file, "", &format!("{SERVICE_ACCOUNT}{extra}"));
+        unsupported(McpClientConfig::from_workflow(path, None))
+    };
+    let (field, reason) = account(
+        "function.yml",
+        "    service_token:\n      function: my_pkg.get_token\n",
+    );
     assert_eq!(field, "authentication.a.service_token.function");
     assert!(reason.contains("Python"), "{reason}");
-
-    let (field, reason) = unsupported(McpClientConfig::from_workflow(
-        workflow_with(
-            &dir,
-            "buffer.yml",
-            "",
-            &format!("{SERVICE_ACCOUNT}    token_cache_buffer_seconds: 600\n"),
-        ),
-        None,
-    ));
+    let (field, reason) = account("buffer.yml", "    token_cache_buffer_seconds: 600\n");
     assert_eq!(field, "authentication.a.token_cache_buffer_seconds");
     assert!(reason.contains("30 s"), "{reason}");
-
-    let (field, reason) = unsupported(McpClientConfig::from_workflow(
-        workflow_with(
-            &dir,
-            "header.yml",
-            "",
-            &format!(
-                "{SERVICE_ACCOUNT}    service_token:\n      token: t0ken-value\n      header: X-Tenant\n"
-            ),
-        ),
-        None,
-    ));
+    let (field, reason) = account(
+        "header.yml",
+        "    service_token:\n      token: t0ken-value\n      header: X-Tenant\n",
+    );
     assert_eq!(field, "authentication.a.service_token.header");
     assert!(
         reason.contains("`X-Tenant`") && !reason.contains("t0ken-value"),

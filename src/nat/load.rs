@@ -54,20 +54,12 @@ pub(super) fn load_tree(
 }
 
 fn parse_yaml(text: &str) -> Result<Mapping, ConfigError> {
-    let mut value: Value = serde_yaml_ng::from_str(text).map_err(|error| {
-        let location = error.location();
-        ConfigError::Yaml {
-            source: ParseError::new(
-                location.as_ref().map(|l| l.line()),
-                location.as_ref().map(|l| l.column()),
-                &error.to_string(),
-            ),
-        }
-    })?;
+    let yaml_error = |error| ConfigError::Yaml {
+        source: ParseError::yaml(&error),
+    };
+    let mut value: Value = serde_yaml_ng::from_str(text).map_err(yaml_error)?;
     // PyYAML applies `<<` merge keys; so do we.
-    value.apply_merge().map_err(|error| ConfigError::Yaml {
-        source: ParseError::new(None, None, &error.to_string()),
-    })?;
+    value.apply_merge().map_err(yaml_error)?;
     match value {
         Value::Mapping(map) => Ok(map),
         Value::Null => Ok(Mapping::new()),

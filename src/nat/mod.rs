@@ -398,7 +398,7 @@ pub(super) fn from_value<T: serde::de::DeserializeOwned>(
 ) -> Result<T, ConfigError> {
     serde_yaml_ng::from_value(value).map_err(|error| ConfigError::Section {
         section: section.to_owned(),
-        source: ParseError::new(None, None, &error.to_string()),
+        source: ParseError::yaml(&error),
     })
 }
 
