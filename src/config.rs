@@ -12,6 +12,8 @@ use mcp_group_core::{ClientCredentials, Redacted, redact_args};
 use mcp_group_overrides::ToolOverride;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::nat::FunctionGroupType;
+
 /// The configuration of one function group (one MCP server).
 ///
 /// ```
@@ -79,6 +81,29 @@ pub struct McpClientConfig {
     /// accept; rmcp's own default, 2026-07-28, is refused by many).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol_version: Option<String>,
+    /// NeMo Agent Toolkit's function-group type (`_type`, or `type`):
+    /// `mcp_client` or `per_user_mcp_client`. Optional; see
+    /// [`FunctionGroupType`].
+    #[serde(
+        default,
+        rename = "_type",
+        alias = "type",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub group_type: Option<FunctionGroupType>,
+    /// Whether each session gets its own client (default true). False: every
+    /// call, whatever its session, uses the default session's client.
+    #[serde(default = "defaults::yes")]
+    pub session_aware_tools: bool,
+    /// How long a call may wait for an end user's sign-in (default 300 s).
+    /// No provider this client supports asks for one, so nothing waits yet.
+    #[serde(default = "defaults::auth_flow_timeout", with = "duration")]
+    pub auth_flow_timeout: Duration,
+    /// NeMo Agent Toolkit's function middleware (names of its workflow's
+    /// `middleware` section). Only an empty list is accepted: the middleware
+    /// are Python code.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub middleware: Vec<String>,
 }
 
 /// Which server, over which transport: a table tagged by its `transport`
@@ -139,6 +164,11 @@ pub struct HttpServer {
     /// discovered from the MCP server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth_client_credentials: Option<ClientCredentials>,
+    /// The name of an auth provider in a NeMo Agent Toolkit workflow's
+    /// `authentication` section; [`McpClientConfig::from_workflow`] resolves
+    /// it (into `oauth_client_credentials` and `custom_headers`) and clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_provider: Option<String>,
 }
 
 /// A legacy HTTP+SSE server.
@@ -171,6 +201,7 @@ impl std::fmt::Debug for HttpServer {
             .field("url", &self.url)
             .field("custom_headers", &Redacted(&self.custom_headers))
             .field("oauth_client_credentials", &self.oauth_client_credentials)
+            .field("auth_provider", &self.auth_provider)
             .finish()
     }
 }
@@ -372,6 +403,83 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+    // What reading NeMo Agent Toolkit's files adds (module `nat`).
+    /// A setting this client cannot honour; refused rather than ignored.
+    #[error("config field `{field}` cannot be honoured: {reason}")]
+    Unsupported {
+        /// The field, as a dotted path.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// The auth provider signs end users in (OAuth authorization code),
+    /// which this client does not implement.
+    #[error(
+        "auth provider `{provider}` (`_type: {provider_type}`) needs end-user authorization (an OAuth authorization-code sign-in), which mcp-group does not implement; use client credentials (`mcp_service_account`) or static `custom_headers`"
+    )]
+    EndUserAuthorization {
+        /// The provider's name in the `authentication` section.
+        provider: String,
+        /// Its `_type`.
+        provider_type: String,
+    },
+    /// A `_type` this client does not read.
+    #[error("`{field}` is {}; expected {expected}", crate::nat::shown_type(found.as_deref()))]
+    UnknownType {
+        /// The `_type` field, as a dotted path.
+        field: String,
+        /// Its value (`None`: missing).
+        found: Option<String>,
+        /// The types read there.
+        expected: &'static str,
+    },
+    /// The workflow has no MCP function group of that name, or none at all.
+    #[error("{}", crate::nat::no_group(name.as_deref(), available))]
+    GroupNotFound {
+        /// The name asked for.
+        name: Option<String>,
+        /// The workflow's MCP function groups.
+        available: Vec<String>,
+    },
+    /// The workflow has several MCP function groups and none was named.
+    #[error(
+        "the workflow has several MCP function groups ({}); choose one by name",
+        crate::nat::names(available)
+    )]
+    GroupRequired {
+        /// Their names.
+        available: Vec<String>,
+    },
+    /// `server.auth_provider` names no provider of the workflow's
+    /// `authentication` section (or the file has none).
+    #[error(
+        "`server.auth_provider` names `{name}`, which no `authentication` section defines ({})",
+        crate::nat::names(available)
+    )]
+    AuthProviderNotFound {
+        /// The name.
+        name: String,
+        /// The providers the workflow defines.
+        available: Vec<String>,
+    },
+    /// A section of a workflow file does not parse, or has unknown or
+    /// mistyped keys.
+    #[error("cannot parse workflow section `{section}`")]
+    Section {
+        /// The section, as a dotted path (`function_groups.docs`).
+        section: String,
+        /// Why (with no line: the file was read as a whole first).
+        #[source]
+        source: ParseError,
+    },
+    /// A `${VAR}` reference cannot be expanded.
+    #[error("cannot expand `${{{variable}}}`: {reason}")]
+    Substitution {
+        /// The variable.
+        variable: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Where and why a configuration file does not parse.
@@ -392,7 +500,7 @@ pub struct ParseError {
 }
 
 impl ParseError {
-    fn new(line: Option<usize>, column: Option<usize>, message: &str) -> Self {
+    pub(crate) fn new(line: Option<usize>, column: Option<usize>, message: &str) -> Self {
         // serde_json and serde_yaml append " at line L column C": it is in
         // the fields already.
         let message = match message.rfind(" at line ") {
@@ -404,6 +512,16 @@ impl ParseError {
             column,
             message: redact_quoted(message),
         }
+    }
+
+    /// The YAML parser's error, located when the parser knows where.
+    pub(crate) fn yaml(error: &serde_yaml_ng::Error) -> Self {
+        let location = error.location();
+        Self::new(
+            location.as_ref().map(|l| l.line()),
+            location.as_ref().map(|l| l.column()),
+            &error.to_string(),
+        )
     }
 }
 
@@ -483,14 +601,18 @@ impl McpClientConfig {
             exclude: Vec::new(),
             name_prefix: None,
             protocol_version: None,
+            group_type: None,
+            session_aware_tools: true,
+            auth_flow_timeout: defaults::auth_flow_timeout(),
+            middleware: Vec::new(),
         }
     }
 
     /// The presentation rules: overrides, filters and prefix.
     pub fn overrides(&self) -> mcp_group_overrides::Overrides {
         let mut overrides = mcp_group_overrides::Overrides::new(self.tool_overrides.clone());
-        overrides.include = self.include.clone();
-        overrides.exclude = self.exclude.clone();
+        overrides.include = crate::nat::filter_names(self, &self.include);
+        overrides.exclude = crate::nat::filter_names(self, &self.exclude);
         overrides.prefix = self.name_prefix.clone();
         overrides
     }
@@ -529,17 +651,9 @@ impl McpClientConfig {
 
     /// Parses and validates YAML.
     pub fn from_yaml_str(text: &str) -> Result<Self, ConfigError> {
-        let config: Self =
-            serde_yaml_ng::from_str(text).map_err(|error: serde_yaml_ng::Error| {
-                let location = error.location();
-                ConfigError::Yaml {
-                    source: ParseError::new(
-                        location.as_ref().map(|l| l.line()),
-                        location.as_ref().map(|l| l.column()),
-                        &error.to_string(),
-                    ),
-                }
-            })?;
+        let config: Self = serde_yaml_ng::from_str(text).map_err(|error| ConfigError::Yaml {
+            source: ParseError::yaml(&error),
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -567,6 +681,7 @@ impl McpClientConfig {
                 reason: reason.to_owned(),
             })
         };
+        crate::nat::validate(self)?;
         match &self.server {
             ServerConfig::Stdio(server) => {
                 if server.command.trim().is_empty() {
@@ -639,6 +754,9 @@ mod defaults {
     }
     pub(super) fn session_limit_wait() -> Duration {
         Duration::from_secs(5)
+    }
+    pub(super) fn auth_flow_timeout() -> Duration {
+        Duration::from_secs(300)
     }
 }
 

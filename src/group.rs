@@ -379,8 +379,9 @@ impl FunctionGroup {
         &self.shared.config
     }
 
-    /// Calls the function exposed as `tool` in `session` (`None`: the shared
-    /// default session) with `arguments` (a JSON object, or `null` for none).
+    /// Calls the function exposed as `tool` in `session` (`None`, or any
+    /// session when `session_aware_tools` is off: the shared default session)
+    /// with `arguments` (a JSON object, or `null` for none).
     ///
     /// The arguments are checked against the tool's input schema first; a
     /// mismatch is [`Error::InvalidArguments`] naming the field, and
@@ -413,7 +414,7 @@ impl FunctionGroup {
         tool: &str,
         arguments: Value,
     ) -> Result<ToolOutput, Error> {
-        let session = session.cloned().unwrap_or_default();
+        let session = self.session_for(session);
         tracing::Span::current().record("session", tracing::field::display(&session));
         let (original, arguments) = self.prepare(tool, arguments)?;
         let lease = self.shared.registry.acquire_as(&session, principal).await?;
@@ -432,6 +433,15 @@ impl FunctionGroup {
                 }
                 Err(error.into())
             }
+        }
+    }
+
+    /// The session a call runs in: `session`, or the default session when
+    /// none is given or `session_aware_tools` is off.
+    fn session_for(&self, session: Option<&SessionId>) -> SessionId {
+        match session {
+            Some(session) if self.shared.config.session_aware_tools => session.clone(),
+            _ => SessionId::default_session(),
         }
     }
 
@@ -467,7 +477,7 @@ impl FunctionGroup {
 
     /// Pings the server in `session` and returns the round-trip time.
     pub async fn ping(&self, session: Option<&SessionId>) -> Result<Duration, Error> {
-        let session = session.cloned().unwrap_or_default();
+        let session = self.session_for(session);
         let lease = self.lease(&session).await?;
         let started = tokio::time::Instant::now();
         match lease.ping(self.shared.config.tool_call_timeout).await {

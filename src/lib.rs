@@ -36,6 +36,12 @@
 //! - `sse` (default): legacy HTTP+SSE.
 //!
 //! With `default-features = false, features = ["stdio"]` no HTTP client is built.
+//!
+//! # NeMo Agent Toolkit
+//! The configuration keeps the field names and defaults of NeMo Agent
+//! Toolkit's MCP client, and [`McpClientConfig::from_workflow`] reads one MCP
+//! function group straight from one of its workflow files, auth provider
+//! included; see [`nat`].
 //! The `mcp-group` command-line tool is a package of its own (`mcp-group-cli`).
 
 mod arguments;
@@ -43,6 +49,7 @@ mod backoff;
 mod config;
 mod error;
 mod group;
+pub mod nat;
 mod reconnect;
 
 pub use config::{
@@ -61,6 +68,7 @@ pub use mcp_group_overrides as overrides;
 pub use mcp_group_overrides::{ExposedTool, ToolOverride, UnusableTool};
 #[doc(inline)]
 pub use mcp_group_registry as registry;
+pub use nat::FunctionGroupType;
 
 /// The `stdio` transport.
 #[cfg(feature = "stdio")]

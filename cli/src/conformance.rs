@@ -32,6 +32,7 @@ pub(crate) async fn run(url: &str, timeout: Option<Duration>) -> Result<ExitCode
                 .to_owned(),
             private_key_pem: context["private_key_pem"].as_str().map(str::to_owned),
             scope: None,
+            token_url: None,
         });
     }
     let options = config

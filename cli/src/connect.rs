@@ -1,15 +1,23 @@
-//! The server a command talks to: its config from `--config`, `--stdio` or
-//! `--url`, and the function group connected to it.
+//! The server a command talks to: its config from `--config` (our file, or
+//! a NeMo Agent Toolkit workflow with `--group`), `--stdio` or `--url`, and
+//! the function group connected to it.
 
 use std::time::Duration;
 
-use mcp_group::{FunctionGroup, McpClientConfig, ServerConfig, TransportKind};
+use mcp_group::{ConfigError, FunctionGroup, McpClientConfig, ServerConfig, TransportKind};
 
 use crate::{BoxError, ServerArgs};
 
 fn config_from_args(server: &ServerArgs) -> Result<McpClientConfig, BoxError> {
     if let Some(path) = &server.config {
-        return Ok(McpClientConfig::from_path(path)?);
+        let group = server.workflow.group.as_deref();
+        if group.is_none() && !McpClientConfig::is_workflow_file(path) {
+            return Ok(McpClientConfig::from_path(path)?);
+        }
+        return McpClientConfig::from_workflow(path, group).map_err(|e| match e {
+            ConfigError::GroupRequired { .. } => format!("{e}: pass --group NAME").into(),
+            e => e.into(),
+        });
     }
     if let Some(line) = &server.stdio {
         let words = shell_words::split(line).map_err(|e| format!("--stdio: {e}"))?;

@@ -129,7 +129,8 @@ enum ToolsCommand {
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false, id = "server_source")]
 struct ServerArgs {
-    /// A config file (.toml, .yaml, .yml or .json).
+    /// A config file (.toml, .yaml, .yml or .json), or a NeMo Agent Toolkit
+    /// workflow file (see --group).
     #[arg(long, group = "server_source")]
     config: Option<PathBuf>,
     /// A stdio server's command line, e.g. "node dist/index.js stdio".
@@ -140,6 +141,8 @@ struct ServerArgs {
     url: Option<String>,
     #[command(flatten)]
     remote: RemoteArgs,
+    #[command(flatten)]
+    workflow: WorkflowArgs,
 }
 
 /// How to reach a `--url` server (not part of the one-of server choice).
@@ -148,6 +151,16 @@ struct RemoteArgs {
     /// The transport for --url.
     #[arg(long, default_value = "streamable-http", value_parser = ["streamable-http", "sse"])]
     transport: String,
+}
+
+/// Which function group of a workflow file (not part of the one-of server choice).
+#[derive(Debug, Args)]
+struct WorkflowArgs {
+    /// With --config: the function group to use from a NeMo Agent Toolkit
+    /// workflow file (`function_groups.NAME`); needed when it has several
+    /// MCP function groups.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["stdio", "url"])]
+    group: Option<String>,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

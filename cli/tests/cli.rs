@@ -352,3 +352,92 @@ fn batch_reports_a_line_that_is_not_utf8_and_runs_the_rest() {
     let results: Vec<&str> = lines.iter().filter_map(|l| l["result"].as_str()).collect();
     assert_eq!(results.len(), 2, "{lines:?}");
 }
+
+#[test]
+fn a_nemo_agent_toolkit_workflow_runs_with_config_and_group() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-nat-workflow");
+    std::fs::create_dir_all(&dir).unwrap();
+    let workflow = dir.join("workflow.yml");
+    std::fs::write(
+        &workflow,
+        format!(
+            r#"
+llms:
+  nim_llm:
+    _type: nim
+    model_name: meta/llama-3.1-70b-instruct
+function_groups:
+  calc:
+    _type: mcp_client
+    server:
+      transport: stdio
+      command: {BIN:?}
+      args: ["${{NAT_CLI_TEST_SERVER_ARG}}"]
+    tool_overrides:
+      add:
+        alias: add_numbers
+    include: [add_numbers]
+  echo:
+    _type: per_user_mcp_client
+    server:
+      transport: stdio
+      command: {BIN:?}
+      args: [demo-server]
+workflow:
+  _type: react_agent
+  tool_names: [calc, echo]
+  llm_name: nim_llm
+"#
+        ),
+    )
+    .unwrap();
+    let workflow = workflow.to_str().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("NAT_CLI_TEST_SERVER_ARG", "demo-server")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "tools",
+        "call",
+        "add_numbers",
+        "--args",
+        r#"{"a":1,"b":2}"#,
+        "--config",
+        workflow,
+        "--group",
+        "calc",
+    ]);
+    assert_eq!(stdout(&out), "3\n", "{}", stderr(&out));
+    let out = run(&["tools", "list", "--config", workflow, "--group", "calc"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out)
+            .lines()
+            .map(|l| l.split('\t').next().unwrap())
+            .collect::<Vec<_>>(),
+        ["add_numbers (server name: add)"]
+    );
+
+    // Two MCP function groups and no --group: the error lists them.
+    let out = run(&["tools", "list", "--config", workflow]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: ")
+            && err.contains("`calc`, `echo`")
+            && err.contains("--group NAME"),
+        "{err}"
+    );
+    let out = run(&["tools", "list", "--config", workflow, "--group", "nope"]);
+    assert!(
+        stderr(&out).contains("no function group `nope`"),
+        "{}",
+        stderr(&out)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -24,6 +24,13 @@ pub struct ClientCredentials {
     /// The scope to ask for (space-separated); none by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// A fixed token endpoint. Unset (the default), the authorization server
+    /// is discovered from the MCP server's `401` and metadata; set, a token
+    /// is requested from this URL before every session connects, with no
+    /// discovery and no `resource` parameter, as NeMo Agent Toolkit's
+    /// service accounts do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
 }
 
 impl fmt::Debug for ClientCredentials {
@@ -36,6 +43,7 @@ impl fmt::Debug for ClientCredentials {
                 &self.private_key_pem.as_ref().map(|_| "<redacted>"),
             )
             .field("scope", &self.scope)
+            .field("token_url", &self.token_url)
             .finish()
     }
 }

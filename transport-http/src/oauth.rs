@@ -6,7 +6,9 @@
 //! HTTP Basic, in the form if that is all the server accepts, or as a signed
 //! ES256 JWT assertion, `private_key_jwt`), and cache
 //! it until it expires. Every session's connection then carries
-//! `Authorization: Bearer <token>`.
+//! `Authorization: Bearer <token>`. With a fixed `token_url` there is no
+//! discovery: the token is requested from that URL (secret in HTTP Basic, no
+//! `resource` parameter) whether or not the server asks for one.
 //!
 //! Written here because rmcp's `auth` feature covers the interactive
 //! authorization-code flow (browser, redirect) and pulls the `oauth2` crate;
@@ -72,6 +74,12 @@ impl TokenSource {
         client: &reqwest::Client,
         mcp_url: &str,
     ) -> Result<Option<(String, Option<Duration>)>, Error> {
+        if let Some(token_url) = &self.credentials.token_url {
+            return self
+                .request_token(client, token_url, token_url, None, false)
+                .await
+                .map(Some);
+        }
         // 1. Does the server want a token, and where is its metadata?
         let probe = client
             .post(mcp_url)
@@ -135,16 +143,34 @@ impl TokenSource {
             && !methods.contains(&"client_secret_basic")
             && methods.contains(&"client_secret_post");
 
-        // 3. The token.
+        // 3. The token. A JWT assertion's audience is the authorization
+        // server (its issuer).
+        let audience = server["issuer"].as_str().unwrap_or(&issuer);
+        self.request_token(client, &token_url, audience, Some(mcp_url), secret_in_form)
+            .await
+            .map(Some)
+    }
+
+    /// Requests a token from `token_url`; `resource` is the RFC 8707
+    /// resource indicator (the MCP server), `audience` a JWT assertion's.
+    async fn request_token(
+        &self,
+        client: &reqwest::Client,
+        token_url: &str,
+        audience: &str,
+        resource: Option<&str>,
+        secret_in_form: bool,
+    ) -> Result<(String, Option<Duration>), Error> {
         let c = &self.credentials;
-        let mut form = vec![("grant_type", "client_credentials"), ("resource", mcp_url)];
+        let mut form = vec![("grant_type", "client_credentials")];
+        if let Some(resource) = resource {
+            form.push(("resource", resource));
+        }
         if let Some(scope) = c.scope.as_deref() {
             form.push(("scope", scope));
         }
         let assertion;
         if let Some(pem) = &c.private_key_pem {
-            // The audience is the authorization server (its issuer).
-            let audience = server["issuer"].as_str().unwrap_or(&issuer);
             assertion = jwt_assertion(&c.client_id, audience, pem)?;
             form.push(("client_id", &c.client_id));
             form.push((
@@ -158,7 +184,7 @@ impl TokenSource {
         }
         let secret_in_form = secret_in_form || c.private_key_pem.is_some();
         let mut request = client
-            .post(&token_url)
+            .post(token_url)
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(header::ACCEPT, "application/json")
             .body(form_encode(&form));
@@ -169,7 +195,7 @@ impl TokenSource {
             );
         }
         let response = request.send().await.map_err(|source| Error::OAuthRequest {
-            url: token_url.clone(),
+            url: token_url.to_owned(),
             source,
         })?;
         let status = response.status();
@@ -177,7 +203,7 @@ impl TokenSource {
             .bytes()
             .await
             .map_err(|source| Error::OAuthRequest {
-                url: token_url.clone(),
+                url: token_url.to_owned(),
                 source,
             })?;
         let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
@@ -185,10 +211,10 @@ impl TokenSource {
             Some(token) if status.is_success() => {
                 let lifetime = answer["expires_in"].as_u64().map(Duration::from_secs);
                 tracing::debug!(token_endpoint = %token_url, ?lifetime, "OAuth token obtained");
-                Ok(Some((token.to_owned(), lifetime)))
+                Ok((token.to_owned(), lifetime))
             }
             _ => Err(Error::OAuthToken {
-                url: token_url,
+                url: token_url.to_owned(),
                 status: status.as_u16(),
                 body: String::from_utf8_lossy(&body).chars().take(200).collect(),
             }),
@@ -339,7 +365,8 @@ mod tests {
                 client_id: "id".into(),
                 client_secret: "s3cret".into(),
                 private_key_pem: Some("-----BEGIN PRIVATE KEY-----".into()),
-                scope: None
+                scope: None,
+                token_url: None,
             }
         );
         assert!(
