@@ -533,29 +533,37 @@ fn location(line: Option<usize>, column: Option<usize>) -> String {
     }
 }
 
-/// `invalid type: string "sk-…", expected usize` → `… string "…", …`.
+/// The parser's message with every value replaced by `…`: quoted strings
+/// (`string "sk-…"`) and the backticked values serde writes for numbers,
+/// booleans and characters (``integer `918…` ``). Backticked key names
+/// (``unknown field `comand` ``) stay.
 fn redact_quoted(message: &str) -> String {
+    const VALUE_KINDS: [&str; 4] = ["integer ", "floating point ", "boolean ", "character "];
     let mut out = String::with_capacity(message.len());
-    let mut quoted = false;
+    // The delimiter that ends the value being skipped, if any.
+    let mut skipping: Option<char> = None;
     let mut escaped = false;
     for c in message.chars() {
-        if quoted {
+        if let Some(end) = skipping {
             if escaped {
                 escaped = false;
-            } else if c == '\\' {
+            } else if c == '\\' && end == '"' {
                 escaped = true;
-            } else if c == '"' {
-                quoted = false;
-                out.push_str("…\"");
+            } else if c == end {
+                skipping = None;
+                out.push('…');
+                out.push(c);
             }
             continue;
         }
+        let starts_value =
+            c == '"' || (c == '`' && VALUE_KINDS.iter().any(|kind| out.ends_with(kind)));
         out.push(c);
-        if c == '"' {
-            quoted = true;
+        if starts_value {
+            skipping = Some(c);
         }
     }
-    if quoted {
+    if skipping.is_some() {
         out.push('…');
     }
     out
@@ -811,6 +819,14 @@ mod tests {
             "unknown field `comand`, expected `command`"
         );
         assert_eq!(redact_quoted(r#"unterminated "secr"#), r#"unterminated "…"#);
+        assert_eq!(
+            redact_quoted("invalid type: integer `918273645`, expected a string"),
+            "invalid type: integer `…`, expected a string"
+        );
+        assert_eq!(
+            redact_quoted("invalid type: floating point `1.5`, expected `x`"),
+            "invalid type: floating point `…`, expected `x`"
+        );
     }
 
     #[test]

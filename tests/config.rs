@@ -350,6 +350,17 @@ fn a_parse_error_never_shows_a_secret_from_the_file() {
     ))
     .unwrap_err();
     assert!(!shown(&json).contains(secret), "{}", shown(&json));
+    // A number in the wrong place may be a secret too (serde quotes it in
+    // backticks, as it quotes key names).
+    let numeric = McpClientConfig::from_toml_str(
+        "[server]\ntransport = \"streamable-http\"\nurl = \"https://h/mcp\"\ncustom_headers = { Authorization = 918273645 }\n",
+    )
+    .unwrap_err();
+    assert!(
+        !shown(&numeric).contains("918273645"),
+        "{}",
+        shown(&numeric)
+    );
     // The key that is wrong is still named.
     let unknown = McpClientConfig::from_toml_str(&format!("max_sesions = 3\n{STDIO}")).unwrap_err();
     assert!(
