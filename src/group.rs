@@ -526,52 +526,89 @@ impl FunctionGroup {
     }
 }
 
+/// At most one re-listing per this long: notifications that arrive sooner
+/// are folded into the next one (a server announcing changes without end
+/// costs one `tools/list` a second, not one per notification).
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A base connection that lived this long resets the reconnect backoff; one
+/// that died sooner makes the next replacement wait longer.
+const STABLE_CONNECTION: Duration = Duration::from_secs(10);
+
 /// Keeps the default session's lease (the base client) and refreshes the
-/// function list whenever its server announces a tool-list change. When the
-/// base connection ends (the server died or closed it), it is replaced and
-/// the tools are listed again: the dead session holds no slot and the list
-/// stays current. Holds only a `Weak` to the group.
+/// function list whenever its server announces a tool-list change, at most
+/// once per [`MIN_REFRESH_INTERVAL`]. When the base connection ends (the
+/// server died or closed it), it is replaced — after a backoff that grows
+/// while replacements keep dying — and the tools are listed again: the dead
+/// session holds no slot and the list stays current. Holds only a `Weak` to
+/// the group.
 async fn watch_tool_list(shared: std::sync::Weak<Shared>, mut lease: Lease<DynTransport>) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
+    let mut connected_at = tokio::time::Instant::now();
     loop {
-        let mut changes = lease.tools_changed();
-        let changed = tokio::select! {
-            changed = changes.changed() => changed.is_ok(),
-            () = lease.closed() => false,
-        };
-        if changed {
-            let Some(shared) = shared.upgrade() else {
-                return;
-            };
-            if let Err(error) = shared.refresh(&lease).await {
-                tracing::warn!(%error, "refreshing the function list failed; keeping the old one");
-            }
-            continue;
+        follow_changes(&shared, &lease).await;
+        if shared.strong_count() == 0 {
+            return;
         }
         // The base connection is gone: replace it.
         lease.invalidate();
-        loop {
+        if connected_at.elapsed() >= STABLE_CONNECTION {
+            backoff.reset();
+        }
+        lease = loop {
+            let delay = backoff.next_delay();
+            tokio::time::sleep(delay).await;
             let Some(shared) = shared.upgrade() else {
                 return;
             };
             match shared.registry.acquire(&SessionId::default_session()).await {
                 Ok(new) => {
-                    lease = new;
-                    backoff.reset();
-                    if let Err(error) = shared.refresh(&lease).await {
+                    if let Err(error) = shared.refresh(&new).await {
                         tracing::warn!(%error, "refreshing the function list failed; keeping the old one");
                     }
-                    break;
+                    break new;
                 }
                 Err(mcp_group_registry::Error::Shutdown) => return,
                 Err(error) => {
-                    let delay = backoff.next_delay();
                     tracing::warn!(%error, ?delay, "the default session cannot reconnect; retrying");
-                    drop(shared);
-                    tokio::time::sleep(delay).await;
                 }
             }
+        };
+        connected_at = tokio::time::Instant::now();
+    }
+}
+
+/// Re-lists on the base connection's change notifications until it ends
+/// (or the group is gone).
+async fn follow_changes(shared: &std::sync::Weak<Shared>, lease: &Lease<DynTransport>) {
+    // One receiver for the connection's life: a notification that arrives
+    // during a re-listing is seen by the next round, not lost.
+    let mut changes = lease.tools_changed();
+    let mut last_refresh: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            () = lease.closed() => return,
         }
+        if let Some(last) = last_refresh {
+            tokio::select! {
+                () = tokio::time::sleep_until(last + MIN_REFRESH_INTERVAL) => {}
+                () = lease.closed() => return,
+            }
+        }
+        // Everything announced until now is covered by the listing below.
+        changes.borrow_and_update();
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if let Err(error) = shared.refresh(lease).await {
+            tracing::warn!(%error, "refreshing the function list failed; keeping the old one");
+        }
+        last_refresh = Some(tokio::time::Instant::now());
     }
 }
 

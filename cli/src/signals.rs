@@ -39,6 +39,14 @@ impl Stop {
         })
     }
 
+    /// 128 + the signal's number, for `std::process::exit`.
+    fn exit_status(self) -> i32 {
+        match self {
+            Stop::Interrupt => 130,
+            Stop::Terminate => 143,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Stop::Interrupt => "SIGINT",
@@ -101,6 +109,7 @@ where
     F: Future<Output = Result<ExitCode, BoxError>>,
 {
     let mut stops = Stops::listen()?;
+    let watchdog = tokio::spawn(watchdog());
     // `connect` is cancel safe: a server it started is killed when dropped.
     let group = tokio::select! {
         group = connect => Arc::new(group?),
@@ -126,9 +135,35 @@ where
         }
         stop = stops.next() => Some(stopped(stop)),
     };
+    watchdog.abort();
     match (cut_short, outcome) {
         (Some(code), _) | (None, Outcome::Stopped(code)) => Ok(code),
         (None, Outcome::Done(result)) => result,
+    }
+}
+
+/// How much longer than [`SHUTDOWN_BOUND`] the watchdog waits.
+const WATCHDOG_MARGIN: Duration = Duration::from_secs(3);
+
+/// Ends the process if a stop takes longer than [`SHUTDOWN_BOUND`] plus a
+/// margin. The command's own task may never see the signal: blocked in a
+/// synchronous write to a full pipe (a reader that went away), it is never
+/// polled again. This task listens on its own, and the exit happens on a
+/// plain thread. The servers die with the process (on Linux, by their
+/// parent-death signal).
+async fn watchdog() {
+    let Ok(mut stops) = Stops::listen() else {
+        return;
+    };
+    let stop = stops.next().await;
+    let spawned = std::thread::Builder::new()
+        .name("mcp-group-watchdog".into())
+        .spawn(move || {
+            std::thread::sleep(SHUTDOWN_BOUND + WATCHDOG_MARGIN);
+            std::process::exit(stop.exit_status());
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "cannot start the shutdown watchdog");
     }
 }
 

@@ -170,3 +170,50 @@ async fn sigkill_to_the_cli_leaves_no_orphaned_server() {
     );
     assert_all_dead(&batch.servers).await;
 }
+
+/// Whether `pid` is blocked writing to a pipe (its kernel wait channel).
+fn blocked_on_pipe_write(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().any(|task| {
+        std::fs::read_to_string(task.path().join("wchan")).is_ok_and(|w| w.contains("pipe_write"))
+    })
+}
+
+#[tokio::test]
+async fn sigterm_ends_a_batch_whose_stdout_nobody_reads() {
+    let mut cli = Command::new(BIN)
+        .args(["batch", "--stdio", &format!("{BIN} demo-server")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Far more output than a pipe holds, and nobody reads it.
+    let line = concat!(
+        r#"{"tool":"echo","args":{"message":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}"#,
+        "\n"
+    );
+    let mut stdin = cli.stdin.take().unwrap();
+    stdin
+        .write_all(line.repeat(5_000).as_bytes())
+        .await
+        .unwrap();
+    let _stdout = cli.stdout.take().unwrap();
+    let pid = cli.id().unwrap();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !blocked_on_pipe_write(pid) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the CLI never filled its stdout"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let servers = children_of(pid);
+    signal(&cli, libc::SIGTERM);
+    let status = exit_status(&mut cli).await;
+    assert_eq!(status.code(), Some(143), "handled, not killed: {status:?}");
+    assert_all_dead(&servers).await;
+}

@@ -279,6 +279,11 @@ async fn spawn(mut cmd: Command) -> std::io::Result<ChildGuard> {
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let job: SpawnJob = Box::new(move || {
             // tokio's `Child` registers with the caller's runtime.
+            // A caller that gave up while this job waited gets no process:
+            // forking now could leave one no guard owns.
+            if sender.is_closed() {
+                return;
+            }
             let _runtime = runtime.enter();
             let _ = sender.send(cmd.spawn().map(ChildGuard::new));
         });
@@ -571,9 +576,9 @@ impl Cleanup for ChildGuard {
         // leader is not reaped yet, so the group id is still this group's.
         self.signal_group(libc::SIGKILL);
         if let Some(child) = self.child.as_mut() {
-            if self.pgid.is_none() {
-                let _ = child.start_kill();
-            }
+            // The leader too, by its pid: it may have left its group. The pid
+            // is still ours (not reaped), so this cannot hit another process.
+            let _ = child.start_kill();
             // Dropped here, `Drop` signals the group again: harmless.
             let _ = child.wait().await;
         }
@@ -692,6 +697,32 @@ mod tests {
             "grandchild {grandchild} killed with its group"
         );
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_leader_that_leaves_its_group_and_ignores_sigterm_is_still_killed_on_close() {
+        use tokio::io::AsyncBufReadExt;
+        // The leader ignores SIGTERM and stdin EOF and moves itself into its
+        // parent's process group (same session: allowed), out of reach of
+        // the group signals; it says so on stdout once it has.
+        let transport = StdioTransport::new(StdioConfig::new("perl").arg("-e").arg(
+            "$| = 1; $SIG{TERM} = 'IGNORE'; setpgrp(0, getpgrp(getppid())) or die; print \"moved\\n\"; sleep 600",
+        ));
+        let mut child = transport.command().spawn().unwrap();
+        let leader = child.id().unwrap();
+        drop(child.stdin.take());
+        let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        assert_eq!(stdout.next_line().await.unwrap().as_deref(), Some("moved"));
+        let guard = Box::new(ChildGuard::new(child));
+        let finished = tokio::time::timeout(EXIT_GRACE * 4, guard.cleanup())
+            .await
+            .is_ok();
+        assert!(
+            finished,
+            "the close hung (leader {leader} alive: {})",
+            !dead(leader)
+        );
+        assert!(dead(leader));
     }
 
     #[tokio::test]
