@@ -8,6 +8,11 @@
 //! and `sse-stream` for parsing the event stream — no hand-written SSE parser.
 //! Everything above the byte level (JSON-RPC, the handshake) is rmcp's.
 //!
+//! Every `POST` carries the session's headers, credentials included, so the
+//! `endpoint` the server names must be on the configured URL's origin
+//! (scheme, host and port); any other is refused
+//! ([`Error::CrossOriginEndpoint`]) before anything is sent.
+//!
 //! ```no_run
 //! use mcp_group_core::{SessionId, Transport};
 //! use mcp_group_transport_sse::{HttpConfig, SseTransport};
@@ -70,6 +75,14 @@ pub enum Error {
     BadEndpoint {
         /// What the server sent.
         endpoint: String,
+    },
+    /// The `endpoint` event names another origin (scheme, host or port) than
+    /// the configured URL; nothing is sent there, since every `POST` carries
+    /// the session's headers and credentials.
+    #[error("the server's endpoint is on another origin ({origin}) than the configured URL")]
+    CrossOriginEndpoint {
+        /// The endpoint's origin (`scheme://host:port`, no path or query).
+        origin: String,
     },
     /// A message could not be encoded.
     #[error("cannot encode a JSON-RPC message")]
@@ -149,6 +162,13 @@ impl SseTransport {
         let post_url = base.join(endpoint.trim()).map_err(|_| Error::BadEndpoint {
             endpoint: endpoint.clone(),
         })?;
+        // The configured URL is the origin the credentials are meant for
+        // (redirects are not followed, so `base` has the same origin).
+        if post_url.origin() != base.origin() {
+            return Err(Error::CrossOriginEndpoint {
+                origin: post_url.origin().ascii_serialization(),
+            });
+        }
         tracing::debug!(%post_url, "SSE endpoint received");
         Ok(SseClient {
             client: self.endpoint.client().clone(),
@@ -166,6 +186,11 @@ impl Transport for SseTransport {
         let client = self.open(session).await.map_err(|e| match e {
             // A header or client that cannot be used will not get better.
             Error::Http { .. } => CoreError::Start {
+                endpoint: url.clone(),
+                source: Box::new(e),
+            },
+            // The server answered, with an endpoint we refuse to use.
+            Error::CrossOriginEndpoint { .. } => CoreError::Handshake {
                 endpoint: url.clone(),
                 source: Box::new(e),
             },
