@@ -287,14 +287,15 @@ pub fn mcp_answer(request: &Request) -> Option<Reply> {
     )
 }
 
-/// The resident set size of this process, in KiB (Linux; 0 elsewhere).
-pub fn rss_kib() -> u64 {
+/// The peak resident set size of this process so far (`VmHWM`), in KiB
+/// (Linux; 0 elsewhere): memory freed before a test looks is still counted.
+pub fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
             status
                 .lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with("VmHWM:"))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kib| kib.parse().ok())
         })
