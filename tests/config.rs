@@ -358,3 +358,29 @@ fn a_parse_error_never_shows_a_secret_from_the_file() {
         shown(&unknown)
     );
 }
+
+#[test]
+fn the_oauth_issuer_and_token_endpoint_can_be_pinned() {
+    let config = McpClientConfig::from_toml_str(
+        r#"
+[server]
+transport = "streamable-http"
+url = "https://mcp.example.com/mcp"
+[server.oauth_client_credentials]
+client_id = "agent"
+client_secret = "hunter2"
+issuer = "https://login.example.com"
+token_endpoint = "https://login.example.com/oauth2/token"
+"#,
+    )
+    .unwrap();
+    let ServerConfig::StreamableHttp(server) = &config.server else {
+        panic!("expected streamable-http, got {:?}", config.server);
+    };
+    let oauth = server.oauth_client_credentials.as_ref().unwrap();
+    assert_eq!(oauth.issuer.as_deref(), Some("https://login.example.com"));
+    assert_eq!(
+        oauth.token_endpoint.as_deref(),
+        Some("https://login.example.com/oauth2/token")
+    );
+}

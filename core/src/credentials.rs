@@ -24,6 +24,15 @@ pub struct ClientCredentials {
     /// The scope to ask for (space-separated); none by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// Pins the authorization server by its issuer identifier (RFC 8414):
+    /// the MCP server's metadata must name it, and no other is used. Without
+    /// it, the first one the MCP server names is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Pins the token endpoint: the authorization server's metadata must
+    /// name this one, or no credentials are sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint: Option<String>,
 }
 
 impl fmt::Debug for ClientCredentials {
@@ -36,6 +45,8 @@ impl fmt::Debug for ClientCredentials {
                 &self.private_key_pem.as_ref().map(|_| "<redacted>"),
             )
             .field("scope", &self.scope)
+            .field("issuer", &self.issuer)
+            .field("token_endpoint", &self.token_endpoint)
             .finish()
     }
 }

@@ -73,7 +73,48 @@ pub enum Error {
         url: String,
         /// Its HTTP status.
         status: u16,
-        /// Its answer (truncated).
+        /// The start of its answer: at most 200 characters, control
+        /// characters replaced, the client secret masked.
         body: String,
+    },
+    /// An OAuth URL the flow would use is refused: not https and not on a
+    /// loopback host, or a `resource_metadata` hint on another origin than
+    /// the MCP server's over plain http. Nothing was sent to it.
+    #[error(
+        "refusing the OAuth {what} `{url}`: plain http is accepted only on a loopback host \
+         (and for the resource_metadata hint, only on the MCP server's own origin)"
+    )]
+    OAuthInsecureUrl {
+        /// `resource_metadata hint`, `authorization server` or `token endpoint`.
+        what: &'static str,
+        /// The URL (server-supplied; control characters removed).
+        url: String,
+    },
+    /// The protected resource metadata describes another resource than the
+    /// MCP server (RFC 9728 §3.3).
+    #[error("the protected resource metadata is for `{found}`, not for {expected}")]
+    OAuthResourceMismatch {
+        /// The MCP server's URL.
+        expected: String,
+        /// The `resource` the metadata names (control characters removed).
+        found: String,
+    },
+    /// The authorization server is not the expected one: its metadata names
+    /// another issuer than the one it was fetched for (RFC 8414 §3.3), or the
+    /// MCP server does not name the pinned issuer.
+    #[error("the authorization server is `{found}`, expected `{expected}`")]
+    OAuthIssuerMismatch {
+        /// The issuer asked for, or pinned.
+        expected: String,
+        /// What the metadata names (control characters removed).
+        found: String,
+    },
+    /// The authorization server's token endpoint is not the pinned one.
+    #[error("the authorization server's token endpoint is `{found}`, pinned `{expected}`")]
+    OAuthTokenEndpointMismatch {
+        /// The pinned token endpoint.
+        expected: String,
+        /// What the metadata names (control characters removed).
+        found: String,
     },
 }

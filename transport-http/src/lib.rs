@@ -61,6 +61,7 @@ mod error;
 mod oauth;
 
 mod standalone;
+mod trust;
 use reqwest::header::{HeaderName, HeaderValue};
 use rmcp::transport::{
     StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,

@@ -8,6 +8,16 @@
 //! it until it expires. Every session's connection then carries
 //! `Authorization: Bearer <token>`.
 //!
+//! Discovery is checked before any secret leaves: the protected resource
+//! metadata must be this MCP server's (RFC 9728 §3.3), the authorization
+//! server's metadata must carry the issuer it was fetched for (RFC 8414
+//! §3.3), which is then the only audience of a signed assertion; metadata,
+//! the authorization server and the token endpoint must be https (plain http
+//! only on a loopback host), and a `resource_metadata` hint https or on the
+//! MCP server's own origin. [`ClientCredentials`] may pin the issuer and the
+//! token endpoint. A token endpoint's refusal is shown as a short excerpt,
+//! control characters and the secret removed.
+//!
 //! Written here because rmcp's `auth` feature covers the interactive
 //! authorization-code flow (browser, redirect) and pulls the `oauth2` crate;
 //! a machine-to-machine agent needs only this one grant, a few requests long.
@@ -16,11 +26,14 @@ use std::{fmt, time::Duration};
 
 pub use mcp_group_core::ClientCredentials;
 
-use reqwest::{StatusCode, header};
+use reqwest::{StatusCode, Url, header};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::Error;
+use crate::{
+    Error,
+    trust::{excerpt, is_secure},
+};
 
 /// A token cache in front of the client-credentials flow.
 pub(crate) struct TokenSource {
@@ -72,6 +85,10 @@ impl TokenSource {
         client: &reqwest::Client,
         mcp_url: &str,
     ) -> Result<Option<(String, Option<Duration>)>, Error> {
+        let c = &self.credentials;
+        let mcp = Url::parse(mcp_url).map_err(|_| Error::NotHttpUrl {
+            url: mcp_url.to_owned(),
+        })?;
         // 1. Does the server want a token, and where is its metadata?
         let probe = client
             .post(mcp_url)
@@ -92,8 +109,23 @@ impl TokenSource {
             .get(header::WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| auth_param(v, "resource_metadata"));
+        let mut candidates = Vec::new();
+        if let Some(hint) = hinted {
+            // The hint comes from the server's answer: fetched only over
+            // https, or from the server's own origin.
+            let url = mcp
+                .join(&hint)
+                .ok()
+                .filter(|url| {
+                    is_secure(url) && (url.scheme() == "https" || url.origin() == mcp.origin())
+                })
+                .ok_or_else(|| Error::OAuthInsecureUrl {
+                    what: "resource_metadata hint",
+                    url: excerpt(&hint, "", MAX_SHOWN),
+                })?;
+            candidates.push(url.to_string());
+        }
         let (origin, path) = split_url(mcp_url);
-        let mut candidates: Vec<String> = hinted.into_iter().collect();
         candidates.push(format!(
             "{origin}/.well-known/oauth-protected-resource{path}"
         ));
@@ -104,11 +136,42 @@ impl TokenSource {
                 what: "protected resource metadata",
                 tried: candidates.clone(),
             })?;
-        let issuer = resource["authorization_servers"][0]
-            .as_str()
-            .unwrap_or_default()
-            .trim_end_matches('/')
-            .to_owned();
+        // RFC 9728 §3.3: the metadata must be this server's.
+        let named = resource["resource"].as_str().unwrap_or_default();
+        if !Url::parse(named).is_ok_and(|named| covers(&named, &mcp)) {
+            return Err(Error::OAuthResourceMismatch {
+                expected: mcp_url.to_owned(),
+                found: excerpt(named, "", MAX_SHOWN),
+            });
+        }
+        let offered: Vec<&str> = resource["authorization_servers"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let issuer = match (&c.issuer, offered.first()) {
+            (Some(pinned), _) => offered
+                .iter()
+                .find(|offered| same_identifier(offered, pinned))
+                .map(|_| pinned.as_str())
+                .ok_or_else(|| Error::OAuthIssuerMismatch {
+                    expected: pinned.clone(),
+                    found: excerpt(&offered.join(" "), "", MAX_SHOWN),
+                })?,
+            (None, Some(first)) => first,
+            (None, None) => {
+                return Err(Error::OAuthDiscovery {
+                    what: "authorization server",
+                    tried: candidates,
+                });
+            }
+        };
+        let issuer = issuer.trim_end_matches('/').to_owned();
+        if !Url::parse(&issuer).is_ok_and(|url| is_secure(&url)) {
+            return Err(Error::OAuthInsecureUrl {
+                what: "authorization server",
+                url: excerpt(&issuer, "", MAX_SHOWN),
+            });
+        }
 
         // 2. The authorization server's metadata.
         let (issuer_origin, issuer_path) = split_url(&issuer);
@@ -123,10 +186,31 @@ impl TokenSource {
                 what: "authorization server metadata",
                 tried: candidates,
             })?;
-        let token_url = server["token_endpoint"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        // RFC 8414 §3.3: the metadata must be that of the issuer asked for;
+        // only then is it the audience of an assertion.
+        let audience = server["issuer"].as_str().unwrap_or_default();
+        if !same_identifier(audience, &issuer) {
+            return Err(Error::OAuthIssuerMismatch {
+                expected: issuer,
+                found: excerpt(audience, "", MAX_SHOWN),
+            });
+        }
+        let token_url = server["token_endpoint"].as_str().unwrap_or_default();
+        if let Some(pinned) = &c.token_endpoint {
+            if !same_identifier(token_url, pinned) {
+                return Err(Error::OAuthTokenEndpointMismatch {
+                    expected: pinned.clone(),
+                    found: excerpt(token_url, "", MAX_SHOWN),
+                });
+            }
+        }
+        if !Url::parse(token_url).is_ok_and(|url| is_secure(&url)) {
+            return Err(Error::OAuthInsecureUrl {
+                what: "token endpoint",
+                url: excerpt(token_url, "", MAX_SHOWN),
+            });
+        }
+        let token_url = token_url.to_owned();
         let methods: Vec<&str> = server["token_endpoint_auth_methods_supported"]
             .as_array()
             .map(|m| m.iter().filter_map(Value::as_str).collect())
@@ -136,15 +220,12 @@ impl TokenSource {
             && methods.contains(&"client_secret_post");
 
         // 3. The token.
-        let c = &self.credentials;
         let mut form = vec![("grant_type", "client_credentials"), ("resource", mcp_url)];
         if let Some(scope) = c.scope.as_deref() {
             form.push(("scope", scope));
         }
         let assertion;
         if let Some(pem) = &c.private_key_pem {
-            // The audience is the authorization server (its issuer).
-            let audience = server["issuer"].as_str().unwrap_or(&issuer);
             assertion = jwt_assertion(&c.client_id, audience, pem)?;
             form.push(("client_id", &c.client_id));
             form.push((
@@ -190,10 +271,29 @@ impl TokenSource {
             _ => Err(Error::OAuthToken {
                 url: token_url,
                 status: status.as_u16(),
-                body: String::from_utf8_lossy(&body).chars().take(200).collect(),
+                body: excerpt(&String::from_utf8_lossy(&body), &c.client_secret, MAX_SHOWN),
             }),
         }
     }
+}
+
+/// At most this many characters of server-supplied text go into an error.
+const MAX_SHOWN: usize = 200;
+
+/// Whether protected resource metadata naming `resource` may be used for
+/// the MCP server at `mcp` (RFC 9728 §3.3): the same origin, and the same
+/// path or a parent of it — what the MCP TypeScript SDK accepts, so that
+/// metadata served for the whole host (`https://host/`) covers `/mcp`.
+fn covers(resource: &Url, mcp: &Url) -> bool {
+    let parent = resource.path().trim_end_matches('/');
+    let path = mcp.path().trim_end_matches('/');
+    resource.origin() == mcp.origin() && (path == parent || path.starts_with(&format!("{parent}/")))
+}
+
+/// Two issuer identifiers or endpoint URLs are the same, but for a trailing
+/// `/`.
+fn same_identifier(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
 }
 
 /// A JWT client assertion (RFC 7523) signed with ES256.
@@ -339,7 +439,8 @@ mod tests {
                 client_id: "id".into(),
                 client_secret: "s3cret".into(),
                 private_key_pem: Some("-----BEGIN PRIVATE KEY-----".into()),
-                scope: None
+                scope: None,
+                ..ClientCredentials::default()
             }
         );
         assert!(
