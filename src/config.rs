@@ -582,6 +582,17 @@ impl McpClientConfig {
         if self.tool_call_timeout.is_zero() {
             return invalid("tool_call_timeout", "must be greater than zero");
         }
+        for (field, value) in [
+            ("tool_call_timeout", self.tool_call_timeout),
+            ("reconnect_initial_backoff", self.reconnect_initial_backoff),
+            ("reconnect_max_backoff", self.reconnect_max_backoff),
+            ("session_idle_timeout", self.session_idle_timeout),
+        ] {
+            // Far beyond any use, and safe to add to any instant.
+            if value > Duration::from_secs(100 * 365 * 24 * 3600) {
+                return invalid(field, "must be at most 100 years");
+            }
+        }
         self.client_options()?;
         self.overrides()
             .validate()

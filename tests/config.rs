@@ -384,3 +384,17 @@ token_endpoint = "https://login.example.com/oauth2/token"
         Some("https://login.example.com/oauth2/token")
     );
 }
+
+#[test]
+fn durations_beyond_a_century_are_rejected_naming_the_field() {
+    for field in [
+        "tool_call_timeout",
+        "reconnect_initial_backoff",
+        "reconnect_max_backoff",
+        "session_idle_timeout",
+    ] {
+        // 1e18 s parses as a Duration, and overflows an Instant.
+        let r = McpClientConfig::from_toml_str(&format!("{field} = 1e18\n{STDIO}"));
+        assert_eq!(invalid_field(r), field);
+    }
+}

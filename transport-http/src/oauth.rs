@@ -69,14 +69,22 @@ impl TokenSource {
     ) -> Result<Option<String>, Error> {
         let mut cached = self.cached.lock().await;
         if let Some((token, expires)) = cached.as_ref() {
-            if expires.is_none_or(|at| Instant::now() + EXPIRY_MARGIN < at) {
+            let fresh = |at| {
+                Instant::now()
+                    .checked_add(EXPIRY_MARGIN)
+                    .is_some_and(|soon| soon < at)
+            };
+            if expires.is_none_or(fresh) {
                 return Ok(Some(token.clone()));
             }
         }
         let Some((token, lifetime)) = self.fetch(client, mcp_url).await? else {
             return Ok(None);
         };
-        *cached = Some((token.clone(), lifetime.map(|l| Instant::now() + l)));
+        // The lifetime is the server's word: one too long for the clock is
+        // taken as no expiry, like an absent one.
+        let expires = lifetime.and_then(|l| Instant::now().checked_add(l));
+        *cached = Some((token.clone(), expires));
         Ok(Some(token))
     }
 

@@ -327,3 +327,23 @@ async fn a_token_endpoint_error_shows_only_a_short_sanitized_excerpt() {
     assert!(!body.contains("s3cret-value"), "{body:?}");
     assert!(body.contains("error: bad client"), "{body:?}");
 }
+
+#[tokio::test]
+async fn a_token_said_to_live_u64_max_seconds_is_cached_without_a_panic() {
+    let server = protected_server(|_, script| {
+        script.token_body = format!(
+            r#"{{"access_token": "{TOKEN}", "token_type": "Bearer", "expires_in": {}}}"#,
+            u64::MAX
+        )
+        .into_bytes();
+    })
+    .await;
+    let transport = StreamableHttpTransport::new(HttpConfig::new(server.url("/mcp")).unwrap())
+        .unwrap()
+        .with_client_credentials(secret());
+
+    transport.connect(&SessionId::new("a")).await.unwrap();
+    transport.connect(&SessionId::new("b")).await.unwrap();
+
+    assert_eq!(server.requests_to("/token").len(), 1, "the token is cached");
+}
