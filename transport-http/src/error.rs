@@ -55,6 +55,15 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    /// An OAuth discovery or token answer is larger than the limit; the rest
+    /// was not read.
+    #[error("the OAuth answer from {url} exceeds {limit} bytes")]
+    OAuthBodyTooLarge {
+        /// The URL.
+        url: String,
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// No OAuth protected-resource or authorization-server metadata was found.
     #[error("no OAuth {what} found (tried {tried:?})")]
     OAuthDiscovery {

@@ -27,7 +27,12 @@
 //!   per session). rmcp has no switch for it, so a thin wrapper around its
 //!   reqwest client declines that one request; the group still hears
 //!   server-wide notifications such as `tools/list_changed` on the default
-//!   session.
+//!   session;
+//! - every request has a connect timeout and a read timeout
+//!   ([`HttpConfig::connect_timeout`], [`HttpConfig::read_timeout`]): a
+//!   server that accepts and never answers, or an event stream that stalls,
+//!   ends in an error instead of a wait without end; OAuth discovery and
+//!   token answers are read up to 1 MiB.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -47,7 +52,7 @@
 //!
 //! [mcp-group]: https://docs.rs/mcp-group
 
-use std::{collections::BTreeMap, fmt, sync::Arc};
+use std::{collections::BTreeMap, fmt, sync::Arc, time::Duration};
 
 pub use error::Error;
 use mcp_group_core::{
@@ -67,7 +72,8 @@ use rmcp::transport::{
     StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
 };
 
-/// Where the server is and what every request carries.
+/// Where the server is, what every request carries, and how long a request
+/// may wait on the network.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HttpConfig {
@@ -75,6 +81,16 @@ pub struct HttpConfig {
     pub url: String,
     /// Headers sent with every request.
     pub custom_headers: BTreeMap<String, String>,
+    /// The longest wait for a connection to open (TCP and TLS); default
+    /// [`HttpConfig::DEFAULT_CONNECT_TIMEOUT`].
+    pub connect_timeout: Duration,
+    /// The longest wait for any read: the response headers, then each chunk
+    /// of the body, so a long-lived event stream lives as long as the server
+    /// keeps sending (events or keep-alive comments) and a stalled one is
+    /// noticed; default [`HttpConfig::DEFAULT_READ_TIMEOUT`]. A server that
+    /// takes longer than this to answer a call without sending anything
+    /// needs a larger value.
+    pub read_timeout: Duration,
 }
 
 impl fmt::Debug for HttpConfig {
@@ -82,6 +98,8 @@ impl fmt::Debug for HttpConfig {
         f.debug_struct("HttpConfig")
             .field("url", &self.url)
             .field("custom_headers", &Redacted(&self.custom_headers))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("read_timeout", &self.read_timeout)
             .finish()
     }
 }
@@ -100,12 +118,32 @@ impl HttpConfig {
         Ok(Self {
             url,
             custom_headers: BTreeMap::new(),
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            read_timeout: Self::DEFAULT_READ_TIMEOUT,
         })
     }
+
+    /// The default `connect_timeout`: 10 s.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// The default `read_timeout`: 5 minutes.
+    pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(300);
 
     /// Adds a header sent with every request.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.custom_headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets the connect timeout.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the read timeout.
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
         self
     }
 }
@@ -149,7 +187,8 @@ pub fn to_header_map<'a>(
 
 /// What every HTTP-based transport of a server shares: the configuration,
 /// one connection pool (no redirects: following one would replay the session
-/// id and credentials to wherever it points), and the per-session headers.
+/// id and credentials to wherever it points; the configured connect and read
+/// timeouts on every request), and the per-session headers.
 /// The SSE transport builds on it too.
 #[derive(Clone)]
 pub struct HttpEndpoint {
@@ -173,6 +212,8 @@ impl HttpEndpoint {
     pub fn new(config: HttpConfig) -> Result<Self, Error> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(config.connect_timeout)
+            .read_timeout(config.read_timeout)
             .build()
             .map_err(|source| Error::Client { source })?;
         Ok(Self {

@@ -139,7 +139,7 @@ impl TokenSource {
         ));
         candidates.push(format!("{origin}/.well-known/oauth-protected-resource"));
         let resource = first_json(client, &candidates, "authorization_servers")
-            .await
+            .await?
             .ok_or(Error::OAuthDiscovery {
                 what: "protected resource metadata",
                 tried: candidates.clone(),
@@ -189,7 +189,7 @@ impl TokenSource {
             format!("{issuer}/.well-known/openid-configuration"),
         ];
         let server = first_json(client, &candidates, "token_endpoint")
-            .await
+            .await?
             .ok_or(Error::OAuthDiscovery {
                 what: "authorization server metadata",
                 tried: candidates,
@@ -262,13 +262,7 @@ impl TokenSource {
             source,
         })?;
         let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|source| Error::OAuthRequest {
-                url: token_url.clone(),
-                source,
-            })?;
+        let body = read_body(response, &token_url).await?;
         let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         match answer["access_token"].as_str() {
             Some(token) if status.is_success() => {
@@ -352,30 +346,86 @@ fn jwt_assertion(client_id: &str, audience: &str, pem: &str) -> Result<String, E
     ))
 }
 
-/// The first of `urls` answering JSON with the field `needed`.
-async fn first_json(client: &reqwest::Client, urls: &[String], needed: &str) -> Option<Value> {
-    for url in urls {
-        let Ok(response) = client
+/// The first of `urls` answering JSON with the field `needed`; `None` if
+/// none does. A request that fails (unreachable, timed out) moves on to the
+/// next URL, and is the error if no URL answers; an answer over
+/// [`MAX_BODY`] is an error at once.
+async fn first_json(
+    client: &reqwest::Client,
+    urls: &[String],
+    needed: &str,
+) -> Result<Option<Value>, Error> {
+    let mut failure = None;
+    for (i, url) in urls.iter().enumerate() {
+        if urls[..i].contains(url) {
+            continue;
+        }
+        let response = match client
             .get(url)
             .header(header::ACCEPT, "application/json")
             .send()
             .await
-        else {
-            continue;
+        {
+            Ok(response) => response,
+            Err(source) => {
+                failure = Some(Error::OAuthRequest {
+                    url: url.clone(),
+                    source,
+                });
+                continue;
+            }
         };
         if !response.status().is_success() {
             continue;
         }
-        let Ok(body) = response.bytes().await else {
-            continue;
+        let body = match read_body(response, url).await {
+            Ok(body) => body,
+            Err(error @ Error::OAuthBodyTooLarge { .. }) => return Err(error),
+            Err(error) => {
+                failure = Some(error);
+                continue;
+            }
         };
         if let Ok(value) = serde_json::from_slice::<Value>(&body) {
             if !value[needed].is_null() {
-                return Some(value);
+                return Ok(Some(value));
             }
         }
     }
-    None
+    failure.map_or(Ok(None), Err)
+}
+
+/// The most of an OAuth answer read: 1 MiB, far above any metadata or token
+/// response.
+const MAX_BODY: usize = 1 << 20;
+
+/// `response`'s body, up to [`MAX_BODY`].
+async fn read_body(mut response: reqwest::Response, url: &str) -> Result<Vec<u8>, Error> {
+    let too_large = || Error::OAuthBodyTooLarge {
+        url: url.to_owned(),
+        limit: MAX_BODY,
+    };
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_BODY as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|source| Error::OAuthRequest {
+            url: url.to_owned(),
+            source,
+        })?
+    {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// `("https://host:port", "/path")` of a URL (path without a trailing `/`).
