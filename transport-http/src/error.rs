@@ -39,7 +39,8 @@ pub enum Error {
         #[source]
         source: InvalidHeaderValue,
     },
-    /// The HTTP client could not be built (for example, no TLS backend).
+    /// The HTTP client could not be built (for an https URL, when the system
+    /// has no CA certificates).
     #[error("the HTTP client cannot be built")]
     Client {
         /// What reqwest reported.

@@ -208,14 +208,32 @@ impl fmt::Debug for HttpEndpoint {
 
 impl HttpEndpoint {
     /// An endpoint for `config`, with its own connection pool; an error if
-    /// the HTTP client cannot be built.
+    /// the HTTP client cannot be built — for an `https://` URL, when the
+    /// system has no CA certificates. A plain `http://` server needs none:
+    /// its client is then built trusting none, and any https request it
+    /// makes (to an OAuth server, say) fails its TLS handshake.
     pub fn new(config: HttpConfig) -> Result<Self, Error> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(config.connect_timeout)
-            .read_timeout(config.read_timeout)
-            .build()
-            .map_err(|source| Error::Client { source })?;
+        let builder = || {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(config.connect_timeout)
+                .read_timeout(config.read_timeout)
+        };
+        let client = match builder().build() {
+            Ok(client) => client,
+            Err(source) if config.url.starts_with("http://") => {
+                let client = builder()
+                    .tls_certs_only([])
+                    .build()
+                    .map_err(|_| Error::Client { source })?;
+                tracing::warn!(
+                    url = %config.url,
+                    "no usable CA certificates: https requests of this server's client will fail"
+                );
+                client
+            }
+            Err(source) => return Err(Error::Client { source }),
+        };
         Ok(Self {
             config,
             client,
