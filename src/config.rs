@@ -133,6 +133,10 @@ pub struct HttpServer {
     /// discovered from the MCP server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth_client_credentials: Option<ClientCredentials>,
+    /// Send credentials (credential-like headers, OAuth) over plain
+    /// `http://` to a host that is not loopback (default false: refused).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_insecure_http: bool,
 }
 
 /// A legacy HTTP+SSE server.
@@ -145,6 +149,14 @@ pub struct SseServer {
     /// Headers sent with every request.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub custom_headers: BTreeMap<String, String>,
+    /// Send credential-like headers over plain `http://` to a host that is
+    /// not loopback (default false: refused).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_insecure_http: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 impl std::fmt::Debug for StdioServer {
@@ -164,6 +176,7 @@ impl std::fmt::Debug for HttpServer {
             .field("url", &self.url)
             .field("custom_headers", &Redacted(&self.custom_headers))
             .field("oauth_client_credentials", &self.oauth_client_credentials)
+            .field("allow_insecure_http", &self.allow_insecure_http)
             .finish()
     }
 }
@@ -173,6 +186,7 @@ impl std::fmt::Debug for SseServer {
         f.debug_struct("SseServer")
             .field("url", &self.url)
             .field("custom_headers", &Redacted(&self.custom_headers))
+            .field("allow_insecure_http", &self.allow_insecure_http)
             .finish()
     }
 }
@@ -574,6 +588,17 @@ impl McpClientConfig {
                         &format!("`{url}` is not an http:// or https:// URL"),
                     );
                 }
+            }
+        }
+        if let ServerConfig::StreamableHttp(server) = &self.server {
+            if server.oauth_client_credentials.is_some()
+                && (server.custom_headers.keys()).any(|k| k.eq_ignore_ascii_case("authorization"))
+            {
+                return invalid(
+                    "server.custom_headers",
+                    "an `Authorization` header cannot be combined with \
+                     `oauth_client_credentials`, which sends its own",
+                );
             }
         }
         if self.max_sessions == 0 {

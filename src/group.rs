@@ -612,7 +612,12 @@ pub fn build_transport_with(
             #[cfg(feature = "http")]
             {
                 let start = start_error(&server.url);
-                let http = http_config(config, &server.url, &server.custom_headers)?;
+                let http = http_config(
+                    config,
+                    &server.url,
+                    &server.custom_headers,
+                    server.allow_insecure_http,
+                )?;
                 let mut transport = mcp_group_transport_http::StreamableHttpTransport::new(http)
                     .map_err(start)?
                     .with_client_options(options);
@@ -631,7 +636,12 @@ pub fn build_transport_with(
             #[cfg(feature = "sse")]
             {
                 let start = start_error(&server.url);
-                let http = http_config(config, &server.url, &server.custom_headers)?;
+                let http = http_config(
+                    config,
+                    &server.url,
+                    &server.custom_headers,
+                    server.allow_insecure_http,
+                )?;
                 Ok(Arc::new(
                     mcp_group_transport_sse::SseTransport::new(http)
                         .map_err(start)?
@@ -665,9 +675,11 @@ fn http_config(
     config: &McpClientConfig,
     url: &str,
     headers: &std::collections::BTreeMap<String, String>,
+    allow_insecure_http: bool,
 ) -> Result<mcp_group_transport_http::HttpConfig, Error> {
     let mut http = mcp_group_transport_http::HttpConfig::new(url).map_err(start_error(url))?;
     http.custom_headers = headers.clone();
+    http.allow_insecure_http = allow_insecure_http;
     http.read_timeout = http.read_timeout.max(config.tool_call_timeout);
     Ok(http)
 }

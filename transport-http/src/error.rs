@@ -39,6 +39,21 @@ pub enum Error {
         #[source]
         source: InvalidHeaderValue,
     },
+    /// A credential would go over plain http to a host that is not loopback,
+    /// and the configuration does not allow it; nothing was sent.
+    #[error(
+        "refusing to send `{header}` over plain http to {url}: use https, or set allow_insecure_http"
+    )]
+    InsecureCredentials {
+        /// The header (`Authorization` for an OAuth token).
+        header: String,
+        /// The server URL.
+        url: String,
+    },
+    /// OAuth client credentials and an `Authorization` header of their own
+    /// were both given; only one can authorize a request.
+    #[error("OAuth client credentials cannot be combined with an `Authorization` header")]
+    ConflictingAuthorization,
     /// The HTTP client could not be built (for an https URL, when the system
     /// has no CA certificates).
     #[error("the HTTP client cannot be built")]

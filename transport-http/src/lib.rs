@@ -14,7 +14,9 @@
 //! - secrets stay secret: header values are marked sensitive for the HTTP
 //!   stack, and [`HttpConfig`]'s `Debug` redacts credential-bearing headers
 //!   (`authorization`, `cookie`, `proxy-authorization`, any name containing
-//!   `token`, `secret`, `key` or `auth`);
+//!   `token`, `secret`, `key`, `auth` or `password`); those headers and
+//!   OAuth tokens are never sent over plain http to a host that is not
+//!   loopback unless [`HttpConfig::allow_insecure_http`] says so;
 //! - connection failures (refused, reset) are reported as
 //!   [`mcp_group_core::Error::Connect`], which callers retry with backoff,
 //!   distinct from a server that answered but failed the handshake
@@ -57,7 +59,7 @@ use std::{collections::BTreeMap, fmt, sync::Arc, time::Duration};
 pub use error::Error;
 use mcp_group_core::{
     ClientOptions, Connection, Error as CoreError, Redacted, ServerDescription, SessionId,
-    Transport,
+    Transport, is_secret_name,
 };
 pub use oauth::ClientCredentials;
 pub use standalone::StandaloneStreams;
@@ -91,6 +93,14 @@ pub struct HttpConfig {
     /// takes longer than this to answer a call without sending anything
     /// needs a larger value.
     pub read_timeout: Duration,
+    /// Whether credentials may go over plain `http://` to a host that is not
+    /// loopback (`localhost`, `127.0.0.0/8`, `::1`): credential-bearing
+    /// headers (those `Debug` redacts: `Authorization`, `Cookie`, names with
+    /// `token`, `secret`, `key`, `auth` or `password`) and OAuth, whose
+    /// metadata, authorization server and token endpoint may then be plain
+    /// http too. Default false: such a request is refused
+    /// ([`Error::InsecureCredentials`]) before anything is sent.
+    pub allow_insecure_http: bool,
 }
 
 impl fmt::Debug for HttpConfig {
@@ -100,6 +110,7 @@ impl fmt::Debug for HttpConfig {
             .field("custom_headers", &Redacted(&self.custom_headers))
             .field("connect_timeout", &self.connect_timeout)
             .field("read_timeout", &self.read_timeout)
+            .field("allow_insecure_http", &self.allow_insecure_http)
             .finish()
     }
 }
@@ -120,6 +131,7 @@ impl HttpConfig {
             custom_headers: BTreeMap::new(),
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             read_timeout: Self::DEFAULT_READ_TIMEOUT,
+            allow_insecure_http: false,
         })
     }
 
@@ -145,6 +157,34 @@ impl HttpConfig {
     pub fn read_timeout(mut self, timeout: Duration) -> Self {
         self.read_timeout = timeout;
         self
+    }
+
+    /// Allows credentials over plain http to a host that is not loopback.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
+    /// Whether credentials may be sent to this URL: https, a loopback host,
+    /// or plain http that the configuration allows.
+    fn carries_credentials(&self) -> bool {
+        self.allow_insecure_http
+            || reqwest::Url::parse(&self.url).is_ok_and(|url| trust::is_secure(&url))
+    }
+
+    /// An error naming the first credential-bearing header of `names`, if
+    /// this URL may not carry credentials.
+    fn check_credentials<'a>(&self, mut names: impl Iterator<Item = &'a str>) -> Result<(), Error> {
+        if self.carries_credentials() {
+            return Ok(());
+        }
+        match names.find(|name| is_secret_name(name)) {
+            Some(header) => Err(Error::InsecureCredentials {
+                header: header.to_owned(),
+                url: self.url.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -234,6 +274,7 @@ impl HttpEndpoint {
             }
             Err(source) => return Err(Error::Client { source }),
         };
+        config.check_credentials(config.custom_headers.keys().map(String::as_str))?;
         Ok(Self {
             config,
             client,
@@ -257,7 +298,8 @@ impl HttpEndpoint {
         &self.client
     }
 
-    /// The configured headers plus `session`'s own, all marked sensitive.
+    /// The configured headers plus `session`'s own, all marked sensitive;
+    /// an error if one carries a credential that may not go to this URL.
     pub fn headers(
         &self,
         session: &SessionId,
@@ -277,6 +319,8 @@ impl HttpEndpoint {
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_str())),
             );
+        self.config
+            .check_credentials(pairs.clone().map(|(name, _)| name))?;
         to_header_map(pairs)
     }
 }
@@ -306,7 +350,10 @@ impl StreamableHttpTransport {
     /// server, gets a token (cached until it expires, shared by every
     /// session) and sends it as `Authorization: Bearer …`.
     pub fn with_client_credentials(mut self, credentials: ClientCredentials) -> Self {
-        self.oauth = Some(Arc::new(oauth::TokenSource::new(credentials)));
+        self.oauth = Some(Arc::new(oauth::TokenSource::new(
+            credentials,
+            self.endpoint.config().allow_insecure_http,
+        )));
         self
     }
 
@@ -383,6 +430,21 @@ impl Transport for StreamableHttpTransport {
         let mut config = self.transport_config(session)?;
         if let Some(oauth) = &self.oauth {
             let url = &self.config().url;
+            let start = |e| CoreError::Start {
+                endpoint: url.clone(),
+                source: Box::new(e),
+            };
+            // The token goes in `Authorization`: no second one, and not in
+            // the clear.
+            if config
+                .custom_headers
+                .contains_key(&reqwest::header::AUTHORIZATION)
+            {
+                return Err(start(Error::ConflictingAuthorization));
+            }
+            self.config()
+                .check_credentials(std::iter::once("Authorization"))
+                .map_err(start)?;
             config.auth_header = oauth
                 .token(self.endpoint.client(), url)
                 .await

@@ -13,8 +13,8 @@
 //! server's metadata must carry the issuer it was fetched for (RFC 8414
 //! §3.3), which is then the only audience of a signed assertion; metadata,
 //! the authorization server and the token endpoint must be https (plain http
-//! only on a loopback host), and a `resource_metadata` hint https or on the
-//! MCP server's own origin. [`ClientCredentials`] may pin the issuer and the
+//! only on a loopback host, unless the configuration allows insecure http),
+//! and a `resource_metadata` hint https or on the MCP server's own origin. [`ClientCredentials`] may pin the issuer and the
 //! token endpoint. A token endpoint's refusal is shown as a short excerpt,
 //! control characters and the secret removed.
 //!
@@ -38,6 +38,8 @@ use crate::{
 /// A token cache in front of the client-credentials flow.
 pub(crate) struct TokenSource {
     credentials: ClientCredentials,
+    /// Plain http to any host is allowed for metadata and endpoints.
+    allow_insecure_http: bool,
     cached: tokio::sync::Mutex<Option<(String, Option<Instant>)>>,
 }
 
@@ -45,6 +47,7 @@ impl fmt::Debug for TokenSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenSource")
             .field("credentials", &self.credentials)
+            .field("allow_insecure_http", &self.allow_insecure_http)
             .finish()
     }
 }
@@ -53,9 +56,10 @@ impl fmt::Debug for TokenSource {
 const EXPIRY_MARGIN: Duration = Duration::from_secs(30);
 
 impl TokenSource {
-    pub(crate) fn new(credentials: ClientCredentials) -> Self {
+    pub(crate) fn new(credentials: ClientCredentials, allow_insecure_http: bool) -> Self {
         Self {
             credentials,
+            allow_insecure_http,
             cached: tokio::sync::Mutex::new(None),
         }
     }
@@ -94,6 +98,7 @@ impl TokenSource {
         mcp_url: &str,
     ) -> Result<Option<(String, Option<Duration>)>, Error> {
         let c = &self.credentials;
+        let is_secure = |url: &Url| self.allow_insecure_http || is_secure(url);
         let mcp = Url::parse(mcp_url).map_err(|_| Error::NotHttpUrl {
             url: mcp_url.to_owned(),
         })?;

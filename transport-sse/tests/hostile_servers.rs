@@ -48,3 +48,27 @@ async fn an_endpoint_on_another_origin_is_refused_and_receives_nothing() {
     assert!(thief.requests().is_empty(), "{:?}", thief.requests());
     assert!(server.requests_to("/steal").is_empty());
 }
+
+#[tokio::test]
+async fn a_credential_header_is_not_sent_over_plain_http_to_a_remote_host() {
+    let server = announcing("/messages".to_owned()).await;
+    // 0.0.0.0 is this host, but not a loopback name: it stands for a remote one.
+    let url = format!("http://0.0.0.0:{}/sse", server.port());
+    let config = HttpConfig::new(url)
+        .unwrap()
+        .header("Authorization", "Bearer s3cret");
+
+    let refused = match SseTransport::new(config) {
+        Err(error) => matches!(
+            error,
+            mcp_group_transport_http::Error::InsecureCredentials { .. }
+        ),
+        Ok(transport) => {
+            let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
+            panic!("expected a refusal, got {err:?}");
+        }
+    };
+
+    assert!(refused);
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
+}
