@@ -266,8 +266,11 @@ impl HttpEndpoint {
                     .tls_certs_only([])
                     .build()
                     .map_err(|_| Error::Client { source })?;
+                let host = reqwest::Url::parse(&config.url)
+                    .ok()
+                    .and_then(|url| url.host_str().map(str::to_owned));
                 tracing::warn!(
-                    url = %config.url,
+                    host = host.as_deref().unwrap_or_default(),
                     "no usable CA certificates: https requests of this server's client will fail"
                 );
                 client
