@@ -169,6 +169,10 @@ pub struct HttpServer {
     /// it (into `oauth_client_credentials` and `custom_headers`) and clears it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_provider: Option<String>,
+    /// Send credentials (credential-like headers, OAuth) over plain
+    /// `http://` to a host that is not loopback (default false: refused).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_insecure_http: bool,
 }
 
 /// A legacy HTTP+SSE server.
@@ -181,6 +185,14 @@ pub struct SseServer {
     /// Headers sent with every request.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub custom_headers: BTreeMap<String, String>,
+    /// Send credential-like headers over plain `http://` to a host that is
+    /// not loopback (default false: refused).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_insecure_http: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 impl std::fmt::Debug for StdioServer {
@@ -202,6 +214,7 @@ impl std::fmt::Debug for HttpServer {
             .field("custom_headers", &Redacted(&self.custom_headers))
             .field("oauth_client_credentials", &self.oauth_client_credentials)
             .field("auth_provider", &self.auth_provider)
+            .field("allow_insecure_http", &self.allow_insecure_http)
             .finish()
     }
 }
@@ -211,6 +224,7 @@ impl std::fmt::Debug for SseServer {
         f.debug_struct("SseServer")
             .field("url", &self.url)
             .field("custom_headers", &Redacted(&self.custom_headers))
+            .field("allow_insecure_http", &self.allow_insecure_http)
             .finish()
     }
 }
@@ -706,11 +720,33 @@ impl McpClientConfig {
                 }
             }
         }
+        if let ServerConfig::StreamableHttp(server) = &self.server {
+            if server.oauth_client_credentials.is_some()
+                && (server.custom_headers.keys()).any(|k| k.eq_ignore_ascii_case("authorization"))
+            {
+                return invalid(
+                    "server.custom_headers",
+                    "an `Authorization` header cannot be combined with \
+                     `oauth_client_credentials`, which sends its own",
+                );
+            }
+        }
         if self.max_sessions == 0 {
             return invalid("max_sessions", "must be at least 1");
         }
         if self.tool_call_timeout.is_zero() {
             return invalid("tool_call_timeout", "must be greater than zero");
+        }
+        for (field, value) in [
+            ("tool_call_timeout", self.tool_call_timeout),
+            ("reconnect_initial_backoff", self.reconnect_initial_backoff),
+            ("reconnect_max_backoff", self.reconnect_max_backoff),
+            ("session_idle_timeout", self.session_idle_timeout),
+        ] {
+            // Far beyond any use, and safe to add to any instant.
+            if value > Duration::from_secs(100 * 365 * 24 * 3600) {
+                return invalid(field, "must be at most 100 years");
+            }
         }
         self.client_options()?;
         self.overrides()

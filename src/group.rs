@@ -660,7 +660,12 @@ pub fn build_transport_with(
             #[cfg(feature = "http")]
             {
                 let start = start_error(&server.url);
-                let http = http_config(&server.url, &server.custom_headers)?;
+                let http = http_config(
+                    config,
+                    &server.url,
+                    &server.custom_headers,
+                    server.allow_insecure_http,
+                )?;
                 let mut transport = mcp_group_transport_http::StreamableHttpTransport::new(http)
                     .map_err(start)?
                     .with_client_options(options);
@@ -679,7 +684,12 @@ pub fn build_transport_with(
             #[cfg(feature = "sse")]
             {
                 let start = start_error(&server.url);
-                let http = http_config(&server.url, &server.custom_headers)?;
+                let http = http_config(
+                    config,
+                    &server.url,
+                    &server.custom_headers,
+                    server.allow_insecure_http,
+                )?;
                 Ok(Arc::new(
                     mcp_group_transport_sse::SseTransport::new(http)
                         .map_err(start)?
@@ -706,12 +716,18 @@ fn start_error(url: &str) -> impl Fn(mcp_group_transport_http::Error) -> Error +
     }
 }
 
+/// The transport's configuration; its read timeout is never shorter than a
+/// call may take, since a server may send nothing until it answers.
 #[cfg(any(feature = "http", feature = "sse"))]
 fn http_config(
+    config: &McpClientConfig,
     url: &str,
     headers: &std::collections::BTreeMap<String, String>,
+    allow_insecure_http: bool,
 ) -> Result<mcp_group_transport_http::HttpConfig, Error> {
     let mut http = mcp_group_transport_http::HttpConfig::new(url).map_err(start_error(url))?;
     http.custom_headers = headers.clone();
+    http.allow_insecure_http = allow_insecure_http;
+    http.read_timeout = http.read_timeout.max(config.tool_call_timeout);
     Ok(http)
 }

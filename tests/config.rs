@@ -369,3 +369,102 @@ fn a_parse_error_never_shows_a_secret_from_the_file() {
         shown(&unknown)
     );
 }
+
+#[test]
+fn the_oauth_issuer_and_token_endpoint_can_be_pinned() {
+    let config = McpClientConfig::from_toml_str(
+        r#"
+[server]
+transport = "streamable-http"
+url = "https://mcp.example.com/mcp"
+[server.oauth_client_credentials]
+client_id = "agent"
+client_secret = "hunter2"
+issuer = "https://login.example.com"
+token_endpoint = "https://login.example.com/oauth2/token"
+"#,
+    )
+    .unwrap();
+    let ServerConfig::StreamableHttp(server) = &config.server else {
+        panic!("expected streamable-http, got {:?}", config.server);
+    };
+    let oauth = server.oauth_client_credentials.as_ref().unwrap();
+    assert_eq!(oauth.issuer.as_deref(), Some("https://login.example.com"));
+    assert_eq!(
+        oauth.token_endpoint.as_deref(),
+        Some("https://login.example.com/oauth2/token")
+    );
+}
+
+#[test]
+fn durations_beyond_a_century_are_rejected_naming_the_field() {
+    for field in [
+        "tool_call_timeout",
+        "reconnect_initial_backoff",
+        "reconnect_max_backoff",
+        "session_idle_timeout",
+    ] {
+        // 1e18 s parses as a Duration, and overflows an Instant.
+        let r = McpClientConfig::from_toml_str(&format!("{field} = 1e18\n{STDIO}"));
+        assert_eq!(invalid_field(r), field);
+    }
+}
+
+#[test]
+fn oauth_with_an_authorization_header_is_rejected_naming_the_field() {
+    let r = McpClientConfig::from_toml_str(
+        r#"
+[server]
+transport = "streamable-http"
+url = "https://mcp.example.com/mcp"
+custom_headers = { authorization = "Bearer static" }
+[server.oauth_client_credentials]
+client_id = "agent"
+client_secret = "hunter2"
+"#,
+    );
+    assert_eq!(invalid_field(r), "server.custom_headers");
+}
+
+#[test]
+fn allow_insecure_http_loads_for_http_and_sse() {
+    for transport in ["streamable-http", "sse"] {
+        let config = McpClientConfig::from_toml_str(&format!(
+            "[server]\ntransport = \"{transport}\"\nurl = \"http://mcp.internal/mcp\"\nallow_insecure_http = true\n"
+        ))
+        .unwrap();
+        let allowed = match &config.server {
+            ServerConfig::StreamableHttp(server) => server.allow_insecure_http,
+            ServerConfig::Sse(server) => server.allow_insecure_http,
+            other => panic!("{other:?}"),
+        };
+        assert!(allowed, "{transport}");
+    }
+}
+
+#[cfg(all(feature = "http", feature = "sse"))]
+#[test]
+fn a_credential_over_plain_http_to_a_remote_host_needs_allow_insecure_http() {
+    for transport in ["streamable-http", "sse"] {
+        let toml = |allow: bool| {
+            format!(
+                "[server]\ntransport = \"{transport}\"\nurl = \"http://mcp.internal/mcp\"\n\
+                 allow_insecure_http = {allow}\ncustom_headers = {{ Authorization = \"Bearer s3cret\" }}\n"
+            )
+        };
+        let refused = McpClientConfig::from_toml_str(&toml(false)).unwrap();
+        let err = mcp_group::build_transport(&refused).err().unwrap();
+        let mcp_group::Error::Mcp(mcp_group::core::Error::Start { source, .. }) = &err else {
+            panic!("{err:?}");
+        };
+        assert!(
+            matches!(
+                source.downcast_ref::<mcp_group::http::Error>(),
+                Some(mcp_group::http::Error::InsecureCredentials { .. })
+            ),
+            "{err:?}"
+        );
+        let allowed = McpClientConfig::from_toml_str(&toml(true)).unwrap();
+        assert!(mcp_group::build_transport(&allowed).is_ok(), "{transport}");
+    }
+}

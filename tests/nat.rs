@@ -368,6 +368,7 @@ authentication:
             private_key_pem: None,
             scope: Some("docs.read docs.search".into()),
             token_url: Some(tokens.url.clone()),
+            ..ClientCredentials::default()
         })
     );
     assert_eq!(http.auth_provider, None, "resolved");

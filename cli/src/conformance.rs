@@ -31,8 +31,7 @@ pub(crate) async fn run(url: &str, timeout: Option<Duration>) -> Result<ExitCode
                 .unwrap_or_default()
                 .to_owned(),
             private_key_pem: context["private_key_pem"].as_str().map(str::to_owned),
-            scope: None,
-            token_url: None,
+            ..mcp_group::ClientCredentials::default()
         });
     }
     let options = config

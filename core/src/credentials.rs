@@ -31,6 +31,15 @@ pub struct ClientCredentials {
     /// service accounts do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_url: Option<String>,
+    /// Pins the authorization server by its issuer identifier (RFC 8414):
+    /// the MCP server's metadata must name it, and no other is used. Without
+    /// it, the first one the MCP server names is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Pins the token endpoint: the authorization server's metadata must
+    /// name this one, or no credentials are sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint: Option<String>,
 }
 
 impl fmt::Debug for ClientCredentials {
@@ -44,6 +53,8 @@ impl fmt::Debug for ClientCredentials {
             )
             .field("scope", &self.scope)
             .field("token_url", &self.token_url)
+            .field("issuer", &self.issuer)
+            .field("token_endpoint", &self.token_endpoint)
             .finish()
     }
 }

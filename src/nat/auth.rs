@@ -249,6 +249,7 @@ impl ServiceAccount {
             private_key_pem: None,
             scope: (!scopes.is_empty()).then(|| scopes.join(" ")),
             token_url: Some(self.token_url),
+            ..ClientCredentials::default()
         });
         Ok(())
     }

@@ -39,7 +39,23 @@ pub enum Error {
         #[source]
         source: InvalidHeaderValue,
     },
-    /// The HTTP client could not be built (for example, no TLS backend).
+    /// A credential would go over plain http to a host that is not loopback,
+    /// and the configuration does not allow it; nothing was sent.
+    #[error(
+        "refusing to send `{header}` over plain http to {url}: use https, or set allow_insecure_http"
+    )]
+    InsecureCredentials {
+        /// The header (`Authorization` for an OAuth token).
+        header: String,
+        /// The server URL.
+        url: String,
+    },
+    /// OAuth client credentials and an `Authorization` header of their own
+    /// were both given; only one can authorize a request.
+    #[error("OAuth client credentials cannot be combined with an `Authorization` header")]
+    ConflictingAuthorization,
+    /// The HTTP client could not be built (for an https URL, when the system
+    /// has no CA certificates).
     #[error("the HTTP client cannot be built")]
     Client {
         /// What reqwest reported.
@@ -54,6 +70,15 @@ pub enum Error {
         /// Why.
         #[source]
         source: reqwest::Error,
+    },
+    /// An OAuth discovery or token answer is larger than the limit; the rest
+    /// was not read.
+    #[error("the OAuth answer from {url} exceeds {limit} bytes")]
+    OAuthBodyTooLarge {
+        /// The URL.
+        url: String,
+        /// The limit, in bytes.
+        limit: usize,
     },
     /// No OAuth protected-resource or authorization-server metadata was found.
     #[error("no OAuth {what} found (tried {tried:?})")]
@@ -73,7 +98,48 @@ pub enum Error {
         url: String,
         /// Its HTTP status.
         status: u16,
-        /// Its answer (truncated).
+        /// The start of its answer: at most 200 characters, control
+        /// characters replaced, the client secret masked.
         body: String,
+    },
+    /// An OAuth URL the flow would use is refused: not https and not on a
+    /// loopback host, or a `resource_metadata` hint on another origin than
+    /// the MCP server's over plain http. Nothing was sent to it.
+    #[error(
+        "refusing the OAuth {what} `{url}`: plain http is accepted only on a loopback host \
+         (and for the resource_metadata hint, only on the MCP server's own origin)"
+    )]
+    OAuthInsecureUrl {
+        /// `resource_metadata hint`, `authorization server` or `token endpoint`.
+        what: &'static str,
+        /// The URL (server-supplied; control characters removed).
+        url: String,
+    },
+    /// The protected resource metadata describes another resource than the
+    /// MCP server (RFC 9728 §3.3).
+    #[error("the protected resource metadata is for `{found}`, not for {expected}")]
+    OAuthResourceMismatch {
+        /// The MCP server's URL.
+        expected: String,
+        /// The `resource` the metadata names (control characters removed).
+        found: String,
+    },
+    /// The authorization server is not the expected one: its metadata names
+    /// another issuer than the one it was fetched for (RFC 8414 §3.3), or the
+    /// MCP server does not name the pinned issuer.
+    #[error("the authorization server is `{found}`, expected `{expected}`")]
+    OAuthIssuerMismatch {
+        /// The issuer asked for, or pinned.
+        expected: String,
+        /// What the metadata names (control characters removed).
+        found: String,
+    },
+    /// The authorization server's token endpoint is not the pinned one.
+    #[error("the authorization server's token endpoint is `{found}`, pinned `{expected}`")]
+    OAuthTokenEndpointMismatch {
+        /// The pinned token endpoint.
+        expected: String,
+        /// What the metadata names (control characters removed).
+        found: String,
     },
 }

@@ -14,7 +14,9 @@
 //! - secrets stay secret: header values are marked sensitive for the HTTP
 //!   stack, and [`HttpConfig`]'s `Debug` redacts credential-bearing headers
 //!   (`authorization`, `cookie`, `proxy-authorization`, any name containing
-//!   `token`, `secret`, `key` or `auth`);
+//!   `token`, `secret`, `key`, `auth` or `password`); those headers and
+//!   OAuth tokens are never sent over plain http to a host that is not
+//!   loopback unless [`HttpConfig::allow_insecure_http`] says so;
 //! - connection failures (refused, reset) are reported as
 //!   [`mcp_group_core::Error::Connect`], which callers retry with backoff,
 //!   distinct from a server that answered but failed the handshake
@@ -27,7 +29,12 @@
 //!   per session). rmcp has no switch for it, so a thin wrapper around its
 //!   reqwest client declines that one request; the group still hears
 //!   server-wide notifications such as `tools/list_changed` on the default
-//!   session.
+//!   session;
+//! - every request has a connect timeout and a read timeout
+//!   ([`HttpConfig::connect_timeout`], [`HttpConfig::read_timeout`]): a
+//!   server that accepts and never answers, or an event stream that stalls,
+//!   ends in an error instead of a wait without end; OAuth discovery and
+//!   token answers are read up to 1 MiB.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -47,12 +54,12 @@
 //!
 //! [mcp-group]: https://docs.rs/mcp-group
 
-use std::{collections::BTreeMap, fmt, sync::Arc};
+use std::{collections::BTreeMap, fmt, sync::Arc, time::Duration};
 
 pub use error::Error;
 use mcp_group_core::{
     ClientOptions, Connection, Error as CoreError, Redacted, ServerDescription, SessionId,
-    Transport,
+    Transport, is_secret_name,
 };
 pub use oauth::ClientCredentials;
 pub use standalone::StandaloneStreams;
@@ -61,12 +68,14 @@ mod error;
 mod oauth;
 
 mod standalone;
+mod trust;
 use reqwest::header::{HeaderName, HeaderValue};
 use rmcp::transport::{
     StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
 };
 
-/// Where the server is and what every request carries.
+/// Where the server is, what every request carries, and how long a request
+/// may wait on the network.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HttpConfig {
@@ -74,6 +83,24 @@ pub struct HttpConfig {
     pub url: String,
     /// Headers sent with every request.
     pub custom_headers: BTreeMap<String, String>,
+    /// The longest wait for a connection to open (TCP and TLS); default
+    /// [`HttpConfig::DEFAULT_CONNECT_TIMEOUT`].
+    pub connect_timeout: Duration,
+    /// The longest wait for any read: the response headers, then each chunk
+    /// of the body, so a long-lived event stream lives as long as the server
+    /// keeps sending (events or keep-alive comments) and a stalled one is
+    /// noticed; default [`HttpConfig::DEFAULT_READ_TIMEOUT`]. A server that
+    /// takes longer than this to answer a call without sending anything
+    /// needs a larger value.
+    pub read_timeout: Duration,
+    /// Whether credentials may go over plain `http://` to a host that is not
+    /// loopback (`localhost`, `127.0.0.0/8`, `::1`): credential-bearing
+    /// headers (those `Debug` redacts: `Authorization`, `Cookie`, names with
+    /// `token`, `secret`, `key`, `auth` or `password`) and OAuth, whose
+    /// metadata, authorization server and token endpoint may then be plain
+    /// http too. Default false: such a request is refused
+    /// ([`Error::InsecureCredentials`]) before anything is sent.
+    pub allow_insecure_http: bool,
 }
 
 impl fmt::Debug for HttpConfig {
@@ -81,6 +108,9 @@ impl fmt::Debug for HttpConfig {
         f.debug_struct("HttpConfig")
             .field("url", &self.url)
             .field("custom_headers", &Redacted(&self.custom_headers))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .field("allow_insecure_http", &self.allow_insecure_http)
             .finish()
     }
 }
@@ -99,13 +129,62 @@ impl HttpConfig {
         Ok(Self {
             url,
             custom_headers: BTreeMap::new(),
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            read_timeout: Self::DEFAULT_READ_TIMEOUT,
+            allow_insecure_http: false,
         })
     }
+
+    /// The default `connect_timeout`: 10 s.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// The default `read_timeout`: 5 minutes.
+    pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(300);
 
     /// Adds a header sent with every request.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.custom_headers.insert(name.into(), value.into());
         self
+    }
+
+    /// Sets the connect timeout.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the read timeout.
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// Allows credentials over plain http to a host that is not loopback.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
+    /// Whether credentials may be sent to this URL: https, a loopback host,
+    /// or plain http that the configuration allows.
+    fn carries_credentials(&self) -> bool {
+        self.allow_insecure_http
+            || reqwest::Url::parse(&self.url).is_ok_and(|url| trust::is_secure(&url))
+    }
+
+    /// An error naming the first credential-bearing header of `names`, if
+    /// this URL may not carry credentials.
+    fn check_credentials<'a>(&self, mut names: impl Iterator<Item = &'a str>) -> Result<(), Error> {
+        if self.carries_credentials() {
+            return Ok(());
+        }
+        match names.find(|name| is_secret_name(name)) {
+            Some(header) => Err(Error::InsecureCredentials {
+                header: header.to_owned(),
+                url: self.url.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -148,7 +227,8 @@ pub fn to_header_map<'a>(
 
 /// What every HTTP-based transport of a server shares: the configuration,
 /// one connection pool (no redirects: following one would replay the session
-/// id and credentials to wherever it points), and the per-session headers.
+/// id and credentials to wherever it points; the configured connect and read
+/// timeouts on every request), and the per-session headers.
 /// The SSE transport builds on it too.
 #[derive(Clone)]
 pub struct HttpEndpoint {
@@ -168,12 +248,36 @@ impl fmt::Debug for HttpEndpoint {
 
 impl HttpEndpoint {
     /// An endpoint for `config`, with its own connection pool; an error if
-    /// the HTTP client cannot be built.
+    /// the HTTP client cannot be built — for an `https://` URL, when the
+    /// system has no CA certificates. A plain `http://` server needs none:
+    /// its client is then built trusting none, and any https request it
+    /// makes (to an OAuth server, say) fails its TLS handshake.
     pub fn new(config: HttpConfig) -> Result<Self, Error> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|source| Error::Client { source })?;
+        let builder = || {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(config.connect_timeout)
+                .read_timeout(config.read_timeout)
+        };
+        let client = match builder().build() {
+            Ok(client) => client,
+            Err(source) if config.url.starts_with("http://") => {
+                let client = builder()
+                    .tls_certs_only([])
+                    .build()
+                    .map_err(|_| Error::Client { source })?;
+                let host = reqwest::Url::parse(&config.url)
+                    .ok()
+                    .and_then(|url| url.host_str().map(str::to_owned));
+                tracing::warn!(
+                    host = host.as_deref().unwrap_or_default(),
+                    "no usable CA certificates: https requests of this server's client will fail"
+                );
+                client
+            }
+            Err(source) => return Err(Error::Client { source }),
+        };
+        config.check_credentials(config.custom_headers.keys().map(String::as_str))?;
         Ok(Self {
             config,
             client,
@@ -197,7 +301,8 @@ impl HttpEndpoint {
         &self.client
     }
 
-    /// The configured headers plus `session`'s own, all marked sensitive.
+    /// The configured headers plus `session`'s own, all marked sensitive;
+    /// an error if one carries a credential that may not go to this URL.
     pub fn headers(
         &self,
         session: &SessionId,
@@ -217,6 +322,8 @@ impl HttpEndpoint {
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_str())),
             );
+        self.config
+            .check_credentials(pairs.clone().map(|(name, _)| name))?;
         to_header_map(pairs)
     }
 }
@@ -246,7 +353,10 @@ impl StreamableHttpTransport {
     /// server, gets a token (cached until it expires, shared by every
     /// session) and sends it as `Authorization: Bearer …`.
     pub fn with_client_credentials(mut self, credentials: ClientCredentials) -> Self {
-        self.oauth = Some(Arc::new(oauth::TokenSource::new(credentials)));
+        self.oauth = Some(Arc::new(oauth::TokenSource::new(
+            credentials,
+            self.endpoint.config().allow_insecure_http,
+        )));
         self
     }
 
@@ -323,6 +433,21 @@ impl Transport for StreamableHttpTransport {
         let mut config = self.transport_config(session)?;
         if let Some(oauth) = &self.oauth {
             let url = &self.config().url;
+            let start = |e| CoreError::Start {
+                endpoint: url.clone(),
+                source: Box::new(e),
+            };
+            // The token goes in `Authorization`: no second one, and not in
+            // the clear.
+            if config
+                .custom_headers
+                .contains_key(&reqwest::header::AUTHORIZATION)
+            {
+                return Err(start(Error::ConflictingAuthorization));
+            }
+            self.config()
+                .check_credentials(std::iter::once("Authorization"))
+                .map_err(start)?;
             config.auth_header = oauth
                 .token(self.endpoint.client(), url)
                 .await

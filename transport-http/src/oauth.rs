@@ -10,6 +10,16 @@
 //! discovery: the token is requested from that URL (secret in HTTP Basic, no
 //! `resource` parameter) whether or not the server asks for one.
 //!
+//! Discovery is checked before any secret leaves: the protected resource
+//! metadata must be this MCP server's (RFC 9728 §3.3), the authorization
+//! server's metadata must carry the issuer it was fetched for (RFC 8414
+//! §3.3), which is then the only audience of a signed assertion; metadata,
+//! the authorization server and the token endpoint must be https (plain http
+//! only on a loopback host, unless the configuration allows insecure http),
+//! and a `resource_metadata` hint https or on the MCP server's own origin. [`ClientCredentials`] may pin the issuer and the
+//! token endpoint. A token endpoint's refusal is shown as a short excerpt,
+//! control characters and the secret removed.
+//!
 //! Written here because rmcp's `auth` feature covers the interactive
 //! authorization-code flow (browser, redirect) and pulls the `oauth2` crate;
 //! a machine-to-machine agent needs only this one grant, a few requests long.
@@ -18,15 +28,20 @@ use std::{fmt, time::Duration};
 
 pub use mcp_group_core::ClientCredentials;
 
-use reqwest::{StatusCode, header};
+use reqwest::{StatusCode, Url, header};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::Error;
+use crate::{
+    Error,
+    trust::{excerpt, is_secure},
+};
 
 /// A token cache in front of the client-credentials flow.
 pub(crate) struct TokenSource {
     credentials: ClientCredentials,
+    /// Plain http to any host is allowed for metadata and endpoints.
+    allow_insecure_http: bool,
     cached: tokio::sync::Mutex<Option<(String, Option<Instant>)>>,
 }
 
@@ -34,6 +49,7 @@ impl fmt::Debug for TokenSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenSource")
             .field("credentials", &self.credentials)
+            .field("allow_insecure_http", &self.allow_insecure_http)
             .finish()
     }
 }
@@ -42,9 +58,10 @@ impl fmt::Debug for TokenSource {
 const EXPIRY_MARGIN: Duration = Duration::from_secs(30);
 
 impl TokenSource {
-    pub(crate) fn new(credentials: ClientCredentials) -> Self {
+    pub(crate) fn new(credentials: ClientCredentials, allow_insecure_http: bool) -> Self {
         Self {
             credentials,
+            allow_insecure_http,
             cached: tokio::sync::Mutex::new(None),
         }
     }
@@ -58,14 +75,22 @@ impl TokenSource {
     ) -> Result<Option<String>, Error> {
         let mut cached = self.cached.lock().await;
         if let Some((token, expires)) = cached.as_ref() {
-            if expires.is_none_or(|at| Instant::now() + EXPIRY_MARGIN < at) {
+            let fresh = |at| {
+                Instant::now()
+                    .checked_add(EXPIRY_MARGIN)
+                    .is_some_and(|soon| soon < at)
+            };
+            if expires.is_none_or(fresh) {
                 return Ok(Some(token.clone()));
             }
         }
         let Some((token, lifetime)) = self.fetch(client, mcp_url).await? else {
             return Ok(None);
         };
-        *cached = Some((token.clone(), lifetime.map(|l| Instant::now() + l)));
+        // The lifetime is the server's word: one too long for the clock is
+        // taken as no expiry, like an absent one.
+        let expires = lifetime.and_then(|l| Instant::now().checked_add(l));
+        *cached = Some((token.clone(), expires));
         Ok(Some(token))
     }
 
@@ -74,12 +99,25 @@ impl TokenSource {
         client: &reqwest::Client,
         mcp_url: &str,
     ) -> Result<Option<(String, Option<Duration>)>, Error> {
-        if let Some(token_url) = &self.credentials.token_url {
+        let c = &self.credentials;
+        let is_secure = |url: &Url| self.allow_insecure_http || is_secure(url);
+        if let Some(token_url) = &c.token_url {
+            // A fixed token endpoint from the configuration: no discovery,
+            // but the same rule for where a secret may go.
+            if !Url::parse(token_url).is_ok_and(|url| is_secure(&url)) {
+                return Err(Error::OAuthInsecureUrl {
+                    what: "token endpoint",
+                    url: excerpt(token_url, "", MAX_SHOWN),
+                });
+            }
             return self
                 .request_token(client, token_url, token_url, None, false)
                 .await
                 .map(Some);
         }
+        let mcp = Url::parse(mcp_url).map_err(|_| Error::NotHttpUrl {
+            url: mcp_url.to_owned(),
+        })?;
         // 1. Does the server want a token, and where is its metadata?
         let probe = client
             .post(mcp_url)
@@ -100,23 +138,69 @@ impl TokenSource {
             .get(header::WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| auth_param(v, "resource_metadata"));
+        let mut candidates = Vec::new();
+        if let Some(hint) = hinted {
+            // The hint comes from the server's answer: fetched only over
+            // https, or from the server's own origin.
+            let url = mcp
+                .join(&hint)
+                .ok()
+                .filter(|url| {
+                    is_secure(url) && (url.scheme() == "https" || url.origin() == mcp.origin())
+                })
+                .ok_or_else(|| Error::OAuthInsecureUrl {
+                    what: "resource_metadata hint",
+                    url: excerpt(&hint, "", MAX_SHOWN),
+                })?;
+            candidates.push(url.to_string());
+        }
         let (origin, path) = split_url(mcp_url);
-        let mut candidates: Vec<String> = hinted.into_iter().collect();
         candidates.push(format!(
             "{origin}/.well-known/oauth-protected-resource{path}"
         ));
         candidates.push(format!("{origin}/.well-known/oauth-protected-resource"));
         let resource = first_json(client, &candidates, "authorization_servers")
-            .await
+            .await?
             .ok_or(Error::OAuthDiscovery {
                 what: "protected resource metadata",
                 tried: candidates.clone(),
             })?;
-        let issuer = resource["authorization_servers"][0]
-            .as_str()
-            .unwrap_or_default()
-            .trim_end_matches('/')
-            .to_owned();
+        // RFC 9728 §3.3: the metadata must be this server's.
+        let named = resource["resource"].as_str().unwrap_or_default();
+        if !Url::parse(named).is_ok_and(|named| covers(&named, &mcp)) {
+            return Err(Error::OAuthResourceMismatch {
+                expected: mcp_url.to_owned(),
+                found: excerpt(named, "", MAX_SHOWN),
+            });
+        }
+        let offered: Vec<&str> = resource["authorization_servers"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let issuer = match (&c.issuer, offered.first()) {
+            (Some(pinned), _) => offered
+                .iter()
+                .find(|offered| same_identifier(offered, pinned))
+                .map(|_| pinned.as_str())
+                .ok_or_else(|| Error::OAuthIssuerMismatch {
+                    expected: pinned.clone(),
+                    found: excerpt(&offered.join(" "), "", MAX_SHOWN),
+                })?,
+            (None, Some(first)) => first,
+            (None, None) => {
+                return Err(Error::OAuthDiscovery {
+                    what: "authorization server",
+                    tried: candidates,
+                });
+            }
+        };
+        let issuer = issuer.trim_end_matches('/').to_owned();
+        if !Url::parse(&issuer).is_ok_and(|url| is_secure(&url)) {
+            return Err(Error::OAuthInsecureUrl {
+                what: "authorization server",
+                url: excerpt(&issuer, "", MAX_SHOWN),
+            });
+        }
 
         // 2. The authorization server's metadata.
         let (issuer_origin, issuer_path) = split_url(&issuer);
@@ -126,15 +210,36 @@ impl TokenSource {
             format!("{issuer}/.well-known/openid-configuration"),
         ];
         let server = first_json(client, &candidates, "token_endpoint")
-            .await
+            .await?
             .ok_or(Error::OAuthDiscovery {
                 what: "authorization server metadata",
                 tried: candidates,
             })?;
-        let token_url = server["token_endpoint"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        // RFC 8414 §3.3: the metadata must be that of the issuer asked for;
+        // only then is it the audience of an assertion.
+        let audience = server["issuer"].as_str().unwrap_or_default();
+        if !same_identifier(audience, &issuer) {
+            return Err(Error::OAuthIssuerMismatch {
+                expected: issuer,
+                found: excerpt(audience, "", MAX_SHOWN),
+            });
+        }
+        let token_url = server["token_endpoint"].as_str().unwrap_or_default();
+        if let Some(pinned) = &c.token_endpoint {
+            if !same_identifier(token_url, pinned) {
+                return Err(Error::OAuthTokenEndpointMismatch {
+                    expected: pinned.clone(),
+                    found: excerpt(token_url, "", MAX_SHOWN),
+                });
+            }
+        }
+        if !Url::parse(token_url).is_ok_and(|url| is_secure(&url)) {
+            return Err(Error::OAuthInsecureUrl {
+                what: "token endpoint",
+                url: excerpt(token_url, "", MAX_SHOWN),
+            });
+        }
+        let token_url = token_url.to_owned();
         let methods: Vec<&str> = server["token_endpoint_auth_methods_supported"]
             .as_array()
             .map(|m| m.iter().filter_map(Value::as_str).collect())
@@ -143,9 +248,7 @@ impl TokenSource {
             && !methods.contains(&"client_secret_basic")
             && methods.contains(&"client_secret_post");
 
-        // 3. The token. A JWT assertion's audience is the authorization
-        // server (its issuer).
-        let audience = server["issuer"].as_str().unwrap_or(&issuer);
+        // 3. The token; an assertion's audience is the verified issuer.
         self.request_token(client, &token_url, audience, Some(mcp_url), secret_in_form)
             .await
             .map(Some)
@@ -199,13 +302,7 @@ impl TokenSource {
             source,
         })?;
         let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|source| Error::OAuthRequest {
-                url: token_url.to_owned(),
-                source,
-            })?;
+        let body = read_body(response, token_url).await?;
         let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         match answer["access_token"].as_str() {
             Some(token) if status.is_success() => {
@@ -216,10 +313,29 @@ impl TokenSource {
             _ => Err(Error::OAuthToken {
                 url: token_url.to_owned(),
                 status: status.as_u16(),
-                body: String::from_utf8_lossy(&body).chars().take(200).collect(),
+                body: excerpt(&String::from_utf8_lossy(&body), &c.client_secret, MAX_SHOWN),
             }),
         }
     }
+}
+
+/// At most this many characters of server-supplied text go into an error.
+const MAX_SHOWN: usize = 200;
+
+/// Whether protected resource metadata naming `resource` may be used for
+/// the MCP server at `mcp` (RFC 9728 §3.3): the same origin, and the same
+/// path or a parent of it — what the MCP TypeScript SDK accepts, so that
+/// metadata served for the whole host (`https://host/`) covers `/mcp`.
+fn covers(resource: &Url, mcp: &Url) -> bool {
+    let parent = resource.path().trim_end_matches('/');
+    let path = mcp.path().trim_end_matches('/');
+    resource.origin() == mcp.origin() && (path == parent || path.starts_with(&format!("{parent}/")))
+}
+
+/// Two issuer identifiers or endpoint URLs are the same, but for a trailing
+/// `/`.
+fn same_identifier(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
 }
 
 /// A JWT client assertion (RFC 7523) signed with ES256.
@@ -270,30 +386,86 @@ fn jwt_assertion(client_id: &str, audience: &str, pem: &str) -> Result<String, E
     ))
 }
 
-/// The first of `urls` answering JSON with the field `needed`.
-async fn first_json(client: &reqwest::Client, urls: &[String], needed: &str) -> Option<Value> {
-    for url in urls {
-        let Ok(response) = client
+/// The first of `urls` answering JSON with the field `needed`; `None` if
+/// none does. A request that fails (unreachable, timed out) moves on to the
+/// next URL, and is the error if no URL answers; an answer over
+/// [`MAX_BODY`] is an error at once.
+async fn first_json(
+    client: &reqwest::Client,
+    urls: &[String],
+    needed: &str,
+) -> Result<Option<Value>, Error> {
+    let mut failure = None;
+    for (i, url) in urls.iter().enumerate() {
+        if urls[..i].contains(url) {
+            continue;
+        }
+        let response = match client
             .get(url)
             .header(header::ACCEPT, "application/json")
             .send()
             .await
-        else {
-            continue;
+        {
+            Ok(response) => response,
+            Err(source) => {
+                failure = Some(Error::OAuthRequest {
+                    url: url.clone(),
+                    source,
+                });
+                continue;
+            }
         };
         if !response.status().is_success() {
             continue;
         }
-        let Ok(body) = response.bytes().await else {
-            continue;
+        let body = match read_body(response, url).await {
+            Ok(body) => body,
+            Err(error @ Error::OAuthBodyTooLarge { .. }) => return Err(error),
+            Err(error) => {
+                failure = Some(error);
+                continue;
+            }
         };
         if let Ok(value) = serde_json::from_slice::<Value>(&body) {
             if !value[needed].is_null() {
-                return Some(value);
+                return Ok(Some(value));
             }
         }
     }
-    None
+    failure.map_or(Ok(None), Err)
+}
+
+/// The most of an OAuth answer read: 1 MiB, far above any metadata or token
+/// response.
+const MAX_BODY: usize = 1 << 20;
+
+/// `response`'s body, up to [`MAX_BODY`].
+async fn read_body(mut response: reqwest::Response, url: &str) -> Result<Vec<u8>, Error> {
+    let too_large = || Error::OAuthBodyTooLarge {
+        url: url.to_owned(),
+        limit: MAX_BODY,
+    };
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_BODY as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|source| Error::OAuthRequest {
+            url: url.to_owned(),
+            source,
+        })?
+    {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// `("https://host:port", "/path")` of a URL (path without a trailing `/`).
@@ -366,7 +538,7 @@ mod tests {
                 client_secret: "s3cret".into(),
                 private_key_pem: Some("-----BEGIN PRIVATE KEY-----".into()),
                 scope: None,
-                token_url: None,
+                ..ClientCredentials::default()
             }
         );
         assert!(

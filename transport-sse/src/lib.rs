@@ -8,6 +8,13 @@
 //! and `sse-stream` for parsing the event stream — no hand-written SSE parser.
 //! Everything above the byte level (JSON-RPC, the handshake) is rmcp's.
 //!
+//! Every `POST` carries the session's headers, credentials included, so the
+//! `endpoint` the server names must be on the configured URL's origin
+//! (scheme, host and port); any other is refused
+//! ([`Error::CrossOriginEndpoint`]) before anything is sent. An event larger
+//! than [`MAX_EVENT_SIZE`] ends the stream ([`Error::EventTooLarge`]) instead
+//! of being buffered, as streamable HTTP does.
+//!
 //! ```no_run
 //! use mcp_group_core::{SessionId, Transport};
 //! use mcp_group_transport_sse::{HttpConfig, SseTransport};
@@ -71,6 +78,21 @@ pub enum Error {
         /// What the server sent.
         endpoint: String,
     },
+    /// The `endpoint` event names another origin (scheme, host or port) than
+    /// the configured URL; nothing is sent there, since every `POST` carries
+    /// the session's headers and credentials.
+    #[error("the server's endpoint is on another origin ({origin}) than the configured URL")]
+    CrossOriginEndpoint {
+        /// The endpoint's origin (`scheme://host:port`, no path or query).
+        origin: String,
+    },
+    /// An event of the stream grew past [`MAX_EVENT_SIZE`] before it ended;
+    /// the stream is dropped rather than buffered further.
+    #[error("an SSE event exceeded {limit} bytes")]
+    EventTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// A message could not be encoded.
     #[error("cannot encode a JSON-RPC message")]
     Encode {
@@ -79,6 +101,10 @@ pub enum Error {
         source: serde_json::Error,
     },
 }
+
+/// The largest SSE event accepted, in bytes (its `data`, `event`, `id` and
+/// `retry` lines, as streamable HTTP counts them): 16 MiB.
+pub const MAX_EVENT_SIZE: usize = 16 << 20;
 
 type Events = Pin<Box<dyn Stream<Item = Result<sse_stream::Sse, sse_stream::Error>> + Send>>;
 
@@ -134,21 +160,32 @@ impl SseTransport {
             .await;
         let response = successful(response)?;
         let base = response.url().clone();
-        let mut events: Events = Box::pin(sse_stream::SseStream::from_bytes_stream(
+        let mut events: Events = Box::pin(sse_stream::SseStream::from_bytes_stream(bounded(
             response.bytes_stream(),
-        ));
+            MAX_EVENT_SIZE,
+        )));
         let endpoint = loop {
             match events.next().await {
                 Some(Ok(event)) if event.event.as_deref() == Some("endpoint") => {
                     break event.data.unwrap_or_default();
                 }
                 Some(Ok(_)) => continue,
+                Some(Err(sse_stream::Error::Body(error))) => {
+                    return Err(error.downcast::<Error>().map_or(Error::NoEndpoint, |e| *e));
+                }
                 Some(Err(_)) | None => return Err(Error::NoEndpoint),
             }
         };
         let post_url = base.join(endpoint.trim()).map_err(|_| Error::BadEndpoint {
             endpoint: endpoint.clone(),
         })?;
+        // The configured URL is the origin the credentials are meant for
+        // (redirects are not followed, so `base` has the same origin).
+        if post_url.origin() != base.origin() {
+            return Err(Error::CrossOriginEndpoint {
+                origin: post_url.origin().ascii_serialization(),
+            });
+        }
         tracing::debug!(%post_url, "SSE endpoint received");
         Ok(SseClient {
             client: self.endpoint.client().clone(),
@@ -169,6 +206,13 @@ impl Transport for SseTransport {
                 endpoint: url.clone(),
                 source: Box::new(e),
             },
+            // The server answered, with an endpoint or an event we refuse.
+            Error::CrossOriginEndpoint { .. } | Error::EventTooLarge { .. } => {
+                CoreError::Handshake {
+                    endpoint: url.clone(),
+                    source: Box::new(e),
+                }
+            }
             _ => CoreError::Connect {
                 endpoint: url.clone(),
                 source: Box::new(e),
@@ -196,6 +240,78 @@ fn successful(
         });
     }
     Ok(response)
+}
+
+/// The body's chunks, ended by [`Error::EventTooLarge`] as soon as one event
+/// grows past `limit` bytes — before the SSE parser buffers it — and by
+/// [`Error::Request`] if reading fails.
+fn bounded<D: AsRef<[u8]>>(
+    body: impl Stream<Item = Result<D, reqwest::Error>>,
+    limit: usize,
+) -> impl Stream<Item = Result<D, Error>> {
+    let mut size = EventSize::default();
+    body.scan(false, move |failed, chunk| {
+        let item = if *failed {
+            None
+        } else {
+            let checked = chunk
+                .map_err(|source| Error::Request { source })
+                .and_then(|chunk| {
+                    if size.observe(chunk.as_ref(), limit) {
+                        Ok(chunk)
+                    } else {
+                        Err(Error::EventTooLarge { limit })
+                    }
+                });
+            *failed = checked.is_err();
+            Some(checked)
+        };
+        futures::future::ready(item)
+    })
+}
+
+/// The size of the event being received, counted as the SSE parser keeps
+/// it: the lines since the last blank line, less completed comments.
+#[derive(Debug, Default)]
+struct EventSize {
+    /// Completed lines of the current event (each with its joining newline).
+    kept: usize,
+    /// The line being received.
+    line: usize,
+    line_is_comment: bool,
+    after_cr: bool,
+}
+
+impl EventSize {
+    /// Counts `bytes`; false once the event is larger than `limit`.
+    fn observe(&mut self, bytes: &[u8], limit: usize) -> bool {
+        for &byte in bytes {
+            if std::mem::take(&mut self.after_cr) && byte == b'\n' {
+                continue; // the LF of a CRLF
+            }
+            match byte {
+                b'\r' | b'\n' => {
+                    if self.line == 0 {
+                        self.kept = 0; // a blank line ends the event
+                    } else if !self.line_is_comment {
+                        self.kept = self.kept.saturating_add(self.line + 1);
+                    }
+                    self.line = 0;
+                    self.after_cr = byte == b'\r';
+                }
+                _ => {
+                    if self.line == 0 {
+                        self.line_is_comment = byte == b':';
+                    }
+                    self.line += 1;
+                }
+            }
+            if self.kept.saturating_add(self.line) > limit {
+                return false;
+            }
+        }
+        true
+    }
 }
 
 /// One open HTTP+SSE exchange, as an rmcp transport.
@@ -241,7 +357,12 @@ impl RmcpTransport<RoleClient> for SseClient {
                     }
                 }
                 Err(error) => {
-                    tracing::debug!(%error, "the SSE stream failed");
+                    match &error {
+                        sse_stream::Error::Body(e) if e.is::<Error>() => {
+                            tracing::warn!(error = %e, "the SSE stream failed");
+                        }
+                        _ => tracing::debug!(%error, "the SSE stream failed"),
+                    }
                     return None;
                 }
             }
@@ -258,6 +379,22 @@ impl RmcpTransport<RoleClient> for SseClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_size_counts_lines_until_a_blank_line_and_skips_comments() {
+        let mut size = EventSize::default();
+        assert!(size.observe(b"data: 12345\r\n", 12));
+        assert!(!size.observe(b"d", 12), "the next line makes 13");
+        let mut size = EventSize::default();
+        assert!(size.observe(b"data: 12345\r\n\r\ndata: 12345\n\n", 12));
+        assert!(size.observe(b": a comment longer than the limit\n", 40));
+        assert!(size.observe(b"data: 1234\r", 12));
+        assert!(
+            size.observe(b"\ndata", 15),
+            "the LF of a split CRLF is no blank line"
+        );
+        assert!(!size.observe(b"x", 15), "11 kept and a line of 5");
+    }
 
     #[tokio::test]
     async fn a_refused_connection_is_a_connect_error() {
