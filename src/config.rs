@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use mcp_group_core::{ClientCredentials, Redacted, redact_args};
+use mcp_group_core::{ClientCredentials, Redacted, redact_args, redact_url};
 use mcp_group_overrides::ToolOverride;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -210,7 +210,7 @@ impl std::fmt::Debug for StdioServer {
 impl std::fmt::Debug for HttpServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpServer")
-            .field("url", &self.url)
+            .field("url", &redact_url(&self.url))
             .field("custom_headers", &Redacted(&self.custom_headers))
             .field("oauth_client_credentials", &self.oauth_client_credentials)
             .field("auth_provider", &self.auth_provider)
@@ -222,7 +222,7 @@ impl std::fmt::Debug for HttpServer {
 impl std::fmt::Debug for SseServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SseServer")
-            .field("url", &self.url)
+            .field("url", &redact_url(&self.url))
             .field("custom_headers", &Redacted(&self.custom_headers))
             .field("allow_insecure_http", &self.allow_insecure_http)
             .finish()

@@ -710,7 +710,7 @@ pub fn build_transport_with(
 fn start_error(url: &str) -> impl Fn(mcp_group_transport_http::Error) -> Error + '_ {
     move |source| {
         Error::Mcp(mcp_group_core::Error::Start {
-            endpoint: url.to_owned(),
+            endpoint: mcp_group_core::redact_url(url),
             source: Box::new(source),
         })
     }

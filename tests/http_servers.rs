@@ -179,3 +179,28 @@ async fn server_everything_over_legacy_sse_gives_exact_results() {
     );
     group.shutdown().await;
 }
+
+#[tokio::test]
+async fn credentials_in_a_url_stay_out_of_debug_and_errors() {
+    let port = mcp_group_test_kit::free_port();
+    let url = format!("http://user:pa55word@127.0.0.1:{port}/mcp?api_key=k3y-secret");
+    let mut config = McpClientConfig::new(ServerConfig::streamable_http(url));
+    config.reconnect_enabled = false;
+    let debug = format!("{config:?}");
+    let err = FunctionGroup::connect(config).await.unwrap_err();
+    let mut shown = format!("{debug}\n{err:?}");
+    let mut source: Option<&dyn std::error::Error> = Some(&err);
+    while let Some(cause) = source {
+        shown.push('\n');
+        shown.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    assert!(
+        !shown.contains("pa55word") && !shown.contains("k3y-secret"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("127.0.0.1:{port}")),
+        "the host is still named: {shown}"
+    );
+}

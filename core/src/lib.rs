@@ -95,5 +95,6 @@ pub use rmcp;
 pub use rmcp::model::JsonObject;
 pub use transport::{DynTransport, Transport};
 pub use types::{
-    Redacted, ServerDescription, SessionId, ToolDescriptor, ToolOutput, is_secret_name, redact_args,
+    Redacted, ServerDescription, SessionId, ToolDescriptor, ToolOutput, is_secret_name,
+    redact_args, redact_url,
 };

@@ -272,6 +272,31 @@ pub fn redact_args(args: &[String]) -> Vec<String> {
     out
 }
 
+/// `url` as logs, errors and descriptions show it: userinfo
+/// (`user:password@`), the query and the fragment — where credentials
+/// travel in URLs — are replaced by `<redacted>`.
+pub fn redact_url(url: &str) -> String {
+    const REDACTED: &str = "<redacted>";
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let end_of_authority = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end_of_authority);
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{REDACTED}@{host}"),
+        None => authority.to_owned(),
+    };
+    let tail = match tail.find(['?', '#']) {
+        Some(at) => format!("{}{}{REDACTED}", &tail[..at], &tail[at..=at]),
+        None => tail.to_owned(),
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme}://{authority}{tail}"),
+        None => format!("{authority}{tail}"),
+    }
+}
+
 /// A map of names to values whose `Debug` redacts the secret ones.
 pub struct Redacted<'a>(pub &'a std::collections::BTreeMap<String, String>);
 
@@ -298,6 +323,20 @@ mod redaction_tests {
 
     fn strings(words: &[&str]) -> Vec<String> {
         words.iter().map(|w| (*w).to_owned()).collect()
+    }
+
+    #[test]
+    fn urls_lose_their_userinfo_query_and_fragment() {
+        assert_eq!(
+            redact_url("https://user:pa55@mcp.example.com:8443/mcp?api_key=k3y#t=1"),
+            "https://<redacted>@mcp.example.com:8443/mcp?<redacted>"
+        );
+        assert_eq!(
+            redact_url("http://127.0.0.1:3001/mcp"),
+            "http://127.0.0.1:3001/mcp"
+        );
+        assert_eq!(redact_url("http://h?token=x"), "http://h?<redacted>");
+        assert_eq!(redact_url("not a url"), "not a url");
     }
 
     #[test]

@@ -59,7 +59,7 @@ use std::{collections::BTreeMap, fmt, sync::Arc, time::Duration};
 pub use error::Error;
 use mcp_group_core::{
     ClientOptions, Connection, Error as CoreError, Redacted, ServerDescription, SessionId,
-    Transport, is_secret_name,
+    Transport, is_secret_name, redact_url,
 };
 pub use oauth::ClientCredentials;
 pub use standalone::StandaloneStreams;
@@ -106,7 +106,7 @@ pub struct HttpConfig {
 impl fmt::Debug for HttpConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpConfig")
-            .field("url", &self.url)
+            .field("url", &redact_url(&self.url))
             .field("custom_headers", &Redacted(&self.custom_headers))
             .field("connect_timeout", &self.connect_timeout)
             .field("read_timeout", &self.read_timeout)
@@ -116,15 +116,25 @@ impl fmt::Debug for HttpConfig {
 }
 
 impl HttpConfig {
+    /// The URL as logs, errors and descriptions show it (userinfo, query and
+    /// fragment redacted).
+    pub fn display_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
     /// A configuration for `url`, checked to be an absolute HTTP(S) URL.
     pub fn new(url: impl Into<String>) -> Result<Self, Error> {
         let url = url.into();
         let rest = url
             .strip_prefix("http://")
             .or_else(|| url.strip_prefix("https://"))
-            .ok_or_else(|| Error::NotHttpUrl { url: url.clone() })?;
+            .ok_or_else(|| Error::NotHttpUrl {
+                url: redact_url(&url),
+            })?;
         if rest.is_empty() || rest.starts_with('/') {
-            return Err(Error::NoHost { url });
+            return Err(Error::NoHost {
+                url: redact_url(&url),
+            });
         }
         Ok(Self {
             url,
@@ -181,7 +191,7 @@ impl HttpConfig {
         match names.find(|name| is_secret_name(name)) {
             Some(header) => Err(Error::InsecureCredentials {
                 header: header.to_owned(),
-                url: self.url.clone(),
+                url: self.display_url(),
             }),
             None => Ok(()),
         }
@@ -389,7 +399,7 @@ impl StreamableHttpTransport {
         &self,
         session: &SessionId,
     ) -> Result<StreamableHttpClientTransportConfig, CoreError> {
-        let url = &self.endpoint.config().url;
+        let url = &self.endpoint.config().display_url();
         let custom_headers = self
             .endpoint
             .headers(session)
@@ -432,7 +442,7 @@ impl Transport for StreamableHttpTransport {
     async fn connect(&self, session: &SessionId) -> Result<Connection, CoreError> {
         let mut config = self.transport_config(session)?;
         if let Some(oauth) = &self.oauth {
-            let url = &self.config().url;
+            let url = &self.config().display_url();
             let start = |e| CoreError::Start {
                 endpoint: url.clone(),
                 source: Box::new(e),
@@ -464,7 +474,7 @@ impl Transport for StreamableHttpTransport {
             },
         };
         let transport = StreamableHttpClientTransport::with_client(client, config);
-        Connection::establish_with(transport, self.config().url.clone(), &self.options)
+        Connection::establish_with(transport, self.config().display_url(), &self.options)
             .await
             .map_err(classify)
     }
@@ -472,7 +482,7 @@ impl Transport for StreamableHttpTransport {
     fn description(&self) -> ServerDescription {
         ServerDescription {
             transport: "streamable-http",
-            endpoint: self.config().url.clone(),
+            endpoint: self.config().display_url(),
         }
     }
 }

@@ -116,7 +116,7 @@ impl TokenSource {
                 .map(Some);
         }
         let mcp = Url::parse(mcp_url).map_err(|_| Error::NotHttpUrl {
-            url: mcp_url.to_owned(),
+            url: mcp_group_core::redact_url(mcp_url),
         })?;
         // 1. Does the server want a token, and where is its metadata?
         let probe = client
@@ -127,7 +127,7 @@ impl TokenSource {
             .send()
             .await
             .map_err(|source| Error::OAuthRequest {
-                url: mcp_url.to_owned(),
+                url: mcp_group_core::redact_url(mcp_url),
                 source,
             })?;
         if probe.status() != StatusCode::UNAUTHORIZED {
@@ -169,7 +169,7 @@ impl TokenSource {
         let named = resource["resource"].as_str().unwrap_or_default();
         if !Url::parse(named).is_ok_and(|named| covers(&named, &mcp)) {
             return Err(Error::OAuthResourceMismatch {
-                expected: mcp_url.to_owned(),
+                expected: mcp_group_core::redact_url(mcp_url),
                 found: excerpt(named, "", MAX_SHOWN),
             });
         }

@@ -65,6 +65,7 @@ impl StreamableHttpClient for Client {
         self.inner
             .post_message(uri, message, session_id, auth_header, custom_headers)
             .await
+            .map_err(without_url)
     }
 
     async fn post_message_with_max_sse_event_size(
@@ -86,6 +87,7 @@ impl StreamableHttpClient for Client {
                 max_sse_event_size,
             )
             .await
+            .map_err(without_url)
     }
 
     async fn post_message_with_response_limits(
@@ -107,6 +109,7 @@ impl StreamableHttpClient for Client {
                 limits,
             )
             .await
+            .map_err(without_url)
     }
 
     async fn delete_session(
@@ -119,6 +122,7 @@ impl StreamableHttpClient for Client {
         self.inner
             .delete_session(uri, session_id, auth_header, custom_headers)
             .await
+            .map_err(without_url)
     }
 
     async fn get_stream(
@@ -135,6 +139,7 @@ impl StreamableHttpClient for Client {
         self.inner
             .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
             .await
+            .map_err(without_url)
     }
 
     async fn get_stream_with_max_sse_event_size(
@@ -159,6 +164,16 @@ impl StreamableHttpClient for Client {
                 max_sse_event_size,
             )
             .await
+            .map_err(without_url)
+    }
+}
+
+/// The HTTP error without its URL: the URL may carry credentials in its
+/// query, and errors end up in logs.
+fn without_url(error: StreamableHttpError<reqwest::Error>) -> StreamableHttpError<reqwest::Error> {
+    match error {
+        StreamableHttpError::Client(error) => StreamableHttpError::Client(error.without_url()),
+        other => other,
     }
 }
 

@@ -186,7 +186,7 @@ impl SseTransport {
                 origin: post_url.origin().ascii_serialization(),
             });
         }
-        tracing::debug!(%post_url, "SSE endpoint received");
+        tracing::debug!(post_url = %mcp_group_core::redact_url(post_url.as_str()), "SSE endpoint received");
         Ok(SseClient {
             client: self.endpoint.client().clone(),
             post_url,
@@ -199,7 +199,7 @@ impl SseTransport {
 #[mcp_group_core::async_trait]
 impl Transport for SseTransport {
     async fn connect(&self, session: &SessionId) -> Result<Connection, CoreError> {
-        let url = &self.config().url;
+        let url = &self.config().display_url();
         let client = self.open(session).await.map_err(|e| match e {
             // A header or client that cannot be used will not get better.
             Error::Http { .. } => CoreError::Start {
@@ -224,7 +224,7 @@ impl Transport for SseTransport {
     fn description(&self) -> ServerDescription {
         ServerDescription {
             transport: "sse",
-            endpoint: self.config().url.clone(),
+            endpoint: self.config().display_url(),
         }
     }
 }
