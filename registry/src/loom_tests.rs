@@ -132,3 +132,62 @@ fn the_ref_count_never_underflows_and_returns_to_zero() {
         }
     });
 }
+
+/// A time at which every entry stamped at 0 is expired.
+const LATER: u64 = 10 * IDLE;
+
+fn lru(limit: usize) -> Room {
+    Room {
+        limit,
+        idle_ms: IDLE,
+        lru: true,
+    }
+}
+
+/// Defect: LRU eviction picked an entry the lookup's expiry swap had closed
+/// but not yet removed, failed to close it again, and spun forever holding
+/// the write lock (the swapping thread waited for that lock to remove it).
+/// With `a` leased and `x` expired, a lookup of `x` races an insert of `y`
+/// with `lru: true` at the limit: the insert returns, and `x` is disposed of
+/// exactly once (by the lookup, as expired, or by the insert, as evicted).
+#[test]
+fn lru_eviction_against_an_expiry_swap_never_livelocks() {
+    loom::model(|| {
+        let table = Arc::new(Table::new());
+        let (held, _) = table
+            .insert(&sid("a"), None, 0, lru(2), || 0)
+            .result
+            .unwrap();
+        let (x, _) = table
+            .insert(&sid("x"), None, 0, lru(2), || 1)
+            .result
+            .unwrap();
+        x.release(0);
+        let expirer = {
+            let table = table.clone();
+            thread::spawn(move || match table.lookup(&sid("x"), None, LATER, IDLE) {
+                Ok(Lookup::Expired(entry)) => Some(entry),
+                Ok(Lookup::Found(entry)) => {
+                    entry.release(LATER);
+                    None
+                }
+                _ => None,
+            })
+        };
+        let insert = table.insert(&sid("y"), None, LATER, lru(2), || 2);
+        let expired = expirer.join().unwrap();
+        if let Ok((y, _)) = &insert.result {
+            y.release(LATER);
+        }
+        let evicted_x = insert
+            .evicted
+            .iter()
+            .filter(|(_, e)| Arc::ptr_eq(e, &x))
+            .count();
+        let expired_x = usize::from(expired.is_some_and(|e| Arc::ptr_eq(&e, &x)));
+        assert_eq!(evicted_x + expired_x, 1, "x is disposed of exactly once");
+        assert!(table.peek(&sid("x")).is_none());
+        assert!(table.len() <= 2);
+        held.release(LATER);
+    });
+}

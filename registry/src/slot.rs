@@ -89,6 +89,12 @@ impl<V> Entry<V> {
         self.state.fetch_or(CLOSED, Ordering::AcqRel);
     }
 
+    /// Whether the entry is open and no one holds or is taking a reference:
+    /// the only state in which `try_close_unused` can succeed.
+    pub(crate) fn is_unused(&self) -> bool {
+        self.state.load(Ordering::Acquire) == 0
+    }
+
     /// The number of references held.
     pub(crate) fn refs(&self) -> u64 {
         self.state.load(Ordering::Acquire) & !CLOSED

@@ -198,16 +198,26 @@ impl<V> Table<V> {
                 !expired
             });
         }
-        while room.lru && map.len() >= room.limit {
-            let oldest = map
+        if room.lru && map.len() >= room.limit {
+            // Candidates: open entries with no reference, least recently used
+            // first. Each is tried once, so the loop ends even when a
+            // candidate is taken meanwhile (a caller's `try_acquire` needs no
+            // lock); a closed entry is never a candidate, as closing it again
+            // can only fail.
+            let mut candidates: Vec<(u64, SessionId)> = map
                 .iter()
-                .filter(|(_, e)| e.refs() == 0)
-                .min_by_key(|(_, e)| e.last_used())
-                .map(|(id, _)| id.clone());
-            let Some(id) = oldest else { break };
-            if let Some(entry) = map.get(&id).filter(|e| e.try_close_unused()).cloned() {
-                map.remove(&id);
-                evicted.push((id, entry));
+                .filter(|(_, e)| e.is_unused())
+                .map(|(id, e)| (e.last_used(), id.clone()))
+                .collect();
+            candidates.sort_unstable_by_key(|(last_used, _)| *last_used);
+            for (_, id) in candidates {
+                if map.len() < room.limit {
+                    break;
+                }
+                if let Some(entry) = map.get(&id).filter(|e| e.try_close_unused()).cloned() {
+                    map.remove(&id);
+                    evicted.push((id, entry));
+                }
             }
         }
         if map.len() >= room.limit {
@@ -290,5 +300,45 @@ impl<V> Table<V> {
     /// The number of entries.
     pub(crate) fn len(&self) -> usize {
         self.read().len()
+    }
+}
+
+#[cfg(all(test, not(mcp_group_loom)))]
+mod tests {
+    use std::{sync::mpsc, thread, time::Duration};
+
+    use super::*;
+
+    fn sid(s: &str) -> SessionId {
+        SessionId::new(s)
+    }
+
+    /// Defect: LRU eviction picked an entry that was CLOSED (by the lookup's
+    /// expiry swap, or by `release_creation`) but not yet removed, could not
+    /// close it again, and spun forever holding the write lock. Here the
+    /// entry is left in exactly that state and `insert` must return.
+    #[test]
+    fn lru_eviction_skips_an_entry_closed_but_not_yet_removed() {
+        let table = Arc::new(Table::new());
+        let room = Room {
+            limit: 2,
+            idle_ms: 1_000,
+            lru: true,
+        };
+        let (_held, _) = table.insert(&sid("a"), None, 0, room, || 0).result.unwrap();
+        let (x, _) = table.insert(&sid("x"), None, 0, room, || 1).result.unwrap();
+        x.release(0);
+        // The expiry swap: take the only reference, then close.
+        assert!(x.try_acquire() && x.try_close_sole());
+
+        let (done, finished) = mpsc::channel();
+        thread::spawn(move || {
+            let insert = table.insert(&sid("y"), None, 1, room, || 2);
+            let _ = done.send(insert.result.err());
+        });
+        // A watchdog, not a wait for an event: the insert takes microseconds;
+        // before the fix it never returned.
+        let refused = finished.recv_timeout(Duration::from_secs(30));
+        assert_eq!(refused, Ok(Some(Refused::Full)), "insert returned");
     }
 }
