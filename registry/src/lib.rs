@@ -348,15 +348,17 @@ impl<T: Transport> Registry<T> {
         }
     }
 
-    /// Disposes of an entry that a lookup found expired and removed.
+    /// Disposes of an entry that a lookup found expired and removed, then
+    /// releases the lookup's reference on it.
     #[cold]
     fn expired(&self, session: &SessionId, entry: EntryRef<Slot<T>>) {
         dispose(
             &self.inner,
-            vec![(session.clone(), entry)],
+            vec![(session.clone(), entry.clone())],
             RemovalCause::Idle,
         )
         .spawn();
+        entry.release(self.inner.clock.now());
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(%session))]

@@ -166,7 +166,11 @@ fn lru_eviction_against_an_expiry_swap_never_livelocks() {
         let expirer = {
             let table = table.clone();
             thread::spawn(move || match table.lookup(&sid("x"), None, LATER, IDLE) {
-                Ok(Lookup::Expired(entry)) => Some(entry),
+                Ok(Lookup::Expired(entry)) => {
+                    // Disposed of here; then the lookup's reference is released.
+                    entry.release(LATER);
+                    Some(entry)
+                }
                 Ok(Lookup::Found(entry)) => {
                     entry.release(LATER);
                     None
@@ -189,5 +193,100 @@ fn lru_eviction_against_an_expiry_swap_never_livelocks() {
         assert!(table.peek(&sid("x")).is_none());
         assert!(table.len() <= 2);
         held.release(LATER);
+    });
+}
+
+/// Defect: `insert` replaced an entry of the same key that was CLOSED but
+/// not yet removed by its closer; the closer's removal then failed, and the
+/// entry was never disposed of (no graceful close, no count, no wake-up).
+/// An expiry on lookup races an insert of the same key: an entry that left
+/// the map was handed out for disposal exactly once; one still in the map
+/// is open.
+#[test]
+fn an_entry_leaving_the_map_is_disposed_of_exactly_once_when_its_key_is_inserted_again() {
+    loom::model(|| {
+        let table = Arc::new(Table::new());
+        let (old, _) = table
+            .insert(&sid("x"), None, 0, room(10), || 1)
+            .result
+            .unwrap();
+        old.release(0);
+        let expirer = {
+            let table = table.clone();
+            thread::spawn(move || match table.lookup(&sid("x"), None, LATER, IDLE) {
+                Ok(Lookup::Expired(entry)) => {
+                    // Disposed of here; then the lookup's reference is released.
+                    entry.release(LATER);
+                    Some(entry)
+                }
+                Ok(Lookup::Found(entry)) => {
+                    entry.release(LATER);
+                    None
+                }
+                _ => None,
+            })
+        };
+        let insert = table.insert(&sid("x"), None, LATER, room(10), || 2);
+        let expired = expirer.join().unwrap();
+        let (current, _) = insert.result.unwrap();
+        current.release(LATER);
+        let disposals = usize::from(expired.is_some_and(|e| Arc::ptr_eq(&e, &old)))
+            + insert
+                .evicted
+                .iter()
+                .filter(|(_, e)| Arc::ptr_eq(e, &old))
+                .count();
+        if Arc::ptr_eq(&current, &old) {
+            assert_eq!(disposals, 0);
+            assert!(old.try_acquire(), "an entry in the map is open");
+        } else {
+            assert_eq!(disposals, 1, "the replaced entry is disposed of once");
+        }
+    });
+}
+
+/// `release_creation`: the creator of a session whose connection was never
+/// opened releases its reference and removes the entry, while another caller
+/// looks the session up (and inserts it if absent). The entry leaves the map
+/// only unreferenced and only through its closer; the other caller always
+/// ends up holding an open entry in the map.
+#[test]
+fn release_creation_never_strands_a_caller_or_an_entry() {
+    loom::model(|| {
+        let table = Arc::new(Table::new());
+        let (created, _) = table
+            .insert(&sid("s"), None, 0, room(10), || 1)
+            .result
+            .unwrap();
+        let creator = {
+            let table = table.clone();
+            let created = created.clone();
+            thread::spawn(move || {
+                created.release(0);
+                table.close_and_remove(&sid("s"), &created, |e| e.try_close_unused())
+            })
+        };
+        let held = match table.lookup(&sid("s"), None, 0, IDLE) {
+            Ok(Lookup::Found(entry)) => entry,
+            _ => {
+                table
+                    .insert(&sid("s"), None, 0, room(10), || 2)
+                    .result
+                    .unwrap()
+                    .0
+            }
+        };
+        let removed = creator.join().unwrap();
+        assert!(held.refs() >= 1);
+        let current = table.peek(&sid("s")).unwrap();
+        assert!(
+            Arc::ptr_eq(&current, &held),
+            "the caller's entry is in the map"
+        );
+        assert_eq!(removed, !Arc::ptr_eq(&held, &created));
+        if removed {
+            assert_eq!(created.refs(), 0, "removed only unreferenced");
+        }
+        held.release(0);
     });
 }

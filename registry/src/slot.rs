@@ -10,9 +10,14 @@
 //!   or is taking a reference, so a leased entry is never removed, and a caller
 //!   that found an entry either gets it or sees it closed and retries: no
 //!   "temporarily unavailable".
-//! - expiry on lookup: `compare_exchange(1, CLOSED)` by the caller that just
-//!   took the only reference.
-//! - broken / shutdown: `fetch_or(CLOSED)`; holders keep their reference.
+//! - expiry on lookup: `compare_exchange(1, CLOSED | 1)` by the caller that
+//!   just took the only reference; it keeps that reference and releases it
+//!   once the entry is disposed of.
+//! - broken / explicit removal / shutdown: `fetch_or(CLOSED)`; holders keep
+//!   their reference.
+//!
+//! Every closing happens under the map's write lock, together with the
+//! entry's removal (the table module's "One removal path").
 //!
 //! [`Entry`] is synchronous and generic over its value, so loom checks it
 //! together with the table; [`Slot`] is the value the registry stores.
@@ -80,7 +85,7 @@ impl<V> Entry<V> {
     /// caller keeps that reference.
     pub(crate) fn try_close_sole(&self) -> bool {
         self.state
-            .compare_exchange(1, CLOSED, Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(1, CLOSED | 1, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
     }
 
@@ -247,9 +252,12 @@ pub(crate) fn break_entry<T>(
     if !current.is_some_and(|c| StdArc::ptr_eq(c, connection)) {
         return;
     }
-    entry.close();
     let session = &entry.value.cold.session;
-    if inner.table.remove_entry(session, entry) {
+    let removed = inner.table.close_and_remove(session, entry, |e| {
+        e.close();
+        true
+    });
+    if removed {
         dispose(
             inner,
             vec![(session.clone(), entry.clone())],
@@ -266,8 +274,9 @@ pub(crate) fn break_entry<T>(
 pub(crate) fn release_creation<T>(inner: &Inner<T>, entry: EntryRef<Slot<T>>) {
     entry.release(inner.clock.now());
     if entry.value.connection.get().is_none()
-        && entry.try_close_unused()
-        && inner.table.remove_entry(&entry.value.cold.session, &entry)
+        && inner
+            .table
+            .close_and_remove(&entry.value.cold.session, &entry, Entry::try_close_unused)
     {
         inner.room.notify_waiters();
     }

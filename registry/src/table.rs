@@ -21,6 +21,14 @@
 //!    alone, to store or abort the handle.
 //!
 //! Entries themselves have no lock: their state is one atomic word (`slot`).
+//!
+//! # One removal path
+//! An entry is closed (its state word's `CLOSED` bit set) and taken out of
+//! the map in one critical section under the write lock, so an entry in the
+//! map is never closed, and whoever takes an entry out of the map is the one
+//! party that disposes of it (`slot::dispose`: count, wake, close the
+//! connection). Nothing else can take it out meanwhile, replace it, or find
+//! it closed and skip it.
 
 use std::{
     collections::HashMap,
@@ -93,11 +101,11 @@ pub(crate) type Removed<V> = Vec<(SessionId, Arc<Entry<V>>)>;
 pub(crate) enum Lookup<V> {
     /// The entry, with a reference taken.
     Found(EntryRef<V>),
-    /// No entry, or a closed one (whoever closed it removes it).
+    /// No entry, or one removed meanwhile.
     Absent,
     /// An expired entry, closed and removed from the map by the lookup; its
-    /// value is the caller's to dispose of. Closing it consumed the reference
-    /// the lookup took.
+    /// value is the caller's to dispose of, and the caller still holds the
+    /// reference the lookup took (to release once disposed of).
     Expired(EntryRef<V>),
 }
 
@@ -132,7 +140,8 @@ impl<V> Table<V> {
 
     /// The hot path: finds the entry and takes a reference. An entry idle for
     /// at least `idle_ms` with no other reference is treated as absent: it is
-    /// closed, removed from the map and returned as [`Lookup::Expired`].
+    /// closed and removed from the map under the write lock and returned as
+    /// [`Lookup::Expired`].
     pub(crate) fn lookup(
         &self,
         key: &SessionId,
@@ -150,14 +159,30 @@ impl<V> Table<V> {
         if !entry.try_acquire() {
             return Ok(Lookup::Absent);
         }
-        if entry.idle_ms(now) >= idle_ms && entry.try_close_sole() {
-            return Ok(if self.remove_entry(key, &entry) {
-                Lookup::Expired(entry)
-            } else {
-                Lookup::Absent
-            });
+        if entry.idle_ms(now) >= idle_ms {
+            return Ok(self.expire(key, entry, now));
         }
         Ok(Lookup::Found(entry))
+    }
+
+    /// The expiry swap: closes and removes `entry`, on which the caller holds
+    /// the only reference, in one critical section.
+    #[cold]
+    fn expire(&self, key: &SessionId, entry: EntryRef<V>, now: u64) -> Lookup<V> {
+        let mut map = self.write();
+        if !map.get(key).is_some_and(|e| Arc::ptr_eq(e, &entry)) {
+            // Removed (and closed) meanwhile by an explicit removal.
+            drop(map);
+            entry.release(now);
+            return Lookup::Absent;
+        }
+        if entry.try_close_sole() {
+            map.remove(key);
+            Lookup::Expired(entry)
+        } else {
+            // Someone else took a reference since: it is in use, serve it.
+            Lookup::Found(entry)
+        }
     }
 
     /// The slow path, under the write lock: returns the existing entry (with a
@@ -186,8 +211,13 @@ impl<V> Table<V> {
                     evicted,
                 };
             }
-            // Closed but not yet removed by whoever closed it: replace it.
-            map.remove(key);
+            // Unreachable while entries are closed and removed together (see
+            // "One removal path"); were one found closed, whoever takes it out
+            // of the map disposes of it: this insert, as evicted.
+            debug_assert!(false, "a closed entry was left in the map");
+            if let Some(closed) = map.remove(key) {
+                evicted.push((key.clone(), closed));
+            }
         }
         if map.len() >= room.limit {
             map.retain(|id, entry| {
@@ -234,10 +264,17 @@ impl<V> Table<V> {
         }
     }
 
-    /// Removes `entry` from the map if it is still the entry for `key`.
-    pub(crate) fn remove_entry(&self, key: &SessionId, entry: &Arc<Entry<V>>) -> bool {
+    /// If `entry` is still the entry for `key` and `close` closes it, removes
+    /// it, in one critical section; true if the caller took it out of the map
+    /// (and so must dispose of it).
+    pub(crate) fn close_and_remove(
+        &self,
+        key: &SessionId,
+        entry: &Arc<Entry<V>>,
+        close: impl FnOnce(&Entry<V>) -> bool,
+    ) -> bool {
         let mut map = self.write();
-        if map.get(key).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+        if map.get(key).is_some_and(|e| Arc::ptr_eq(e, entry)) && close(entry) {
             map.remove(key);
             true
         } else {
@@ -247,7 +284,8 @@ impl<V> Table<V> {
 
     /// Closes and removes `key`'s entry whatever its references.
     pub(crate) fn remove_key(&self, key: &SessionId) -> Option<Arc<Entry<V>>> {
-        let entry = self.write().remove(key)?;
+        let mut map = self.write();
+        let entry = map.remove(key)?;
         entry.close();
         Some(entry)
     }
@@ -327,9 +365,11 @@ mod tests {
         };
         let (_held, _) = table.insert(&sid("a"), None, 0, room, || 0).result.unwrap();
         let (x, _) = table.insert(&sid("x"), None, 0, room, || 1).result.unwrap();
+        // Closed with no reference left, as `release_creation` closed a
+        // failed creation's entry before its removal (now both happen under
+        // the write lock, so this state is only reachable by hand).
         x.release(0);
-        // The expiry swap: take the only reference, then close.
-        assert!(x.try_acquire() && x.try_close_sole());
+        assert!(x.try_close_unused());
 
         let (done, finished) = mpsc::channel();
         thread::spawn(move || {
