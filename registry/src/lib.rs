@@ -91,6 +91,7 @@
 mod clock;
 mod config;
 mod error;
+mod hooks;
 mod lease;
 #[cfg(all(test, mcp_group_loom))]
 mod loom_tests;
@@ -99,6 +100,8 @@ mod slot;
 mod stats;
 mod sync;
 mod table;
+#[cfg(all(test, not(mcp_group_loom)))]
+mod tests;
 
 use std::{
     fmt,
@@ -422,6 +425,7 @@ impl<T: Transport> Registry<T> {
             let room_freed = inner.room.notified();
             let mut room_freed = pin!(room_freed);
             room_freed.as_mut().enable();
+            hooks::reach(hooks::Point::BeforeInsert);
             let now = inner.clock.refresh();
             let insert = inner
                 .table
@@ -456,11 +460,13 @@ impl<T: Transport> Registry<T> {
             Refused::Forbidden => Error::SessionForbidden {
                 session: session.to_string(),
             },
+            Refused::Shutdown => Error::Shutdown,
         }
     }
 
     /// Gets the entry's connection, opening it (single-flight) if needed.
-    /// `None`: the entry's connection is dead; it was removed, retry.
+    /// `None`: the entry's connection is dead, or the entry was removed (by
+    /// shutdown or an explicit removal) while it was being connected; retry.
     async fn connect(&self, reference: Ref<T>) -> Result<Option<Lease<T>>, Error> {
         let inner = &*self.inner;
         let Some(entry) = reference.entry().cloned() else {
@@ -481,6 +487,10 @@ impl<T: Transport> Registry<T> {
             drop(gate);
             return Ok(Some(reference.into_lease()));
         }
+        if entry.is_closed() {
+            // Removed while this caller queued for the gate.
+            return Ok(None);
+        }
         let session = &slot.cold.session;
         let timeout = inner.config.connect_timeout;
         let connected = match tokio::time::timeout(timeout, inner.transport.connect(session)).await
@@ -496,9 +506,19 @@ impl<T: Transport> Registry<T> {
                 let connection = Arc::new(connection);
                 Counters::bump(&inner.counters.created, 1);
                 tracing::debug!(%session, connection = connection.id(), "session connection opened");
-                // Only the gate holder sets it, and it was empty under the gate.
-                let _ = slot.connection.set(connection);
+                let published = inner.table.publish(session, &entry, || {
+                    // Only the gate holder sets it, and it was empty under the gate.
+                    let _ = slot.connection.set(connection.clone());
+                });
                 drop(gate);
+                if !published {
+                    // Removed while connecting (shutdown drained it, or it was
+                    // removed explicitly): no one else will close this one.
+                    tracing::debug!(%session, connection = connection.id(), "session removed while connecting; closing its connection");
+                    drop(reference);
+                    connection.close().await;
+                    return Ok(None);
+                }
                 Ok(Some(reference.into_lease()))
             }
             Err(error) => {
@@ -541,10 +561,16 @@ impl<T: Transport> Registry<T> {
 
     /// Stops the background task, refuses new acquisitions, waits up to
     /// `grace` for leases in flight to be released, then closes every connection.
+    ///
+    /// Once it has begun no session is inserted (the check is made under the
+    /// map lock). A connection still being opened when the grace period ends
+    /// is not handed out: its opener closes it and gets [`Error::Shutdown`].
     pub async fn shutdown(&self, grace: Duration) {
         let inner = &*self.inner;
         reaper::stop(inner);
         inner.closed.store(true, Ordering::Release);
+        // From here on no entry is inserted (checked under the map lock).
+        inner.table.close();
         inner.clock.shutting_down.store(true, Ordering::Release);
         let wait = async {
             loop {

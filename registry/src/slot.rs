@@ -100,6 +100,11 @@ impl<V> Entry<V> {
         self.state.load(Ordering::Acquire) == 0
     }
 
+    /// Whether the entry is closed (and so out of the map).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.load(Ordering::Acquire) & CLOSED != 0
+    }
+
     /// The number of references held.
     pub(crate) fn refs(&self) -> u64 {
         self.state.load(Ordering::Acquire) & !CLOSED

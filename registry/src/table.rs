@@ -15,8 +15,8 @@
 //! 2. Per entry, the creation gate (`tokio::sync::Mutex`, `Cold::create` in
 //!    `slot`): taken only with no map lock held, and held across the
 //!    connection's opening; while holding it the creator touches only its own
-//!    entry. It may take the map lock (to remove its entry) but never the
-//!    other way round.
+//!    entry. It may take the map lock (to publish its connection or remove
+//!    its entry) but never the other way round.
 //! 3. The background task's handle (a `std::sync::Mutex` in `Inner`): taken
 //!    alone, to store or abort the handle.
 //!
@@ -70,6 +70,28 @@ impl Hasher for PassThrough {
 
 type Map<V> = HashMap<SessionId, Arc<Entry<V>>, BuildHasherDefault<PassThrough>>;
 
+/// What the map lock guards: the entries, and whether the registry is shut
+/// down (checked by `insert` under the same lock, so that no entry is
+/// inserted once shutdown has begun). Derefs to the entries.
+struct Locked<V> {
+    entries: Map<V>,
+    closed: bool,
+}
+
+impl<V> std::ops::Deref for Locked<V> {
+    type Target = Map<V>;
+
+    fn deref(&self) -> &Map<V> {
+        &self.entries
+    }
+}
+
+impl<V> std::ops::DerefMut for Locked<V> {
+    fn deref_mut(&mut self) -> &mut Map<V> {
+        &mut self.entries
+    }
+}
+
 /// Why the table refused to hand out an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refused {
@@ -77,6 +99,8 @@ pub(crate) enum Refused {
     Full,
     /// The session is bound to another principal.
     Forbidden,
+    /// The registry is shut down.
+    Shutdown,
 }
 
 /// How a full table makes room.
@@ -118,23 +142,26 @@ pub(crate) struct Insert<V> {
 
 /// The session map.
 pub(crate) struct Table<V> {
-    map: RwLock<Map<V>>,
+    map: RwLock<Locked<V>>,
 }
 
 impl<V> Table<V> {
     pub(crate) fn new() -> Self {
         Self {
-            map: RwLock::new(Map::default()),
+            map: RwLock::new(Locked {
+                entries: Map::default(),
+                closed: false,
+            }),
         }
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, Map<V>> {
+    fn read(&self) -> RwLockReadGuard<'_, Locked<V>> {
         // A panic cannot leave the map half-updated (single HashMap calls), so
         // a poisoned lock is still consistent.
         self.map.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, Map<V>> {
+    fn write(&self) -> RwLockWriteGuard<'_, Locked<V>> {
         self.map.write().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -187,7 +214,8 @@ impl<V> Table<V> {
 
     /// The slow path, under the write lock: returns the existing entry (with a
     /// reference) or inserts a new one, evicting to make room. The `bool` is
-    /// true when the entry is new.
+    /// true when the entry is new. Once the table is closed nothing is
+    /// inserted ([`Refused::Shutdown`]).
     pub(crate) fn insert(
         &self,
         key: &SessionId,
@@ -198,6 +226,12 @@ impl<V> Table<V> {
     ) -> Insert<V> {
         let mut evicted = Vec::new();
         let mut map = self.write();
+        if map.closed {
+            return Insert {
+                result: Err(Refused::Shutdown),
+                evicted,
+            };
+        }
         if let Some(entry) = map.get(key) {
             if !entry.owned_by(owner) {
                 return Insert {
@@ -282,6 +316,24 @@ impl<V> Table<V> {
         }
     }
 
+    /// Runs `publish` (which sets the entry's connection) under the read
+    /// lock if `entry` is still the entry for `key`: a connection is then
+    /// either published before the entry leaves the map, so that whoever
+    /// removes it closes it, or not at all, and its opener closes it.
+    pub(crate) fn publish(
+        &self,
+        key: &SessionId,
+        entry: &Arc<Entry<V>>,
+        publish: impl FnOnce(),
+    ) -> bool {
+        let map = self.read();
+        let current = map.get(key).is_some_and(|e| Arc::ptr_eq(e, entry));
+        if current {
+            publish();
+        }
+        current
+    }
+
     /// Closes and removes `key`'s entry whatever its references.
     pub(crate) fn remove_key(&self, key: &SessionId) -> Option<Arc<Entry<V>>> {
         let mut map = self.write();
@@ -314,9 +366,15 @@ impl<V> Table<V> {
         removed
     }
 
-    /// Closes and removes every entry (shutdown).
+    /// Refuses every insert from now on (shutdown has begun).
+    pub(crate) fn close(&self) {
+        self.write().closed = true;
+    }
+
+    /// Closes the table and closes and removes every entry (shutdown).
     pub(crate) fn drain(&self) -> Removed<V> {
         let mut map = self.write();
+        map.closed = true;
         map.drain()
             .map(|(id, entry)| {
                 entry.close();

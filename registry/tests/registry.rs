@@ -44,10 +44,11 @@ enum Step {
     Never,
 }
 
-#[derive(Default)]
 struct Scripted {
     steps: Mutex<VecDeque<Step>>,
     connects: AtomicUsize,
+    /// A permit per server whose client closed the connection.
+    servers_ended: Arc<Semaphore>,
 }
 
 impl Scripted {
@@ -55,11 +56,22 @@ impl Scripted {
         Arc::new(Self {
             steps: Mutex::new(steps.into_iter().collect()),
             connects: AtomicUsize::new(0),
+            servers_ended: Arc::new(Semaphore::new(0)),
         })
     }
 
     fn connects(&self) -> usize {
         self.connects.load(Ordering::SeqCst)
+    }
+
+    /// Waits until one more server saw its connection closed (paused time:
+    /// the bound is virtual and only fires when nothing else can run).
+    async fn server_ended(&self) {
+        tokio::time::timeout(Duration::from_secs(60), self.servers_ended.acquire())
+            .await
+            .expect("a server saw its connection closed")
+            .unwrap()
+            .forget();
     }
 }
 
@@ -83,10 +95,12 @@ impl Transport for Scripted {
             Step::Never => std::future::pending::<()>().await,
         }
         let (client, server) = tokio::io::duplex(16 * 1024);
+        let ended = self.servers_ended.clone();
         tokio::spawn(async move {
             if let Ok(running) = Empty.serve(server).await {
                 let _ = running.waiting().await;
             }
+            ended.add_permits(1);
         });
         let (read, write) = tokio::io::split(client);
         Connection::establish((read, write), "scripted").await
@@ -353,6 +367,36 @@ async fn shutdown_waits_for_leases_closes_everything_and_refuses_new_calls() {
         registry.acquire(&sid("a")).await,
         Err(Error::Shutdown)
     ));
+}
+
+/// Defect 2: a creation still running when shutdown's grace period ended
+/// handed out a live lease after the drain, on a connection nothing would
+/// ever close.
+#[tokio::test(start_paused = true)]
+async fn a_creation_outliving_the_shutdown_grace_gets_shutdown_not_a_live_lease() {
+    let gate = Arc::new(Semaphore::new(0));
+    let transport = Scripted::new([Step::Gate(gate.clone())]);
+    let registry = Registry::new(transport.clone(), config());
+    let creating = {
+        let registry = registry.clone();
+        tokio::spawn(async move { registry.acquire(&sid("s")).await.map(|_| ()) })
+    };
+    while transport.connects() < 1 {
+        tokio::task::yield_now().await;
+    }
+    // The creation's reference holds shutdown for its grace period; then
+    // everything is drained.
+    let started = tokio::time::Instant::now();
+    registry.shutdown(Duration::from_secs(1)).await;
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    assert_eq!(registry.session_count(), 0);
+
+    gate.add_permits(1);
+    let result = creating.await.unwrap();
+    assert!(matches!(result, Err(Error::Shutdown)), "{result:?}");
+    // The connection it opened was closed, not handed out.
+    transport.server_ended().await;
+    assert_eq!(registry.session_count(), 0);
 }
 
 #[tokio::test]
