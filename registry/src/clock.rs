@@ -15,9 +15,10 @@ pub(crate) const CLOCK_TICK: Duration = Duration::from_millis(100);
 pub(crate) struct CoarseClock {
     origin: tokio::time::Instant,
     now_ms: AtomicU64,
-    /// Set by `shutdown`: only then does releasing a lease wake the
+    /// Set by `shutdown`: only then does releasing a reference wake the
     /// shutdown waiting for leases in flight (kept here, beside the clock
     /// that every lease already reaches, to keep the lease one pointer wide).
+    /// Written and read with `SeqCst` (slot.rs, "Waking shutdown").
     pub(crate) shutting_down: AtomicBool,
 }
 

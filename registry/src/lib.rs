@@ -571,7 +571,9 @@ impl<T: Transport> Registry<T> {
         inner.closed.store(true, Ordering::Release);
         // From here on no entry is inserted (checked under the map lock).
         inner.table.close();
-        inner.clock.shutting_down.store(true, Ordering::Release);
+        // `SeqCst`, against every release's decrement-then-check (slot.rs,
+        // "Waking shutdown").
+        inner.clock.shutting_down.store(true, Ordering::SeqCst);
         let wait = async {
             loop {
                 let released = inner.released.notified();

@@ -21,7 +21,7 @@ fn sid(s: &str) -> SessionId {
 }
 
 /// Looks `key` up, inserting it if absent: the registry's resolve path.
-fn resolve(table: &Table<u32>, key: &SessionId, now: u64, limit: usize) -> Option<bool> {
+fn resolve(table: &Table<i32>, key: &SessionId, now: u64, limit: usize) -> Option<bool> {
     if let Ok(Lookup::Found(entry)) = table.lookup(key, None, now, IDLE) {
         entry.release(now);
         return Some(false);

@@ -19,6 +19,16 @@
 //! Every closing happens under the map's write lock, together with the
 //! entry's removal (the table module's "One removal path").
 //!
+//! # Waking shutdown
+//! Every reference is released by [`Entry::release`] (an acquisition undone
+//! on a closed entry included), and every release tells the value
+//! ([`OnRelease`]): the registry's slot then wakes a shutdown waiting for
+//! leases. Release and shutdown form a store-buffering pattern — release
+//! decrements the count, then reads the shutdown flag; shutdown sets the flag,
+//! then reads the counts — so all four accesses are `SeqCst`: at least one
+//! side sees the other's write, and the last release is never missed. (On
+//! x86 a `SeqCst` read-modify-write or load costs what a weaker one does.)
+//!
 //! [`Entry`] is synchronous and generic over its value, so loom checks it
 //! together with the table; [`Slot`] is the value the registry stores.
 
@@ -34,6 +44,19 @@ use crate::{
 };
 
 const CLOSED: u64 = 1 << 63;
+
+/// What an entry's value does each time a reference on the entry is released.
+pub(crate) trait OnRelease {
+    /// Called after the release's decrement (with `SeqCst`, see "Waking
+    /// shutdown").
+    fn on_release(&self);
+}
+
+/// The models and unit tests keep plain numbers in their entries.
+#[cfg(test)]
+impl OnRelease for i32 {
+    fn on_release(&self) {}
+}
 
 /// One session's entry. `repr(C)` keeps the state word and timestamp first,
 /// in the cache line of the `Arc`'s counts.
@@ -57,21 +80,10 @@ impl<V> Entry<V> {
         }
     }
 
-    /// Takes a reference unless the entry is closed.
-    pub(crate) fn try_acquire(&self) -> bool {
-        let previous = self.state.fetch_add(1, Ordering::Acquire);
-        if previous & CLOSED != 0 {
-            self.state.fetch_sub(1, Ordering::Release);
-            return false;
-        }
-        true
-    }
-
-    /// Releases a reference taken by `try_acquire` or at insertion.
-    pub(crate) fn release(&self, now: u64) {
-        self.last_used.store(now, Ordering::Relaxed);
-        let previous = self.state.fetch_sub(1, Ordering::Release);
-        debug_assert!(previous & !CLOSED > 0, "ref count underflow");
+    /// The count of references, for a shutdown deciding whether to wait:
+    /// `SeqCst`, see "Waking shutdown".
+    pub(crate) fn refs(&self) -> u64 {
+        self.state.load(Ordering::SeqCst) & !CLOSED
     }
 
     /// Closes the entry if no one holds a reference.
@@ -105,11 +117,6 @@ impl<V> Entry<V> {
         self.state.load(Ordering::Acquire) & CLOSED != 0
     }
 
-    /// The number of references held.
-    pub(crate) fn refs(&self) -> u64 {
-        self.state.load(Ordering::Acquire) & !CLOSED
-    }
-
     /// The coarse clock's time of the last release.
     pub(crate) fn last_used(&self) -> u64 {
         self.last_used.load(Ordering::Relaxed)
@@ -131,6 +138,33 @@ impl<V> Entry<V> {
     }
 }
 
+impl<V: OnRelease> Entry<V> {
+    /// Takes a reference unless the entry is closed.
+    pub(crate) fn try_acquire(&self) -> bool {
+        let previous = self.state.fetch_add(1, Ordering::Acquire);
+        if previous & CLOSED != 0 {
+            self.drop_reference();
+            return false;
+        }
+        true
+    }
+
+    /// Releases a reference taken by `try_acquire` or at insertion, marking
+    /// the entry used at `now`.
+    #[inline]
+    pub(crate) fn release(&self, now: u64) {
+        self.last_used.store(now, Ordering::Relaxed);
+        self.drop_reference();
+    }
+
+    #[inline]
+    fn drop_reference(&self) {
+        let previous = self.state.fetch_sub(1, Ordering::SeqCst);
+        debug_assert!(previous & !CLOSED > 0, "ref count underflow");
+        self.value.on_release();
+    }
+}
+
 /// A session's value in the table. The fields every call touches (the
 /// connection, the clock) sit beside the entry's state word; the rest is
 /// boxed, so that entries stay small and the hot path stays in cache.
@@ -147,6 +181,22 @@ pub(crate) struct Cold<T> {
     pub(crate) registry: std::sync::Weak<Inner<T>>,
     /// The creation gate: single-flight connection of this session.
     pub(crate) create: tokio::sync::Mutex<()>,
+}
+
+impl<T> OnRelease for Slot<T> {
+    /// Wakes a shutdown waiting for leases, once shutdown has begun.
+    #[inline]
+    fn on_release(&self) {
+        if self
+            .clock
+            .shutting_down
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            if let Some(inner) = self.cold.registry.upgrade() {
+                inner.released.notify_waiters();
+            }
+        }
+    }
 }
 
 impl<T> Slot<T> {
@@ -284,8 +334,5 @@ pub(crate) fn release_creation<T>(inner: &Inner<T>, entry: EntryRef<Slot<T>>) {
             .close_and_remove(&entry.value.cold.session, &entry, Entry::try_close_unused)
     {
         inner.room.notify_waiters();
-    }
-    if inner.closed.load(std::sync::atomic::Ordering::Relaxed) {
-        inner.released.notify_waiters();
     }
 }

@@ -38,7 +38,7 @@ use std::{
 use mcp_group_core::SessionId;
 
 use crate::{
-    slot::Entry,
+    slot::{Entry, OnRelease},
     sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard},
 };
 
@@ -145,7 +145,7 @@ pub(crate) struct Table<V> {
     map: RwLock<Locked<V>>,
 }
 
-impl<V> Table<V> {
+impl<V: OnRelease> Table<V> {
     pub(crate) fn new() -> Self {
         Self {
             map: RwLock::new(Locked {
@@ -186,6 +186,7 @@ impl<V> Table<V> {
         if !entry.try_acquire() {
             return Ok(Lookup::Absent);
         }
+        crate::hooks::reach(crate::hooks::Point::LookupAcquired);
         if entry.idle_ms(now) >= idle_ms {
             return Ok(self.expire(key, entry, now));
         }
