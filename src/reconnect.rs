@@ -4,11 +4,15 @@ use std::time::Duration;
 
 use mcp_group_core::{Connection, DynTransport, Error, ServerDescription, SessionId, Transport};
 
-use crate::{McpClientConfig, backoff::Backoff};
+use crate::{
+    McpClientConfig,
+    backoff::{Backoff, Random, entropy},
+};
 
 /// Wraps a transport so that a failed `connect` is retried, with a delay that
 /// starts at `reconnect_initial_backoff` and doubles up to
-/// `reconnect_max_backoff`, at most `reconnect_max_attempts` times.
+/// `reconnect_max_backoff`, each jittered down by up to half, at most
+/// `reconnect_max_attempts` times.
 ///
 /// Only opening a connection is retried — never a tool call, which may have
 /// reached the server (a retried non-idempotent tool would run twice). A
@@ -19,6 +23,7 @@ pub(crate) struct Reconnecting {
     attempts: u32,
     initial: Duration,
     max: Duration,
+    random: Random,
 }
 
 impl Reconnecting {
@@ -28,7 +33,15 @@ impl Reconnecting {
             attempts: config.reconnect_max_attempts,
             initial: config.reconnect_initial_backoff,
             max: config.reconnect_max_backoff,
+            random: entropy(),
         }
+    }
+
+    /// Jitters the delays with `random` instead of the process's source.
+    #[cfg(test)]
+    fn with_random(mut self, random: Random) -> Self {
+        self.random = random;
+        self
     }
 }
 
@@ -39,7 +52,7 @@ fn retryable(error: &Error) -> bool {
 #[mcp_group_core::async_trait]
 impl Transport for Reconnecting {
     async fn connect(&self, session: &SessionId) -> Result<Connection, Error> {
-        let mut backoff = Backoff::new(self.initial, self.max);
+        let mut backoff = Backoff::with_random(self.initial, self.max, self.random.clone());
         let mut retries = 0;
         loop {
             match self.inner.connect(session).await {
@@ -133,7 +146,10 @@ mod tests {
             attempts: AtomicUsize::new(0),
         });
         let config = Config::new(ServerConfig::stdio("x", Vec::<String>::new()));
-        (Reconnecting::new(flaky.clone(), &config), flaky)
+        // No jitter: the delays are exactly the configured steps.
+        let transport = Reconnecting::new(flaky.clone(), &config)
+            .with_random(crate::backoff::tests::no_jitter());
+        (transport, flaky)
     }
 
     #[tokio::test(start_paused = true)]
@@ -156,6 +172,44 @@ mod tests {
             flaky.attempts.load(Ordering::SeqCst),
             3,
             "one try and two retries"
+        );
+    }
+
+    /// Defect 5: callers queued on one session's creation each retried the
+    /// whole connect sequence in turn (N callers, N x 3 attempts, the k-th
+    /// waiting about k sequences); they now share the first one's failure.
+    #[tokio::test(start_paused = true)]
+    async fn callers_queued_on_a_dead_server_cost_one_connect_sequence() {
+        use mcp_group_registry::{Error as RegistryError, Registry, RegistryConfig};
+
+        let (transport, flaky) = reconnecting(usize::MAX, false);
+        let registry = Registry::new(
+            transport,
+            RegistryConfig::new(10, Duration::from_secs(60)).with_reap_interval(None),
+        );
+        let session = SessionId::new("s");
+        let started = tokio::time::Instant::now();
+        let results = futures::future::join_all((0..5).map(|_| registry.acquire(&session))).await;
+        for result in results {
+            assert!(
+                matches!(
+                    result,
+                    Err(RegistryError::Connect {
+                        source: Error::Connect { .. }
+                    })
+                ),
+                "{result:?}"
+            );
+        }
+        assert_eq!(
+            flaky.attempts.load(Ordering::SeqCst),
+            3,
+            "one try and two retries, for all five callers"
+        );
+        assert!(
+            started.elapsed() <= Duration::from_millis(1500),
+            "all five answered after one sequence: {:?}",
+            started.elapsed()
         );
     }
 

@@ -40,7 +40,9 @@
 //!   entry (inserted under the write lock) and wait on that session's creation
 //!   gate, so exactly one connection is opened; first uses of different
 //!   sessions connect in parallel; lookups of connected sessions never wait on
-//!   any creation. A failed creation leaves no entry behind; the next call retries.
+//!   any creation. A failed creation leaves no entry behind, and the callers
+//!   queued behind it get its error (a copy: the same variant and fields,
+//!   its causes' messages) instead of trying again; the next call retries.
 //! - `max_sessions`: a new session beyond the limit first evicts sessions idle
 //!   past `idle_timeout`, then applies the [`FullPolicy`]: reject with
 //!   [`Error::SessionLimitReached`], evict the least recently used unleased
@@ -487,6 +489,14 @@ impl<T: Transport> Registry<T> {
             drop(gate);
             return Ok(Some(reference.into_lease()));
         }
+        if let Some(failure) = slot.cold.failed.get() {
+            // The creation this caller queued behind failed: share its outcome.
+            drop(gate);
+            let endpoint = inner.transport.description().endpoint;
+            return Err(Error::Connect {
+                source: error::copy_failure(failure, &endpoint),
+            });
+        }
         if entry.is_closed() {
             // Removed while this caller queued for the gate.
             return Ok(None);
@@ -524,7 +534,19 @@ impl<T: Transport> Registry<T> {
             Err(error) => {
                 Counters::bump(&inner.counters.failed, 1);
                 tracing::debug!(%session, %error, "opening a session connection failed");
+                let endpoint = inner.transport.description().endpoint;
+                let _ = slot.cold.failed.set(error::copy_failure(&error, &endpoint));
+                // The entry leaves the map now, whoever still holds it: the
+                // callers queued on the gate get the failure; later callers
+                // start a new creation.
+                let removed = inner.table.close_and_remove(session, &entry, |e| {
+                    e.close();
+                    true
+                });
                 drop(gate);
+                if removed {
+                    inner.room.notify_waiters();
+                }
                 drop(reference);
                 Err(Error::Connect { source: error })
             }

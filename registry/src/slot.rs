@@ -181,6 +181,9 @@ pub(crate) struct Cold<T> {
     pub(crate) registry: std::sync::Weak<Inner<T>>,
     /// The creation gate: single-flight connection of this session.
     pub(crate) create: tokio::sync::Mutex<()>,
+    /// Set, under the gate, when the creation failed: the callers queued
+    /// behind it get a copy instead of trying again.
+    pub(crate) failed: std::sync::OnceLock<mcp_group_core::Error>,
 }
 
 impl<T> OnRelease for Slot<T> {
@@ -209,6 +212,7 @@ impl<T> Slot<T> {
                 session: session.clone(),
                 registry: StdArc::downgrade(inner),
                 create: tokio::sync::Mutex::new(()),
+                failed: std::sync::OnceLock::new(),
             }),
         }
     }

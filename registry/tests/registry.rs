@@ -38,6 +38,8 @@ enum Step {
     Fail,
     /// Wait for a permit of the gate, then connect.
     Gate(Arc<Semaphore>),
+    /// Wait for a permit of the gate, then fail.
+    GateThenFail(Arc<Semaphore>),
     /// Wait at the barrier, then connect.
     Barrier(Arc<Barrier>),
     /// Never finish.
@@ -89,6 +91,13 @@ impl Transport for Scripted {
                 });
             }
             Step::Gate(gate) => drop(gate.acquire().await.unwrap()),
+            Step::GateThenFail(gate) => {
+                drop(gate.acquire().await.unwrap());
+                return Err(CoreError::Connect {
+                    endpoint: "scripted".into(),
+                    source: "refused".into(),
+                });
+            }
             Step::Barrier(barrier) => {
                 barrier.wait().await;
             }
@@ -212,6 +221,52 @@ async fn a_failed_creation_leaves_no_entry_and_the_next_call_retries() {
     );
     assert_eq!(registry.session_count(), 0);
     assert_eq!(registry.stats().failed, 1);
+    let lease = registry.acquire(&sid("s")).await.unwrap();
+    lease.ping(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(transport.connects(), 2);
+}
+
+/// Defect 5: each caller queued on a failed creation's gate became the
+/// creator in turn and tried again (with reconnect: N callers, N connect
+/// sequences, the k-th waiting k of them). They now get that creation's
+/// error.
+#[tokio::test]
+async fn callers_queued_behind_a_failed_creation_share_its_error() {
+    let gate = Arc::new(Semaphore::new(0));
+    let transport = Scripted::new([Step::GateThenFail(gate.clone())]);
+    let registry = Registry::new(transport.clone(), config());
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        let registry = registry.clone();
+        tasks.push(tokio::spawn(async move {
+            registry.acquire(&sid("s")).await.map(|_| ())
+        }));
+    }
+    // One caller connects, four queue on the creation gate.
+    while registry.ref_count(&sid("s")) < 5 {
+        tokio::task::yield_now().await;
+    }
+    gate.add_permits(1);
+    for task in tasks {
+        let err = task.await.unwrap().unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::Connect {
+                    source: CoreError::Connect { endpoint, .. }
+                } if endpoint == "scripted"
+            ),
+            "{err:?}"
+        );
+        let cause = std::error::Error::source(&err)
+            .and_then(std::error::Error::source)
+            .map(ToString::to_string);
+        assert_eq!(cause.as_deref(), Some("refused"), "the cause is kept");
+    }
+    assert_eq!(transport.connects(), 1, "one connect for five callers");
+    assert_eq!(registry.stats().failed, 1);
+    assert_eq!(registry.session_count(), 0, "no entry left behind");
+    // A later call starts a new creation.
     let lease = registry.acquire(&sid("s")).await.unwrap();
     lease.ping(Duration::from_secs(5)).await.unwrap();
     assert_eq!(transport.connects(), 2);
