@@ -37,6 +37,12 @@ impl CoarseClock {
         self.now_ms.load(Ordering::Relaxed)
     }
 
+    /// The instant at `ms` milliseconds since the registry started, if
+    /// representable.
+    pub(crate) fn instant_at(&self, ms: u64) -> Option<tokio::time::Instant> {
+        self.origin.checked_add(Duration::from_millis(ms))
+    }
+
     /// Reads the real time into the cache and returns it.
     pub(crate) fn refresh(&self) -> u64 {
         let now = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);

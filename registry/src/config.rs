@@ -14,7 +14,11 @@ pub enum FullPolicy {
     Reject,
     /// Close the least recently used session that has no call in flight.
     EvictLruIdle,
-    /// Wait up to this long for a session to be removed, then refuse.
+    /// Wait up to this long for room, then refuse. The waiter tries again
+    /// whenever a session is removed and when the earliest unleased session
+    /// expires (no reaper needed), and once more at the deadline; if the
+    /// registry shuts down meanwhile it gets
+    /// [`Error::Shutdown`](crate::Error::Shutdown) at once.
     Wait(Duration),
 }
 

@@ -122,7 +122,7 @@ use tokio::{sync::Notify, task::JoinHandle};
 use crate::{
     clock::CoarseClock,
     lease::{Hot, Ref},
-    slot::{Removal, Slot, break_entry, dispose},
+    slot::{Slot, break_entry, dispose},
     stats::Counters,
     table::{EntryRef, Lookup, Refused, Room, Table},
 };
@@ -135,6 +135,14 @@ pub use crate::{
 
 /// How often a dead connection found on acquire is replaced before giving up.
 const MAX_REPLACEMENTS: usize = 3;
+
+/// A creator's wait for room under [`FullPolicy::Wait`].
+struct Waiting {
+    /// `None`: the wait does not fit in an `Instant`; wait without one.
+    deadline: Option<tokio::time::Instant>,
+    /// The deadline passed: the next insert is the last attempt.
+    last: bool,
+}
 
 /// The registry's shared state.
 pub(crate) struct Inner<T> {
@@ -160,6 +168,7 @@ impl<T> Inner<T> {
             limit: self.config.max_sessions,
             idle_ms: self.idle_ms,
             lru: self.config.full_policy == FullPolicy::EvictLruIdle,
+            wait: matches!(self.config.full_policy, FullPolicy::Wait(_)),
         }
     }
 }
@@ -407,8 +416,12 @@ impl<T: Transport> Registry<T> {
         principal: Option<&str>,
     ) -> Result<EntryRef<Slot<T>>, Error> {
         let inner = &*self.inner;
-        let deadline = match inner.config.full_policy {
-            FullPolicy::Wait(wait) => Some(tokio::time::Instant::now() + wait),
+        let mut wait = match inner.config.full_policy {
+            FullPolicy::Wait(wait) => Some(Waiting {
+                // A wait too long to add to an instant has no deadline.
+                deadline: tokio::time::Instant::now().checked_add(wait),
+                last: false,
+            }),
             _ => None,
         };
         loop {
@@ -438,11 +451,24 @@ impl<T: Transport> Registry<T> {
             match insert.result {
                 Ok((entry, _)) => return Ok(entry),
                 Err(Refused::Full) => {
-                    let Some(deadline) = deadline else {
+                    let Some(wait) = wait.as_mut().filter(|w| !w.last) else {
                         return Err(self.refusal(Refused::Full, session));
                     };
-                    if tokio::time::timeout_at(deadline, room_freed).await.is_err() {
-                        return Err(self.refusal(Refused::Full, session));
+                    // Woken by a removal, by the earliest unleased session
+                    // expiring (an insert then evicts it), or by the deadline,
+                    // after which one last attempt is made.
+                    let expiry = insert.next_expiry.and_then(|ms| inner.clock.instant_at(ms));
+                    let until = match (wait.deadline, expiry) {
+                        (Some(deadline), Some(expiry)) => Some(deadline.min(expiry)),
+                        (deadline, expiry) => deadline.or(expiry),
+                    };
+                    let Some(until) = until else {
+                        room_freed.await;
+                        continue;
+                    };
+                    let timed_out = tokio::time::timeout_at(until, room_freed).await.is_err();
+                    if timed_out && wait.deadline.is_some_and(|d| d <= until) {
+                        wait.last = true;
                     }
                 }
                 Err(refused) => return Err(self.refusal(refused, session)),
@@ -591,8 +617,10 @@ impl<T: Transport> Registry<T> {
         let inner = &*self.inner;
         reaper::stop(inner);
         inner.closed.store(true, Ordering::Release);
-        // From here on no entry is inserted (checked under the map lock).
+        // From here on no entry is inserted (checked under the map lock), and
+        // creators waiting for room get `Shutdown` now.
         inner.table.close();
+        inner.room.notify_waiters();
         // `SeqCst`, against every release's decrement-then-check (slot.rs,
         // "Waking shutdown").
         inner.clock.shutting_down.store(true, Ordering::SeqCst);
@@ -614,6 +642,6 @@ impl<T: Transport> Registry<T> {
             );
         }
         let removed = inner.table.drain();
-        dispose(inner, removed, Removal::Shutdown).wait().await;
+        dispose(inner, removed, RemovalCause::Explicit).wait().await;
     }
 }

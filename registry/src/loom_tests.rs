@@ -13,6 +13,7 @@ fn room(limit: usize) -> Room {
         limit,
         idle_ms: IDLE,
         lru: false,
+        wait: false,
     }
 }
 
@@ -141,6 +142,7 @@ fn lru(limit: usize) -> Room {
         limit,
         idle_ms: IDLE,
         lru: true,
+        wait: false,
     }
 }
 

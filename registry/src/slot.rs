@@ -218,33 +218,6 @@ impl<T> Slot<T> {
     }
 }
 
-/// Why entries left the map, as the removal sequence needs to know it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Removal {
-    /// Removed for this cause; creators waiting for room are woken.
-    Cause(RemovalCause),
-    /// Drained by shutdown: counted and logged as [`RemovalCause::Explicit`].
-    /// Creators waiting for room are not woken: under
-    /// [`FullPolicy::Wait`](crate::FullPolicy::Wait) they wait out their
-    /// deadline and are refused with `SessionLimitReached`.
-    Shutdown,
-}
-
-impl Removal {
-    fn cause(self) -> RemovalCause {
-        match self {
-            Removal::Cause(cause) => cause,
-            Removal::Shutdown => RemovalCause::Explicit,
-        }
-    }
-}
-
-impl From<RemovalCause> for Removal {
-    fn from(cause: RemovalCause) -> Self {
-        Removal::Cause(cause)
-    }
-}
-
 /// The removal sequence, for entries already taken out of the map (and so
 /// called with the map lock released): counts them under their cause, wakes
 /// the creators waiting for room, logs each, and returns their connections,
@@ -252,17 +225,13 @@ impl From<RemovalCause> for Removal {
 pub(crate) fn dispose<T>(
     inner: &Inner<T>,
     removed: Removed<Slot<T>>,
-    removal: impl Into<Removal>,
+    cause: RemovalCause,
 ) -> Closing {
     if removed.is_empty() {
         return Closing(Vec::new());
     }
-    let removal = removal.into();
-    let cause = removal.cause();
     inner.counters.removed(cause, removed.len());
-    if removal != Removal::Shutdown {
-        inner.room.notify_waiters();
-    }
+    inner.room.notify_waiters();
     let connections = removed
         .into_iter()
         .filter_map(|(session, entry)| {

@@ -112,6 +112,9 @@ pub(crate) struct Room {
     pub(crate) idle_ms: u64,
     /// Also evict the least recently used unreferenced entry.
     pub(crate) lru: bool,
+    /// The caller waits for room when refused: tell it when the earliest
+    /// unreferenced entry expires ([`Insert::next_expiry`]).
+    pub(crate) wait: bool,
 }
 
 /// A shared entry.
@@ -138,6 +141,9 @@ pub(crate) struct Insert<V> {
     pub(crate) result: Result<(Arc<Entry<V>>, bool), Refused>,
     /// Entries evicted to make room (expired first, then LRU).
     pub(crate) evicted: Removed<V>,
+    /// When refused as full, with [`Room::wait`]: the clock time at which
+    /// the earliest unreferenced entry becomes evictable as expired.
+    pub(crate) next_expiry: Option<u64>,
 }
 
 /// The session map.
@@ -231,6 +237,7 @@ impl<V: OnRelease> Table<V> {
             return Insert {
                 result: Err(Refused::Shutdown),
                 evicted,
+                next_expiry: None,
             };
         }
         if let Some(entry) = map.get(key) {
@@ -238,12 +245,14 @@ impl<V: OnRelease> Table<V> {
                 return Insert {
                     result: Err(Refused::Forbidden),
                     evicted,
+                    next_expiry: None,
                 };
             }
             if entry.try_acquire() {
                 return Insert {
                     result: Ok((entry.clone(), false)),
                     evicted,
+                    next_expiry: None,
                 };
             }
             // Unreachable while entries are closed and removed together (see
@@ -286,9 +295,18 @@ impl<V: OnRelease> Table<V> {
             }
         }
         if map.len() >= room.limit {
+            let next_expiry = if room.wait {
+                map.values()
+                    .filter(|e| e.is_unused())
+                    .map(|e| e.last_used().saturating_add(room.idle_ms))
+                    .min()
+            } else {
+                None
+            };
             return Insert {
                 result: Err(Refused::Full),
                 evicted,
+                next_expiry,
             };
         }
         let entry = Arc::new(Entry::new(make(), now, owner));
@@ -296,6 +314,7 @@ impl<V: OnRelease> Table<V> {
         Insert {
             result: Ok((entry, true)),
             evicted,
+            next_expiry: None,
         }
     }
 
@@ -421,6 +440,7 @@ mod tests {
             limit: 2,
             idle_ms: 1_000,
             lru: true,
+            wait: false,
         };
         let (_held, _) = table.insert(&sid("a"), None, 0, room, || 0).result.unwrap();
         let (x, _) = table.insert(&sid("x"), None, 0, room, || 1).result.unwrap();

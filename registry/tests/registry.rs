@@ -547,6 +547,84 @@ async fn the_wait_policy_waits_for_a_slot_then_gives_up() {
     assert_eq!(registry.stats().removed_explicit, 1);
 }
 
+fn waiting(limit: usize, idle: Duration, wait: Duration) -> RegistryConfig {
+    RegistryConfig::new(limit, idle)
+        .with_reap_interval(None)
+        .with_full_policy(FullPolicy::Wait(wait))
+}
+
+/// Defect 6: a slot freed by expiry was never signalled (only the reaper
+/// notified), so without a reaper a waiter timed out although an insert
+/// would have evicted the expired session. The waiter now also wakes when
+/// the earliest unleased session expires.
+#[tokio::test(start_paused = true)]
+async fn the_wait_policy_takes_a_slot_freed_by_expiry_without_a_reaper() {
+    let registry = Registry::new(
+        Scripted::new([]),
+        waiting(1, Duration::from_secs(5), Duration::from_secs(30)),
+    );
+    drop(registry.acquire(&sid("a")).await.unwrap());
+    let started = tokio::time::Instant::now();
+    let b = registry.acquire(&sid("b")).await;
+    assert!(b.is_ok(), "{b:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited <= Duration::from_secs(5) && waited >= Duration::from_millis(4800),
+        "admitted when `a` expired: {waited:?}"
+    );
+    assert_eq!(registry.stats().removed_limit, 1);
+}
+
+/// Defect 6: no last insert attempt at the deadline. A lease released during
+/// the wait signals nothing, yet its session is idle past the timeout by the
+/// deadline: the last attempt evicts it.
+#[tokio::test(start_paused = true)]
+async fn the_wait_policy_makes_a_last_attempt_at_the_deadline() {
+    let registry = Registry::new(
+        Scripted::new([]),
+        waiting(1, Duration::from_secs(5), Duration::from_secs(30)),
+    );
+    let held = registry.acquire(&sid("a")).await.unwrap();
+    let waiter = {
+        let registry = registry.clone();
+        tokio::spawn(async move { registry.acquire(&sid("b")).await.map(|_| ()) })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!waiter.is_finished());
+    let started = tokio::time::Instant::now();
+    drop(held);
+    let b = waiter.await.unwrap();
+    assert!(b.is_ok(), "{b:?}");
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(29),
+        "at the deadline"
+    );
+}
+
+/// Defect 6: shutdown's drain did not wake waiters, who then waited out
+/// their deadline and were refused with `SessionLimitReached`. They now get
+/// `Shutdown`, at once.
+#[tokio::test(start_paused = true)]
+async fn shutdown_wakes_waiters_of_the_wait_policy_with_shutdown() {
+    let registry = Registry::new(
+        Scripted::new([]),
+        waiting(1, Duration::from_secs(3600), Duration::from_secs(30)),
+    );
+    drop(registry.acquire(&sid("a")).await.unwrap());
+    let waiter = {
+        let registry = registry.clone();
+        tokio::spawn(async move { registry.acquire(&sid("b")).await.map(|_| ()) })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!waiter.is_finished(), "waiting for a slot");
+    let started = tokio::time::Instant::now();
+    registry.shutdown(Duration::from_secs(10)).await;
+    let b = waiter.await.unwrap();
+    assert!(matches!(b, Err(Error::Shutdown)), "{b:?}");
+    assert_eq!(started.elapsed(), Duration::ZERO);
+}
+
 #[tokio::test]
 async fn a_session_bound_to_a_principal_is_refused_to_others() {
     let registry = Registry::new(Scripted::new([]), config());
