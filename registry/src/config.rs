@@ -26,7 +26,9 @@ pub enum FullPolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RegistryConfig {
-    /// The most sessions open at once (default 100).
+    /// The most sessions open at once (default 100). Connections of removed
+    /// sessions that are still closing are not counted (see the crate docs,
+    /// "What `max_sessions` bounds").
     pub max_sessions: usize,
     /// A session unused for this long is removed, and treated as absent on
     /// lookup even before the reaper runs (default 1 h).

@@ -47,6 +47,20 @@
 //!   past `idle_timeout`, then applies the [`FullPolicy`]: reject with
 //!   [`Error::SessionLimitReached`], evict the least recently used unleased
 //!   session, or wait for a slot.
+//! - **What `max_sessions` bounds.** It bounds the sessions in the map
+//!   ([`Registry::session_count`]), a session being connected included. A
+//!   removed session leaves the map at once, but its connection is closed
+//!   afterwards, off the map lock: in a background task for evictions
+//!   (limit), expiries found on lookup and broken connections; awaited by
+//!   [`Registry::cleanup_sessions`] (and the reaper),
+//!   [`Registry::remove_session`] and [`Registry::shutdown`]. Until that close
+//!   finishes, its process or socket still exists, and a stdio close takes up
+//!   to a few seconds (the MCP session's close timeout, then the server's
+//!   grace to exit before `SIGTERM` and `SIGKILL`). So at any instant the
+//!   open connections number at most `max_sessions` plus the closes still in
+//!   flight: under a steady stream of evictions, about `max_sessions` plus
+//!   the evictions of the last few seconds. Closing connections are not
+//!   counted toward the limit, so that an eviction makes room at once.
 //! - An expired session is treated as absent on lookup even before the reaper
 //!   runs; a background task (holding only a `Weak`) reaps idle sessions every
 //!   `reap_interval` and stops when the registry is dropped or shut down.
