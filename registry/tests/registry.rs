@@ -123,6 +123,13 @@ impl Transport for Scripted {
     }
 }
 
+/// Polls `future` once from the calling task, which it wakes when ready.
+async fn poll_once<F: std::future::Future>(
+    mut future: std::pin::Pin<&mut F>,
+) -> std::task::Poll<F::Output> {
+    std::future::poll_fn(|cx| std::task::Poll::Ready(future.as_mut().poll(cx))).await
+}
+
 fn config() -> RegistryConfig {
     RegistryConfig::new(100, Duration::from_secs(60)).with_reap_interval(None)
 }
@@ -382,8 +389,9 @@ async fn a_dropped_lease_releases_even_on_panic() {
 
 #[tokio::test(start_paused = true)]
 async fn the_reaper_cleans_idle_sessions_and_stops_with_the_registry() {
+    let transport = Scripted::new([]);
     let registry = Registry::new(
-        Scripted::new([]),
+        transport.clone(),
         RegistryConfig::new(10, Duration::from_secs(10))
             .with_reap_interval(Some(Duration::from_secs(1))),
     );
@@ -394,6 +402,20 @@ async fn the_reaper_cleans_idle_sessions_and_stops_with_the_registry() {
     assert_eq!(registry.session_count(), 0, "reaped by the background task");
     assert!(connection.is_closed());
     assert_eq!(registry.stats().removed_idle, 1);
+    transport.server_ended().await;
+
+    // The one task left is the registry's background task (the connection's
+    // tasks ended with it); dropping the registry stops it.
+    let tasks = tokio::runtime::Handle::current().metrics();
+    assert_eq!(tasks.num_alive_tasks(), 1, "the background task runs");
+    drop((registry, connection));
+    for _ in 0..10 {
+        if tasks.num_alive_tasks() == 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(tasks.num_alive_tasks(), 0, "the background task stopped");
 }
 
 #[tokio::test]
@@ -407,15 +429,22 @@ async fn shutdown_waits_for_leases_closes_everything_and_refuses_new_calls() {
         .connection()
         .clone();
     let connection = lease.connection().clone();
-    let shutdown = {
-        let registry = registry.clone();
-        tokio::spawn(async move { registry.shutdown(Duration::from_secs(30)).await })
-    };
-    // Shutdown is waiting for the lease; the leased connection still works.
+    let shutdown = registry.shutdown(Duration::from_secs(30));
+    let mut shutdown = std::pin::pin!(shutdown);
+    // Polled, not merely spawned: it has begun, and it is waiting.
+    assert!(poll_once(shutdown.as_mut()).await.is_pending(), "waiting");
+    assert!(matches!(
+        registry.acquire(&sid("c")).await,
+        Err(Error::Shutdown)
+    ));
+    // The leased connection still works meanwhile, and shutdown still waits.
     lease.ping(Duration::from_secs(5)).await.unwrap();
-    assert!(!shutdown.is_finished());
+    assert!(
+        poll_once(shutdown.as_mut()).await.is_pending(),
+        "still waiting for the lease"
+    );
     drop(lease);
-    shutdown.await.unwrap();
+    shutdown.await;
     assert!(connection.is_closed() && other.is_closed());
     assert_eq!(registry.session_count(), 0);
     assert!(matches!(
@@ -733,4 +762,111 @@ async fn removals_carry_their_cause() {
         (1, 1, 1, 0)
     );
     assert_eq!(stats.sessions, 0);
+}
+
+/// Every counter agrees with the map once the load is over: each connection
+/// opened was either removed (for some cause) or is still in the map, and
+/// no lease is left.
+fn assert_settled(registry: &Registry<Arc<Scripted>>, transport: &Scripted, sessions: usize) {
+    let stats = registry.stats();
+    let removed =
+        stats.removed_idle + stats.removed_explicit + stats.removed_limit + stats.removed_broken;
+    assert_eq!(stats.created, transport.connects() as u64);
+    assert_eq!(stats.created - removed, stats.sessions as u64, "{stats:?}");
+    for s in 0..sessions {
+        assert_eq!(registry.ref_count(&sid(&format!("s{s}"))), 0);
+    }
+}
+
+/// Evict-lru-idle under many concurrent tasks (a multi-thread runtime, all
+/// starting at a barrier): the limit holds at every acquisition, sessions
+/// are evicted, every refusal is counted, nothing deadlocks, and the
+/// counters agree at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn evict_lru_idle_under_many_concurrent_tasks() {
+    const TASKS: usize = 32;
+    const SESSIONS: usize = 24;
+    const LIMIT: usize = 8;
+    let transport = Scripted::new([]);
+    let registry = Registry::new(
+        transport.clone(),
+        RegistryConfig::new(LIMIT, Duration::from_secs(3600))
+            .with_reap_interval(None)
+            .with_full_policy(FullPolicy::EvictLruIdle),
+    );
+    let start = Arc::new(Barrier::new(TASKS));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let registry = registry.clone();
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let mut refused = 0;
+                for round in 0..4 {
+                    let session = sid(&format!("s{}", (task * 7 + round) % SESSIONS));
+                    match registry.acquire(&session).await {
+                        Ok(lease) => {
+                            assert!(registry.session_count() <= LIMIT, "the limit holds");
+                            tokio::task::yield_now().await;
+                            drop(lease);
+                        }
+                        Err(Error::SessionLimitReached { limit }) => {
+                            assert_eq!(limit, LIMIT);
+                            refused += 1;
+                        }
+                        Err(other) => panic!("{other:?}"),
+                    }
+                }
+                refused
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for task in tasks {
+        refused += task.await.unwrap();
+    }
+    assert_eq!(registry.stats().rejected, refused);
+    assert!(registry.session_count() <= LIMIT);
+    assert!(registry.stats().removed_limit > 0, "sessions were evicted");
+    assert_settled(&registry, &transport, SESSIONS);
+}
+
+/// The wait policy under many concurrent tasks (a multi-thread runtime, all
+/// starting at a barrier): each task leases its own session and removes it
+/// when done, which lets a waiter in; with a wait far longer than the run,
+/// no one is refused, the limit holds, and nothing is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_wait_policy_under_many_concurrent_tasks() {
+    const TASKS: usize = 32;
+    const LIMIT: usize = 4;
+    let transport = Scripted::new([]);
+    let registry = Registry::new(
+        transport.clone(),
+        RegistryConfig::new(LIMIT, Duration::from_secs(3600))
+            .with_reap_interval(None)
+            .with_full_policy(FullPolicy::Wait(Duration::from_secs(600))),
+    );
+    let start = Arc::new(Barrier::new(TASKS));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let registry = registry.clone();
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let session = sid(&format!("s{task}"));
+                let lease = registry.acquire(&session).await.unwrap();
+                assert!(registry.session_count() <= LIMIT, "the limit holds");
+                lease.ping(Duration::from_secs(30)).await.unwrap();
+                drop(lease);
+                assert!(registry.remove_session(&session).await);
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stats = registry.stats();
+    assert_eq!((stats.rejected, stats.removed_explicit), (0, TASKS as u64));
+    assert_eq!(registry.session_count(), 0);
+    assert_settled(&registry, &transport, TASKS);
 }
