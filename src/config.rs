@@ -40,7 +40,9 @@ pub struct McpClientConfig {
     /// Retries after a failed connection attempt (default 2).
     #[serde(default = "defaults::reconnect_max_attempts")]
     pub reconnect_max_attempts: u32,
-    /// The first retry's delay (default 500 ms); doubled for each further retry.
+    /// The first retry's delay (default 500 ms); doubled for each further
+    /// retry. Each delay is jittered down by up to half, so that clients
+    /// that failed together do not retry together.
     #[serde(default = "defaults::reconnect_initial_backoff", with = "duration")]
     pub reconnect_initial_backoff: Duration,
     /// The longest retry delay (default 50 s).
