@@ -42,7 +42,9 @@ pub struct McpClientConfig {
     /// Retries after a failed connection attempt (default 2).
     #[serde(default = "defaults::reconnect_max_attempts")]
     pub reconnect_max_attempts: u32,
-    /// The first retry's delay (default 500 ms); doubled for each further retry.
+    /// The first retry's delay (default 500 ms); doubled for each further
+    /// retry. Each delay is jittered down by up to half, so that clients
+    /// that failed together do not retry together.
     #[serde(default = "defaults::reconnect_initial_backoff", with = "duration")]
     pub reconnect_initial_backoff: Duration,
     /// The longest retry delay (default 50 s).
@@ -51,7 +53,7 @@ pub struct McpClientConfig {
     /// The most sessions (connections) open at once (default 100).
     #[serde(default = "defaults::max_sessions")]
     pub max_sessions: usize,
-    /// A session unused this long is closed (default 1 h).
+    /// A session unused this long is closed (default 1 h; must not be 0).
     #[serde(default = "defaults::session_idle_timeout", with = "duration")]
     pub session_idle_timeout: Duration,
     /// What a new session gets when `max_sessions` are open: `"reject"` (the
@@ -60,7 +62,8 @@ pub struct McpClientConfig {
     /// `session_limit_wait` for one to be removed).
     #[serde(default)]
     pub session_limit_policy: SessionLimitPolicy,
-    /// How long the `"wait"` policy waits (default 5 s).
+    /// How long the `"wait"` policy waits (default 5 s; at most what an
+    /// `Instant` can be moved forward by).
     #[serde(default = "defaults::session_limit_wait", with = "duration")]
     pub session_limit_wait: Duration,
     /// Per-tool alias and description, keyed by the server's tool name.
@@ -747,6 +750,20 @@ impl McpClientConfig {
             if value > Duration::from_secs(100 * 365 * 24 * 3600) {
                 return invalid(field, "must be at most 100 years");
             }
+        }
+        if self.session_idle_timeout.is_zero() {
+            // Every session would expire as soon as its call ended, and every
+            // call would open a new connection.
+            return invalid("session_idle_timeout", "must be greater than zero");
+        }
+        if std::time::Instant::now()
+            .checked_add(self.session_limit_wait)
+            .is_none()
+        {
+            return invalid(
+                "session_limit_wait",
+                "is too long to be a deadline (use a realistic wait)",
+            );
         }
         self.client_options()?;
         self.overrides()

@@ -4,11 +4,15 @@ use std::time::Duration;
 
 use mcp_group_core::{Connection, DynTransport, Error, ServerDescription, SessionId, Transport};
 
-use crate::{McpClientConfig, backoff::Backoff};
+use crate::{
+    McpClientConfig,
+    backoff::{Backoff, Random, entropy},
+};
 
 /// Wraps a transport so that a failed `connect` is retried, with a delay that
 /// starts at `reconnect_initial_backoff` and doubles up to
-/// `reconnect_max_backoff`, at most `reconnect_max_attempts` times.
+/// `reconnect_max_backoff`, each jittered down by up to half, at most
+/// `reconnect_max_attempts` times.
 ///
 /// Only opening a connection is retried — never a tool call, which may have
 /// reached the server (a retried non-idempotent tool would run twice). A
@@ -19,6 +23,7 @@ pub(crate) struct Reconnecting {
     attempts: u32,
     initial: Duration,
     max: Duration,
+    random: Random,
 }
 
 impl Reconnecting {
@@ -28,7 +33,15 @@ impl Reconnecting {
             attempts: config.reconnect_max_attempts,
             initial: config.reconnect_initial_backoff,
             max: config.reconnect_max_backoff,
+            random: entropy(),
         }
+    }
+
+    /// Jitters the delays with `random` instead of the process's source.
+    #[cfg(test)]
+    fn with_random(mut self, random: Random) -> Self {
+        self.random = random;
+        self
     }
 }
 
@@ -39,7 +52,7 @@ fn retryable(error: &Error) -> bool {
 #[mcp_group_core::async_trait]
 impl Transport for Reconnecting {
     async fn connect(&self, session: &SessionId) -> Result<Connection, Error> {
-        let mut backoff = Backoff::new(self.initial, self.max);
+        let mut backoff = Backoff::with_random(self.initial, self.max, self.random.clone());
         let mut retries = 0;
         loop {
             match self.inner.connect(session).await {
@@ -61,37 +74,90 @@ impl Transport for Reconnecting {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
 
-    use mcp_group_test_kit::{Answer, ScriptedTransport};
+    use mcp_group_core::async_trait;
+    use rmcp::{
+        ServerHandler, ServiceExt,
+        model::{ServerCapabilities, ServerConfig as RmcpServerConfig},
+    };
 
     use super::*;
     use crate::{ServerConfig, config::McpClientConfig as Config};
 
-    /// A server that cannot be started: not worth retrying.
-    fn cannot_start() -> Answer {
-        Answer::Fail(Error::Start {
-            endpoint: "x".into(),
-            source: Box::new(std::io::Error::from(std::io::ErrorKind::NotFound)),
-        })
+    #[derive(Clone)]
+    struct Empty;
+
+    impl ServerHandler for Empty {
+        fn get_info(&self) -> RmcpServerConfig {
+            RmcpServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        }
     }
 
-    fn reconnecting(
-        answers: impl IntoIterator<Item = Answer>,
-    ) -> (Reconnecting, Arc<ScriptedTransport>) {
-        let scripted = Arc::new(ScriptedTransport::new(answers));
+    /// Fails the first `failures` connects with `error`, then connects.
+    struct Flaky {
+        failures: usize,
+        spawn_error: bool,
+        attempts: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Transport for Flaky {
+        async fn connect(&self, _session: &SessionId) -> Result<Connection, Error> {
+            let attempt = self.attempts.fetch_add(1, Ordering::SeqCst);
+            if attempt < self.failures {
+                return Err(if self.spawn_error {
+                    Error::Start {
+                        endpoint: "x".into(),
+                        source: Box::new(std::io::Error::from(std::io::ErrorKind::NotFound)),
+                    }
+                } else {
+                    Error::Connect {
+                        endpoint: "flaky".into(),
+                        source: "refused".into(),
+                    }
+                });
+            }
+            let (client, server) = tokio::io::duplex(4096);
+            tokio::spawn(async move {
+                if let Ok(running) = Empty.serve(server).await {
+                    let _ = running.waiting().await;
+                }
+            });
+            let (read, write) = tokio::io::split(client);
+            Connection::establish((read, write), "flaky").await
+        }
+
+        fn description(&self) -> ServerDescription {
+            ServerDescription {
+                transport: "flaky",
+                endpoint: "flaky".into(),
+            }
+        }
+    }
+
+    fn reconnecting(failures: usize, spawn_error: bool) -> (Reconnecting, Arc<Flaky>) {
+        let flaky = Arc::new(Flaky {
+            failures,
+            spawn_error,
+            attempts: AtomicUsize::new(0),
+        });
         let config = Config::new(ServerConfig::stdio("x", Vec::<String>::new()));
-        (Reconnecting::new(scripted.clone(), &config), scripted)
+        // No jitter: the delays are exactly the configured steps.
+        let transport = Reconnecting::new(flaky.clone(), &config)
+            .with_random(crate::backoff::tests::no_jitter());
+        (transport, flaky)
     }
 
     #[tokio::test(start_paused = true)]
     async fn connection_errors_are_retried_with_exponential_backoff() {
-        let (transport, scripted) =
-            reconnecting([Answer::refused(), Answer::refused(), Answer::Connect]);
+        let (transport, flaky) = reconnecting(2, false);
         let started = tokio::time::Instant::now();
         let connection = transport.connect(&SessionId::new("s")).await.unwrap();
-        assert_eq!(scripted.connects(), 3);
-        scripted.assert_done();
+        assert_eq!(flaky.attempts.load(Ordering::SeqCst), 3);
         // 500 ms, then 1 s (the defaults).
         assert_eq!(started.elapsed(), Duration::from_millis(1500));
         connection.close().await;
@@ -99,17 +165,59 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_attempt_budget_is_respected() {
-        let (transport, scripted) = reconnecting((0..5).map(|_| Answer::refused()));
+        let (transport, flaky) = reconnecting(5, false);
         let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
         assert!(matches!(err, Error::Connect { .. }), "{err:?}");
-        assert_eq!(scripted.connects(), 3, "one try and two retries");
+        assert_eq!(
+            flaky.attempts.load(Ordering::SeqCst),
+            3,
+            "one try and two retries"
+        );
+    }
+
+    /// Defect 5: callers queued on one session's creation each retried the
+    /// whole connect sequence in turn (N callers, N x 3 attempts, the k-th
+    /// waiting about k sequences); they now share the first one's failure.
+    #[tokio::test(start_paused = true)]
+    async fn callers_queued_on_a_dead_server_cost_one_connect_sequence() {
+        use mcp_group_registry::{Error as RegistryError, Registry, RegistryConfig};
+
+        let (transport, flaky) = reconnecting(usize::MAX, false);
+        let registry = Registry::new(
+            transport,
+            RegistryConfig::new(10, Duration::from_secs(60)).with_reap_interval(None),
+        );
+        let session = SessionId::new("s");
+        let started = tokio::time::Instant::now();
+        let results = futures::future::join_all((0..5).map(|_| registry.acquire(&session))).await;
+        for result in results {
+            assert!(
+                matches!(
+                    result,
+                    Err(RegistryError::Connect {
+                        source: Error::Connect { .. }
+                    })
+                ),
+                "{result:?}"
+            );
+        }
+        assert_eq!(
+            flaky.attempts.load(Ordering::SeqCst),
+            3,
+            "one try and two retries, for all five callers"
+        );
+        assert!(
+            started.elapsed() <= Duration::from_millis(1500),
+            "all five answered after one sequence: {:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_command_that_cannot_start_is_not_retried() {
-        let (transport, scripted) = reconnecting((0..5).map(|_| cannot_start()));
+        let (transport, flaky) = reconnecting(5, true);
         let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
         assert!(matches!(err, Error::Start { .. }), "{err:?}");
-        assert_eq!(scripted.connects(), 1);
+        assert_eq!(flaky.attempts.load(Ordering::SeqCst), 1);
     }
 }

@@ -226,6 +226,33 @@ fn zero_max_sessions_is_rejected() {
     assert_eq!(invalid_field(r), "max_sessions");
 }
 
+/// Config edge: an idle timeout of 0 closed every session after each call
+/// (every call reconnected).
+#[test]
+fn a_zero_session_idle_timeout_is_rejected() {
+    let r = McpClientConfig::from_toml_str(&format!("session_idle_timeout = 0\n{STDIO}"));
+    assert_eq!(invalid_field(r), "session_idle_timeout");
+}
+
+/// Config edge: a `session_limit_wait` too long to add to an `Instant`
+/// panicked at the first acquisition that had to wait.
+#[test]
+fn a_session_limit_wait_too_long_for_a_deadline_is_rejected() {
+    let r = McpClientConfig::from_toml_str(&format!(
+        "session_limit_policy = \"wait\"\nsession_limit_wait = 1e19\n{STDIO}"
+    ));
+    assert_eq!(invalid_field(r), "session_limit_wait");
+    let mut config = McpClientConfig::new(ServerConfig::stdio("node", ["server.js"]));
+    config.session_limit_wait = Duration::MAX;
+    assert!(matches!(
+        config.validate(),
+        Err(ConfigError::Invalid {
+            field: "session_limit_wait",
+            ..
+        })
+    ));
+}
+
 #[test]
 fn errors_name_the_field_in_their_message() {
     let err = McpClientConfig::from_toml_str(

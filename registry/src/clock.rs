@@ -15,9 +15,10 @@ pub(crate) const CLOCK_TICK: Duration = Duration::from_millis(100);
 pub(crate) struct CoarseClock {
     origin: tokio::time::Instant,
     now_ms: AtomicU64,
-    /// Set by `shutdown`: only then does releasing a lease wake the
+    /// Set by `shutdown`: only then does releasing a reference wake the
     /// shutdown waiting for leases in flight (kept here, beside the clock
     /// that every lease already reaches, to keep the lease one pointer wide).
+    /// Written and read with `SeqCst` (slot.rs, "Waking shutdown").
     pub(crate) shutting_down: AtomicBool,
 }
 
@@ -34,6 +35,12 @@ impl CoarseClock {
     #[inline]
     pub(crate) fn now(&self) -> u64 {
         self.now_ms.load(Ordering::Relaxed)
+    }
+
+    /// The instant at `ms` milliseconds since the registry started, if
+    /// representable.
+    pub(crate) fn instant_at(&self, ms: u64) -> Option<tokio::time::Instant> {
+        self.origin.checked_add(Duration::from_millis(ms))
     }
 
     /// Reads the real time into the cache and returns it.

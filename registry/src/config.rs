@@ -14,7 +14,11 @@ pub enum FullPolicy {
     Reject,
     /// Close the least recently used session that has no call in flight.
     EvictLruIdle,
-    /// Wait up to this long for a session to be removed, then refuse.
+    /// Wait up to this long for room, then refuse. The waiter tries again
+    /// whenever a session is removed and when the earliest unleased session
+    /// expires (no reaper needed), and once more at the deadline; if the
+    /// registry shuts down meanwhile it gets
+    /// [`Error::Shutdown`](crate::Error::Shutdown) at once.
     Wait(Duration),
 }
 
@@ -22,7 +26,9 @@ pub enum FullPolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RegistryConfig {
-    /// The most sessions open at once (default 100).
+    /// The most sessions open at once (default 100). Connections of removed
+    /// sessions that are still closing are not counted (see the crate docs,
+    /// "What `max_sessions` bounds").
     pub max_sessions: usize,
     /// A session unused for this long is removed, and treated as absent on
     /// lookup even before the reaper runs (default 1 h).

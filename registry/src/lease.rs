@@ -140,13 +140,8 @@ impl<T> Lease<T> {
 
 impl<T> Drop for Lease<T> {
     fn drop(&mut self) {
-        let slot = &self.entry.value;
-        self.entry.release(slot.clock.now());
-        if slot.clock.shutting_down.load(Ordering::Relaxed) {
-            if let Some(inner) = slot.cold.registry.upgrade() {
-                inner.released.notify_waiters();
-            }
-        }
+        // Also wakes a shutdown waiting for leases (`Slot::on_release`).
+        self.entry.release(self.entry.value.clock.now());
     }
 }
 
@@ -231,6 +226,7 @@ impl<T: Transport> SessionHandle<T> {
         if inner.closed.load(Ordering::Relaxed) || !self.entry.try_acquire() {
             return None;
         }
+        crate::hooks::reach(crate::hooks::Point::HandleAcquired);
         // An expired session is not served, even before the reaper runs
         // (unless someone else is using it right now).
         let expired =

@@ -40,11 +40,27 @@
 //!   entry (inserted under the write lock) and wait on that session's creation
 //!   gate, so exactly one connection is opened; first uses of different
 //!   sessions connect in parallel; lookups of connected sessions never wait on
-//!   any creation. A failed creation leaves no entry behind; the next call retries.
+//!   any creation. A failed creation leaves no entry behind, and the callers
+//!   queued behind it get its error (a copy: the same variant and fields,
+//!   its causes' messages) instead of trying again; the next call retries.
 //! - `max_sessions`: a new session beyond the limit first evicts sessions idle
 //!   past `idle_timeout`, then applies the [`FullPolicy`]: reject with
 //!   [`Error::SessionLimitReached`], evict the least recently used unleased
 //!   session, or wait for a slot.
+//! - **What `max_sessions` bounds.** It bounds the sessions in the map
+//!   ([`Registry::session_count`]), a session being connected included. A
+//!   removed session leaves the map at once, but its connection is closed
+//!   afterwards, off the map lock: in a background task for evictions
+//!   (limit), expiries found on lookup and broken connections; awaited by
+//!   [`Registry::cleanup_sessions`] (and the reaper),
+//!   [`Registry::remove_session`] and [`Registry::shutdown`]. Until that close
+//!   finishes, its process or socket still exists, and a stdio close takes up
+//!   to a few seconds (the MCP session's close timeout, then the server's
+//!   grace to exit before `SIGTERM` and `SIGKILL`). So at any instant the
+//!   open connections number at most `max_sessions` plus the closes still in
+//!   flight: under a steady stream of evictions, about `max_sessions` plus
+//!   the evictions of the last few seconds. Closing connections are not
+//!   counted toward the limit, so that an eviction makes room at once.
 //! - An expired session is treated as absent on lookup even before the reaper
 //!   runs; a background task (holding only a `Weak`) reaps idle sessions every
 //!   `reap_interval` and stops when the registry is dropped or shut down.
@@ -91,6 +107,7 @@
 mod clock;
 mod config;
 mod error;
+mod hooks;
 mod lease;
 #[cfg(all(test, mcp_group_loom))]
 mod loom_tests;
@@ -99,6 +116,8 @@ mod slot;
 mod stats;
 mod sync;
 mod table;
+#[cfg(all(test, not(mcp_group_loom)))]
+mod tests;
 
 use std::{
     fmt,
@@ -117,7 +136,7 @@ use tokio::{sync::Notify, task::JoinHandle};
 use crate::{
     clock::CoarseClock,
     lease::{Hot, Ref},
-    slot::{Removal, Slot, break_entry, dispose},
+    slot::{Slot, break_entry, dispose},
     stats::Counters,
     table::{EntryRef, Lookup, Refused, Room, Table},
 };
@@ -130,6 +149,14 @@ pub use crate::{
 
 /// How often a dead connection found on acquire is replaced before giving up.
 const MAX_REPLACEMENTS: usize = 3;
+
+/// A creator's wait for room under [`FullPolicy::Wait`].
+struct Waiting {
+    /// `None`: the wait does not fit in an `Instant`; wait without one.
+    deadline: Option<tokio::time::Instant>,
+    /// The deadline passed: the next insert is the last attempt.
+    last: bool,
+}
 
 /// The registry's shared state.
 pub(crate) struct Inner<T> {
@@ -155,6 +182,7 @@ impl<T> Inner<T> {
             limit: self.config.max_sessions,
             idle_ms: self.idle_ms,
             lru: self.config.full_policy == FullPolicy::EvictLruIdle,
+            wait: matches!(self.config.full_policy, FullPolicy::Wait(_)),
         }
     }
 }
@@ -348,15 +376,17 @@ impl<T: Transport> Registry<T> {
         }
     }
 
-    /// Disposes of an entry that a lookup found expired and removed.
+    /// Disposes of an entry that a lookup found expired and removed, then
+    /// releases the lookup's reference on it.
     #[cold]
     fn expired(&self, session: &SessionId, entry: EntryRef<Slot<T>>) {
         dispose(
             &self.inner,
-            vec![(session.clone(), entry)],
+            vec![(session.clone(), entry.clone())],
             RemovalCause::Idle,
         )
         .spawn();
+        entry.release(self.inner.clock.now());
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(%session))]
@@ -400,8 +430,12 @@ impl<T: Transport> Registry<T> {
         principal: Option<&str>,
     ) -> Result<EntryRef<Slot<T>>, Error> {
         let inner = &*self.inner;
-        let deadline = match inner.config.full_policy {
-            FullPolicy::Wait(wait) => Some(tokio::time::Instant::now() + wait),
+        let mut wait = match inner.config.full_policy {
+            FullPolicy::Wait(wait) => Some(Waiting {
+                // A wait too long to add to an instant has no deadline.
+                deadline: tokio::time::Instant::now().checked_add(wait),
+                last: false,
+            }),
             _ => None,
         };
         loop {
@@ -420,6 +454,7 @@ impl<T: Transport> Registry<T> {
             let room_freed = inner.room.notified();
             let mut room_freed = pin!(room_freed);
             room_freed.as_mut().enable();
+            hooks::reach(hooks::Point::BeforeInsert);
             let now = inner.clock.refresh();
             let insert = inner
                 .table
@@ -430,11 +465,24 @@ impl<T: Transport> Registry<T> {
             match insert.result {
                 Ok((entry, _)) => return Ok(entry),
                 Err(Refused::Full) => {
-                    let Some(deadline) = deadline else {
+                    let Some(wait) = wait.as_mut().filter(|w| !w.last) else {
                         return Err(self.refusal(Refused::Full, session));
                     };
-                    if tokio::time::timeout_at(deadline, room_freed).await.is_err() {
-                        return Err(self.refusal(Refused::Full, session));
+                    // Woken by a removal, by the earliest unleased session
+                    // expiring (an insert then evicts it), or by the deadline,
+                    // after which one last attempt is made.
+                    let expiry = insert.next_expiry.and_then(|ms| inner.clock.instant_at(ms));
+                    let until = match (wait.deadline, expiry) {
+                        (Some(deadline), Some(expiry)) => Some(deadline.min(expiry)),
+                        (deadline, expiry) => deadline.or(expiry),
+                    };
+                    let Some(until) = until else {
+                        room_freed.await;
+                        continue;
+                    };
+                    let timed_out = tokio::time::timeout_at(until, room_freed).await.is_err();
+                    if timed_out && wait.deadline.is_some_and(|d| d <= until) {
+                        wait.last = true;
                     }
                 }
                 Err(refused) => return Err(self.refusal(refused, session)),
@@ -454,11 +502,13 @@ impl<T: Transport> Registry<T> {
             Refused::Forbidden => Error::SessionForbidden {
                 session: session.to_string(),
             },
+            Refused::Shutdown => Error::Shutdown,
         }
     }
 
     /// Gets the entry's connection, opening it (single-flight) if needed.
-    /// `None`: the entry's connection is dead; it was removed, retry.
+    /// `None`: the entry's connection is dead, or the entry was removed (by
+    /// shutdown or an explicit removal) while it was being connected; retry.
     async fn connect(&self, reference: Ref<T>) -> Result<Option<Lease<T>>, Error> {
         let inner = &*self.inner;
         let Some(entry) = reference.entry().cloned() else {
@@ -479,6 +529,18 @@ impl<T: Transport> Registry<T> {
             drop(gate);
             return Ok(Some(reference.into_lease()));
         }
+        if let Some(failure) = slot.cold.failed.get() {
+            // The creation this caller queued behind failed: share its outcome.
+            drop(gate);
+            let endpoint = inner.transport.description().endpoint;
+            return Err(Error::Connect {
+                source: error::copy_failure(failure, &endpoint),
+            });
+        }
+        if entry.is_closed() {
+            // Removed while this caller queued for the gate.
+            return Ok(None);
+        }
         let session = &slot.cold.session;
         let timeout = inner.config.connect_timeout;
         let connected = match tokio::time::timeout(timeout, inner.transport.connect(session)).await
@@ -494,15 +556,37 @@ impl<T: Transport> Registry<T> {
                 let connection = Arc::new(connection);
                 Counters::bump(&inner.counters.created, 1);
                 tracing::debug!(%session, connection = connection.id(), "session connection opened");
-                // Only the gate holder sets it, and it was empty under the gate.
-                let _ = slot.connection.set(connection);
+                let published = inner.table.publish(session, &entry, || {
+                    // Only the gate holder sets it, and it was empty under the gate.
+                    let _ = slot.connection.set(connection.clone());
+                });
                 drop(gate);
+                if !published {
+                    // Removed while connecting (shutdown drained it, or it was
+                    // removed explicitly): no one else will close this one.
+                    tracing::debug!(%session, connection = connection.id(), "session removed while connecting; closing its connection");
+                    drop(reference);
+                    connection.close().await;
+                    return Ok(None);
+                }
                 Ok(Some(reference.into_lease()))
             }
             Err(error) => {
                 Counters::bump(&inner.counters.failed, 1);
                 tracing::debug!(%session, %error, "opening a session connection failed");
+                let endpoint = inner.transport.description().endpoint;
+                let _ = slot.cold.failed.set(error::copy_failure(&error, &endpoint));
+                // The entry leaves the map now, whoever still holds it: the
+                // callers queued on the gate get the failure; later callers
+                // start a new creation.
+                let removed = inner.table.close_and_remove(session, &entry, |e| {
+                    e.close();
+                    true
+                });
                 drop(gate);
+                if removed {
+                    inner.room.notify_waiters();
+                }
                 drop(reference);
                 Err(Error::Connect { source: error })
             }
@@ -539,11 +623,21 @@ impl<T: Transport> Registry<T> {
 
     /// Stops the background task, refuses new acquisitions, waits up to
     /// `grace` for leases in flight to be released, then closes every connection.
+    ///
+    /// Once it has begun no session is inserted (the check is made under the
+    /// map lock). A connection still being opened when the grace period ends
+    /// is not handed out: its opener closes it and gets [`Error::Shutdown`].
     pub async fn shutdown(&self, grace: Duration) {
         let inner = &*self.inner;
         reaper::stop(inner);
         inner.closed.store(true, Ordering::Release);
-        inner.clock.shutting_down.store(true, Ordering::Release);
+        // From here on no entry is inserted (checked under the map lock), and
+        // creators waiting for room get `Shutdown` now.
+        inner.table.close();
+        inner.room.notify_waiters();
+        // `SeqCst`, against every release's decrement-then-check (slot.rs,
+        // "Waking shutdown").
+        inner.clock.shutting_down.store(true, Ordering::SeqCst);
         let wait = async {
             loop {
                 let released = inner.released.notified();
@@ -562,6 +656,6 @@ impl<T: Transport> Registry<T> {
             );
         }
         let removed = inner.table.drain();
-        dispose(inner, removed, Removal::Shutdown).wait().await;
+        dispose(inner, removed, RemovalCause::Explicit).wait().await;
     }
 }

@@ -10,9 +10,24 @@
 //!   or is taking a reference, so a leased entry is never removed, and a caller
 //!   that found an entry either gets it or sees it closed and retries: no
 //!   "temporarily unavailable".
-//! - expiry on lookup: `compare_exchange(1, CLOSED)` by the caller that just
-//!   took the only reference.
-//! - broken / shutdown: `fetch_or(CLOSED)`; holders keep their reference.
+//! - expiry on lookup: `compare_exchange(1, CLOSED | 1)` by the caller that
+//!   just took the only reference; it keeps that reference and releases it
+//!   once the entry is disposed of.
+//! - broken / explicit removal / shutdown: `fetch_or(CLOSED)`; holders keep
+//!   their reference.
+//!
+//! Every closing happens under the map's write lock, together with the
+//! entry's removal (the table module's "One removal path").
+//!
+//! # Waking shutdown
+//! Every reference is released by [`Entry::release`] (an acquisition undone
+//! on a closed entry included), and every release tells the value
+//! ([`OnRelease`]): the registry's slot then wakes a shutdown waiting for
+//! leases. Release and shutdown form a store-buffering pattern — release
+//! decrements the count, then reads the shutdown flag; shutdown sets the flag,
+//! then reads the counts — so all four accesses are `SeqCst`: at least one
+//! side sees the other's write, and the last release is never missed. (On
+//! x86 a `SeqCst` read-modify-write or load costs what a weaker one does.)
 //!
 //! [`Entry`] is synchronous and generic over its value, so loom checks it
 //! together with the table; [`Slot`] is the value the registry stores.
@@ -29,6 +44,19 @@ use crate::{
 };
 
 const CLOSED: u64 = 1 << 63;
+
+/// What an entry's value does each time a reference on the entry is released.
+pub(crate) trait OnRelease {
+    /// Called after the release's decrement (with `SeqCst`, see "Waking
+    /// shutdown").
+    fn on_release(&self);
+}
+
+/// The models and unit tests keep plain numbers in their entries.
+#[cfg(test)]
+impl OnRelease for i32 {
+    fn on_release(&self) {}
+}
 
 /// One session's entry. `repr(C)` keeps the state word and timestamp first,
 /// in the cache line of the `Arc`'s counts.
@@ -52,21 +80,10 @@ impl<V> Entry<V> {
         }
     }
 
-    /// Takes a reference unless the entry is closed.
-    pub(crate) fn try_acquire(&self) -> bool {
-        let previous = self.state.fetch_add(1, Ordering::Acquire);
-        if previous & CLOSED != 0 {
-            self.state.fetch_sub(1, Ordering::Release);
-            return false;
-        }
-        true
-    }
-
-    /// Releases a reference taken by `try_acquire` or at insertion.
-    pub(crate) fn release(&self, now: u64) {
-        self.last_used.store(now, Ordering::Relaxed);
-        let previous = self.state.fetch_sub(1, Ordering::Release);
-        debug_assert!(previous & !CLOSED > 0, "ref count underflow");
+    /// The count of references, for a shutdown deciding whether to wait:
+    /// `SeqCst`, see "Waking shutdown".
+    pub(crate) fn refs(&self) -> u64 {
+        self.state.load(Ordering::SeqCst) & !CLOSED
     }
 
     /// Closes the entry if no one holds a reference.
@@ -80,7 +97,7 @@ impl<V> Entry<V> {
     /// caller keeps that reference.
     pub(crate) fn try_close_sole(&self) -> bool {
         self.state
-            .compare_exchange(1, CLOSED, Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(1, CLOSED | 1, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
     }
 
@@ -89,9 +106,15 @@ impl<V> Entry<V> {
         self.state.fetch_or(CLOSED, Ordering::AcqRel);
     }
 
-    /// The number of references held.
-    pub(crate) fn refs(&self) -> u64 {
-        self.state.load(Ordering::Acquire) & !CLOSED
+    /// Whether the entry is open and no one holds or is taking a reference:
+    /// the only state in which `try_close_unused` can succeed.
+    pub(crate) fn is_unused(&self) -> bool {
+        self.state.load(Ordering::Acquire) == 0
+    }
+
+    /// Whether the entry is closed (and so out of the map).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.load(Ordering::Acquire) & CLOSED != 0
     }
 
     /// The coarse clock's time of the last release.
@@ -115,6 +138,33 @@ impl<V> Entry<V> {
     }
 }
 
+impl<V: OnRelease> Entry<V> {
+    /// Takes a reference unless the entry is closed.
+    pub(crate) fn try_acquire(&self) -> bool {
+        let previous = self.state.fetch_add(1, Ordering::Acquire);
+        if previous & CLOSED != 0 {
+            self.drop_reference();
+            return false;
+        }
+        true
+    }
+
+    /// Releases a reference taken by `try_acquire` or at insertion, marking
+    /// the entry used at `now`.
+    #[inline]
+    pub(crate) fn release(&self, now: u64) {
+        self.last_used.store(now, Ordering::Relaxed);
+        self.drop_reference();
+    }
+
+    #[inline]
+    fn drop_reference(&self) {
+        let previous = self.state.fetch_sub(1, Ordering::SeqCst);
+        debug_assert!(previous & !CLOSED > 0, "ref count underflow");
+        self.value.on_release();
+    }
+}
+
 /// A session's value in the table. The fields every call touches (the
 /// connection, the clock) sit beside the entry's state word; the rest is
 /// boxed, so that entries stay small and the hot path stays in cache.
@@ -131,6 +181,25 @@ pub(crate) struct Cold<T> {
     pub(crate) registry: std::sync::Weak<Inner<T>>,
     /// The creation gate: single-flight connection of this session.
     pub(crate) create: tokio::sync::Mutex<()>,
+    /// Set, under the gate, when the creation failed: the callers queued
+    /// behind it get a copy instead of trying again.
+    pub(crate) failed: std::sync::OnceLock<mcp_group_core::Error>,
+}
+
+impl<T> OnRelease for Slot<T> {
+    /// Wakes a shutdown waiting for leases, once shutdown has begun.
+    #[inline]
+    fn on_release(&self) {
+        if self
+            .clock
+            .shutting_down
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            if let Some(inner) = self.cold.registry.upgrade() {
+                inner.released.notify_waiters();
+            }
+        }
+    }
 }
 
 impl<T> Slot<T> {
@@ -143,35 +212,9 @@ impl<T> Slot<T> {
                 session: session.clone(),
                 registry: StdArc::downgrade(inner),
                 create: tokio::sync::Mutex::new(()),
+                failed: std::sync::OnceLock::new(),
             }),
         }
-    }
-}
-
-/// Why entries left the map, as the removal sequence needs to know it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Removal {
-    /// Removed for this cause; creators waiting for room are woken.
-    Cause(RemovalCause),
-    /// Drained by shutdown: counted and logged as [`RemovalCause::Explicit`].
-    /// Creators waiting for room are not woken: under
-    /// [`FullPolicy::Wait`](crate::FullPolicy::Wait) they wait out their
-    /// deadline and are refused with `SessionLimitReached`.
-    Shutdown,
-}
-
-impl Removal {
-    fn cause(self) -> RemovalCause {
-        match self {
-            Removal::Cause(cause) => cause,
-            Removal::Shutdown => RemovalCause::Explicit,
-        }
-    }
-}
-
-impl From<RemovalCause> for Removal {
-    fn from(cause: RemovalCause) -> Self {
-        Removal::Cause(cause)
     }
 }
 
@@ -182,17 +225,13 @@ impl From<RemovalCause> for Removal {
 pub(crate) fn dispose<T>(
     inner: &Inner<T>,
     removed: Removed<Slot<T>>,
-    removal: impl Into<Removal>,
+    cause: RemovalCause,
 ) -> Closing {
     if removed.is_empty() {
         return Closing(Vec::new());
     }
-    let removal = removal.into();
-    let cause = removal.cause();
     inner.counters.removed(cause, removed.len());
-    if removal != Removal::Shutdown {
-        inner.room.notify_waiters();
-    }
+    inner.room.notify_waiters();
     let connections = removed
         .into_iter()
         .filter_map(|(session, entry)| {
@@ -241,9 +280,12 @@ pub(crate) fn break_entry<T>(
     if !current.is_some_and(|c| StdArc::ptr_eq(c, connection)) {
         return;
     }
-    entry.close();
     let session = &entry.value.cold.session;
-    if inner.table.remove_entry(session, entry) {
+    let removed = inner.table.close_and_remove(session, entry, |e| {
+        e.close();
+        true
+    });
+    if removed {
         dispose(
             inner,
             vec![(session.clone(), entry.clone())],
@@ -260,12 +302,10 @@ pub(crate) fn break_entry<T>(
 pub(crate) fn release_creation<T>(inner: &Inner<T>, entry: EntryRef<Slot<T>>) {
     entry.release(inner.clock.now());
     if entry.value.connection.get().is_none()
-        && entry.try_close_unused()
-        && inner.table.remove_entry(&entry.value.cold.session, &entry)
+        && inner
+            .table
+            .close_and_remove(&entry.value.cold.session, &entry, Entry::try_close_unused)
     {
         inner.room.notify_waiters();
-    }
-    if inner.closed.load(std::sync::atomic::Ordering::Relaxed) {
-        inner.released.notify_waiters();
     }
 }

@@ -15,12 +15,20 @@
 //! 2. Per entry, the creation gate (`tokio::sync::Mutex`, `Cold::create` in
 //!    `slot`): taken only with no map lock held, and held across the
 //!    connection's opening; while holding it the creator touches only its own
-//!    entry. It may take the map lock (to remove its entry) but never the
-//!    other way round.
+//!    entry. It may take the map lock (to publish its connection or remove
+//!    its entry) but never the other way round.
 //! 3. The background task's handle (a `std::sync::Mutex` in `Inner`): taken
 //!    alone, to store or abort the handle.
 //!
 //! Entries themselves have no lock: their state is one atomic word (`slot`).
+//!
+//! # One removal path
+//! An entry is closed (its state word's `CLOSED` bit set) and taken out of
+//! the map in one critical section under the write lock, so an entry in the
+//! map is never closed, and whoever takes an entry out of the map is the one
+//! party that disposes of it (`slot::dispose`: count, wake, close the
+//! connection). Nothing else can take it out meanwhile, replace it, or find
+//! it closed and skip it.
 
 use std::{
     collections::HashMap,
@@ -30,7 +38,7 @@ use std::{
 use mcp_group_core::SessionId;
 
 use crate::{
-    slot::Entry,
+    slot::{Entry, OnRelease},
     sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard},
 };
 
@@ -62,6 +70,28 @@ impl Hasher for PassThrough {
 
 type Map<V> = HashMap<SessionId, Arc<Entry<V>>, BuildHasherDefault<PassThrough>>;
 
+/// What the map lock guards: the entries, and whether the registry is shut
+/// down (checked by `insert` under the same lock, so that no entry is
+/// inserted once shutdown has begun). Derefs to the entries.
+struct Locked<V> {
+    entries: Map<V>,
+    closed: bool,
+}
+
+impl<V> std::ops::Deref for Locked<V> {
+    type Target = Map<V>;
+
+    fn deref(&self) -> &Map<V> {
+        &self.entries
+    }
+}
+
+impl<V> std::ops::DerefMut for Locked<V> {
+    fn deref_mut(&mut self) -> &mut Map<V> {
+        &mut self.entries
+    }
+}
+
 /// Why the table refused to hand out an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refused {
@@ -69,6 +99,8 @@ pub(crate) enum Refused {
     Full,
     /// The session is bound to another principal.
     Forbidden,
+    /// The registry is shut down.
+    Shutdown,
 }
 
 /// How a full table makes room.
@@ -80,6 +112,9 @@ pub(crate) struct Room {
     pub(crate) idle_ms: u64,
     /// Also evict the least recently used unreferenced entry.
     pub(crate) lru: bool,
+    /// The caller waits for room when refused: tell it when the earliest
+    /// unreferenced entry expires ([`Insert::next_expiry`]).
+    pub(crate) wait: bool,
 }
 
 /// A shared entry.
@@ -93,11 +128,11 @@ pub(crate) type Removed<V> = Vec<(SessionId, Arc<Entry<V>>)>;
 pub(crate) enum Lookup<V> {
     /// The entry, with a reference taken.
     Found(EntryRef<V>),
-    /// No entry, or a closed one (whoever closed it removes it).
+    /// No entry, or one removed meanwhile.
     Absent,
     /// An expired entry, closed and removed from the map by the lookup; its
-    /// value is the caller's to dispose of. Closing it consumed the reference
-    /// the lookup took.
+    /// value is the caller's to dispose of, and the caller still holds the
+    /// reference the lookup took (to release once disposed of).
     Expired(EntryRef<V>),
 }
 
@@ -106,33 +141,40 @@ pub(crate) struct Insert<V> {
     pub(crate) result: Result<(Arc<Entry<V>>, bool), Refused>,
     /// Entries evicted to make room (expired first, then LRU).
     pub(crate) evicted: Removed<V>,
+    /// When refused as full, with [`Room::wait`]: the clock time at which
+    /// the earliest unreferenced entry becomes evictable as expired.
+    pub(crate) next_expiry: Option<u64>,
 }
 
 /// The session map.
 pub(crate) struct Table<V> {
-    map: RwLock<Map<V>>,
+    map: RwLock<Locked<V>>,
 }
 
-impl<V> Table<V> {
+impl<V: OnRelease> Table<V> {
     pub(crate) fn new() -> Self {
         Self {
-            map: RwLock::new(Map::default()),
+            map: RwLock::new(Locked {
+                entries: Map::default(),
+                closed: false,
+            }),
         }
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, Map<V>> {
+    fn read(&self) -> RwLockReadGuard<'_, Locked<V>> {
         // A panic cannot leave the map half-updated (single HashMap calls), so
         // a poisoned lock is still consistent.
         self.map.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, Map<V>> {
+    fn write(&self) -> RwLockWriteGuard<'_, Locked<V>> {
         self.map.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The hot path: finds the entry and takes a reference. An entry idle for
     /// at least `idle_ms` with no other reference is treated as absent: it is
-    /// closed, removed from the map and returned as [`Lookup::Expired`].
+    /// closed and removed from the map under the write lock and returned as
+    /// [`Lookup::Expired`].
     pub(crate) fn lookup(
         &self,
         key: &SessionId,
@@ -150,19 +192,37 @@ impl<V> Table<V> {
         if !entry.try_acquire() {
             return Ok(Lookup::Absent);
         }
-        if entry.idle_ms(now) >= idle_ms && entry.try_close_sole() {
-            return Ok(if self.remove_entry(key, &entry) {
-                Lookup::Expired(entry)
-            } else {
-                Lookup::Absent
-            });
+        crate::hooks::reach(crate::hooks::Point::LookupAcquired);
+        if entry.idle_ms(now) >= idle_ms {
+            return Ok(self.expire(key, entry, now));
         }
         Ok(Lookup::Found(entry))
     }
 
+    /// The expiry swap: closes and removes `entry`, on which the caller holds
+    /// the only reference, in one critical section.
+    #[cold]
+    fn expire(&self, key: &SessionId, entry: EntryRef<V>, now: u64) -> Lookup<V> {
+        let mut map = self.write();
+        if !map.get(key).is_some_and(|e| Arc::ptr_eq(e, &entry)) {
+            // Removed (and closed) meanwhile by an explicit removal.
+            drop(map);
+            entry.release(now);
+            return Lookup::Absent;
+        }
+        if entry.try_close_sole() {
+            map.remove(key);
+            Lookup::Expired(entry)
+        } else {
+            // Someone else took a reference since: it is in use, serve it.
+            Lookup::Found(entry)
+        }
+    }
+
     /// The slow path, under the write lock: returns the existing entry (with a
     /// reference) or inserts a new one, evicting to make room. The `bool` is
-    /// true when the entry is new.
+    /// true when the entry is new. Once the table is closed nothing is
+    /// inserted ([`Refused::Shutdown`]).
     pub(crate) fn insert(
         &self,
         key: &SessionId,
@@ -173,21 +233,35 @@ impl<V> Table<V> {
     ) -> Insert<V> {
         let mut evicted = Vec::new();
         let mut map = self.write();
+        if map.closed {
+            return Insert {
+                result: Err(Refused::Shutdown),
+                evicted,
+                next_expiry: None,
+            };
+        }
         if let Some(entry) = map.get(key) {
             if !entry.owned_by(owner) {
                 return Insert {
                     result: Err(Refused::Forbidden),
                     evicted,
+                    next_expiry: None,
                 };
             }
             if entry.try_acquire() {
                 return Insert {
                     result: Ok((entry.clone(), false)),
                     evicted,
+                    next_expiry: None,
                 };
             }
-            // Closed but not yet removed by whoever closed it: replace it.
-            map.remove(key);
+            // Unreachable while entries are closed and removed together (see
+            // "One removal path"); were one found closed, whoever takes it out
+            // of the map disposes of it: this insert, as evicted.
+            debug_assert!(false, "a closed entry was left in the map");
+            if let Some(closed) = map.remove(key) {
+                evicted.push((key.clone(), closed));
+            }
         }
         if map.len() >= room.limit {
             map.retain(|id, entry| {
@@ -198,22 +272,41 @@ impl<V> Table<V> {
                 !expired
             });
         }
-        while room.lru && map.len() >= room.limit {
-            let oldest = map
+        if room.lru && map.len() >= room.limit {
+            // Candidates: open entries with no reference, least recently used
+            // first. Each is tried once, so the loop ends even when a
+            // candidate is taken meanwhile (a caller's `try_acquire` needs no
+            // lock); a closed entry is never a candidate, as closing it again
+            // can only fail.
+            let mut candidates: Vec<(u64, SessionId)> = map
                 .iter()
-                .filter(|(_, e)| e.refs() == 0)
-                .min_by_key(|(_, e)| e.last_used())
-                .map(|(id, _)| id.clone());
-            let Some(id) = oldest else { break };
-            if let Some(entry) = map.get(&id).filter(|e| e.try_close_unused()).cloned() {
-                map.remove(&id);
-                evicted.push((id, entry));
+                .filter(|(_, e)| e.is_unused())
+                .map(|(id, e)| (e.last_used(), id.clone()))
+                .collect();
+            candidates.sort_unstable_by_key(|(last_used, _)| *last_used);
+            for (_, id) in candidates {
+                if map.len() < room.limit {
+                    break;
+                }
+                if let Some(entry) = map.get(&id).filter(|e| e.try_close_unused()).cloned() {
+                    map.remove(&id);
+                    evicted.push((id, entry));
+                }
             }
         }
         if map.len() >= room.limit {
+            let next_expiry = if room.wait {
+                map.values()
+                    .filter(|e| e.is_unused())
+                    .map(|e| e.last_used().saturating_add(room.idle_ms))
+                    .min()
+            } else {
+                None
+            };
             return Insert {
                 result: Err(Refused::Full),
                 evicted,
+                next_expiry,
             };
         }
         let entry = Arc::new(Entry::new(make(), now, owner));
@@ -221,13 +314,21 @@ impl<V> Table<V> {
         Insert {
             result: Ok((entry, true)),
             evicted,
+            next_expiry: None,
         }
     }
 
-    /// Removes `entry` from the map if it is still the entry for `key`.
-    pub(crate) fn remove_entry(&self, key: &SessionId, entry: &Arc<Entry<V>>) -> bool {
+    /// If `entry` is still the entry for `key` and `close` closes it, removes
+    /// it, in one critical section; true if the caller took it out of the map
+    /// (and so must dispose of it).
+    pub(crate) fn close_and_remove(
+        &self,
+        key: &SessionId,
+        entry: &Arc<Entry<V>>,
+        close: impl FnOnce(&Entry<V>) -> bool,
+    ) -> bool {
         let mut map = self.write();
-        if map.get(key).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+        if map.get(key).is_some_and(|e| Arc::ptr_eq(e, entry)) && close(entry) {
             map.remove(key);
             true
         } else {
@@ -235,9 +336,28 @@ impl<V> Table<V> {
         }
     }
 
+    /// Runs `publish` (which sets the entry's connection) under the read
+    /// lock if `entry` is still the entry for `key`: a connection is then
+    /// either published before the entry leaves the map, so that whoever
+    /// removes it closes it, or not at all, and its opener closes it.
+    pub(crate) fn publish(
+        &self,
+        key: &SessionId,
+        entry: &Arc<Entry<V>>,
+        publish: impl FnOnce(),
+    ) -> bool {
+        let map = self.read();
+        let current = map.get(key).is_some_and(|e| Arc::ptr_eq(e, entry));
+        if current {
+            publish();
+        }
+        current
+    }
+
     /// Closes and removes `key`'s entry whatever its references.
     pub(crate) fn remove_key(&self, key: &SessionId) -> Option<Arc<Entry<V>>> {
-        let entry = self.write().remove(key)?;
+        let mut map = self.write();
+        let entry = map.remove(key)?;
         entry.close();
         Some(entry)
     }
@@ -266,9 +386,15 @@ impl<V> Table<V> {
         removed
     }
 
-    /// Closes and removes every entry (shutdown).
+    /// Refuses every insert from now on (shutdown has begun).
+    pub(crate) fn close(&self) {
+        self.write().closed = true;
+    }
+
+    /// Closes the table and closes and removes every entry (shutdown).
     pub(crate) fn drain(&self) -> Removed<V> {
         let mut map = self.write();
+        map.closed = true;
         map.drain()
             .map(|(id, entry)| {
                 entry.close();
@@ -290,5 +416,48 @@ impl<V> Table<V> {
     /// The number of entries.
     pub(crate) fn len(&self) -> usize {
         self.read().len()
+    }
+}
+
+#[cfg(all(test, not(mcp_group_loom)))]
+mod tests {
+    use std::{sync::mpsc, thread, time::Duration};
+
+    use super::*;
+
+    fn sid(s: &str) -> SessionId {
+        SessionId::new(s)
+    }
+
+    /// Defect: LRU eviction picked an entry that was CLOSED (by the lookup's
+    /// expiry swap, or by `release_creation`) but not yet removed, could not
+    /// close it again, and spun forever holding the write lock. Here the
+    /// entry is left in exactly that state and `insert` must return.
+    #[test]
+    fn lru_eviction_skips_an_entry_closed_but_not_yet_removed() {
+        let table = Arc::new(Table::new());
+        let room = Room {
+            limit: 2,
+            idle_ms: 1_000,
+            lru: true,
+            wait: false,
+        };
+        let (_held, _) = table.insert(&sid("a"), None, 0, room, || 0).result.unwrap();
+        let (x, _) = table.insert(&sid("x"), None, 0, room, || 1).result.unwrap();
+        // Closed with no reference left, as `release_creation` closed a
+        // failed creation's entry before its removal (now both happen under
+        // the write lock, so this state is only reachable by hand).
+        x.release(0);
+        assert!(x.try_close_unused());
+
+        let (done, finished) = mpsc::channel();
+        thread::spawn(move || {
+            let insert = table.insert(&sid("y"), None, 1, room, || 2);
+            let _ = done.send(insert.result.err());
+        });
+        // A watchdog, not a wait for an event: the insert takes microseconds;
+        // before the fix it never returned.
+        let refused = finished.recv_timeout(Duration::from_secs(30));
+        assert_eq!(refused, Ok(Some(Refused::Full)), "insert returned");
     }
 }

@@ -1,41 +1,137 @@
-//! The registry's contract, driven by the test kit's in-memory and scripted transports.
+//! The registry's contract, driven by a scripted in-memory transport.
 #![allow(clippy::unwrap_used)]
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
-use mcp_group_core::{Error as CoreError, SessionId};
+use mcp_group_core::{
+    Connection, Error as CoreError, ServerDescription, SessionId, Transport, async_trait,
+};
 use mcp_group_registry::{Error, FullPolicy, Registry, RegistryConfig};
-use mcp_group_test_kit::{Answer, InMemoryTransport, ScriptedTransport};
+use rmcp::{
+    ServerHandler, ServiceExt,
+    model::{ServerCapabilities, ServerConfig},
+};
 use tokio::sync::{Barrier, Semaphore};
 
-/// Connects to a fresh in-memory server on every connect, and counts them.
-fn in_memory() -> Arc<InMemoryTransport> {
-    Arc::new(InMemoryTransport::empty())
+/// A server with no tools: enough for the handshake and `ping`.
+#[derive(Clone)]
+struct Empty;
+
+impl ServerHandler for Empty {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
 }
 
-/// Waits for a permit of `gate`, then connects.
-fn after_permit(gate: &Arc<Semaphore>) -> Answer {
-    let gate = gate.clone();
-    Answer::after(async move {
-        drop(gate.acquire().await);
-    })
+/// What one `connect` does.
+enum Step {
+    /// Connect at once.
+    Ok,
+    /// Fail with the core `Error::Connect`.
+    Fail,
+    /// Wait for a permit of the gate, then connect.
+    Gate(Arc<Semaphore>),
+    /// Wait for a permit of the gate, then fail.
+    GateThenFail(Arc<Semaphore>),
+    /// Wait at the barrier, then connect.
+    Barrier(Arc<Barrier>),
+    /// Never finish.
+    Never,
 }
 
-/// Waits at `barrier`, then connects.
-fn after_barrier(barrier: &Arc<Barrier>) -> Answer {
-    let barrier = barrier.clone();
-    Answer::after(async move {
-        barrier.wait().await;
-    })
+struct Scripted {
+    steps: Mutex<VecDeque<Step>>,
+    connects: AtomicUsize,
+    /// A permit per server whose client closed the connection.
+    servers_ended: Arc<Semaphore>,
 }
 
-/// `limit` sessions, idle after `idle_secs`, no reaper task.
-fn config_with(limit: usize, idle_secs: u64) -> RegistryConfig {
-    RegistryConfig::new(limit, Duration::from_secs(idle_secs)).with_reap_interval(None)
+impl Scripted {
+    fn new(steps: impl IntoIterator<Item = Step>) -> Arc<Self> {
+        Arc::new(Self {
+            steps: Mutex::new(steps.into_iter().collect()),
+            connects: AtomicUsize::new(0),
+            servers_ended: Arc::new(Semaphore::new(0)),
+        })
+    }
+
+    fn connects(&self) -> usize {
+        self.connects.load(Ordering::SeqCst)
+    }
+
+    /// Waits until one more server saw its connection closed (paused time:
+    /// the bound is virtual and only fires when nothing else can run).
+    async fn server_ended(&self) {
+        tokio::time::timeout(Duration::from_secs(60), self.servers_ended.acquire())
+            .await
+            .expect("a server saw its connection closed")
+            .unwrap()
+            .forget();
+    }
+}
+
+#[async_trait]
+impl Transport for Scripted {
+    async fn connect(&self, _session: &SessionId) -> Result<Connection, CoreError> {
+        self.connects.fetch_add(1, Ordering::SeqCst);
+        let step = self.steps.lock().unwrap().pop_front().unwrap_or(Step::Ok);
+        match step {
+            Step::Ok => {}
+            Step::Fail => {
+                return Err(CoreError::Connect {
+                    endpoint: "scripted".into(),
+                    source: "refused".into(),
+                });
+            }
+            Step::Gate(gate) => drop(gate.acquire().await.unwrap()),
+            Step::GateThenFail(gate) => {
+                drop(gate.acquire().await.unwrap());
+                return Err(CoreError::Connect {
+                    endpoint: "scripted".into(),
+                    source: "refused".into(),
+                });
+            }
+            Step::Barrier(barrier) => {
+                barrier.wait().await;
+            }
+            Step::Never => std::future::pending::<()>().await,
+        }
+        let (client, server) = tokio::io::duplex(16 * 1024);
+        let ended = self.servers_ended.clone();
+        tokio::spawn(async move {
+            if let Ok(running) = Empty.serve(server).await {
+                let _ = running.waiting().await;
+            }
+            ended.add_permits(1);
+        });
+        let (read, write) = tokio::io::split(client);
+        Connection::establish((read, write), "scripted").await
+    }
+
+    fn description(&self) -> ServerDescription {
+        ServerDescription {
+            transport: "scripted",
+            endpoint: "scripted".into(),
+        }
+    }
+}
+
+/// Polls `future` once from the calling task, which it wakes when ready.
+async fn poll_once<F: std::future::Future>(
+    mut future: std::pin::Pin<&mut F>,
+) -> std::task::Poll<F::Output> {
+    std::future::poll_fn(|cx| std::task::Poll::Ready(future.as_mut().poll(cx))).await
 }
 
 fn config() -> RegistryConfig {
-    config_with(100, 60)
+    RegistryConfig::new(100, Duration::from_secs(60)).with_reap_interval(None)
 }
 
 fn sid(s: &str) -> SessionId {
@@ -45,7 +141,7 @@ fn sid(s: &str) -> SessionId {
 #[tokio::test]
 async fn concurrent_first_uses_of_one_session_open_one_connection() {
     let gate = Arc::new(Semaphore::new(0));
-    let transport = Arc::new(ScriptedTransport::new([]).expect_for("s", after_permit(&gate)));
+    let transport = Scripted::new([Step::Gate(gate.clone())]);
     let registry = Registry::new(transport.clone(), config());
     let mut tasks = Vec::new();
     for _ in 0..5 {
@@ -67,7 +163,6 @@ async fn concurrent_first_uses_of_one_session_open_one_connection() {
     ids.dedup();
     assert_eq!(ids.len(), 1, "all five share one connection");
     assert_eq!(transport.connects(), 1);
-    transport.assert_done();
     let stats = registry.stats();
     assert_eq!((stats.created, stats.reused), (1, 4));
     assert_eq!(registry.ref_count(&sid("s")), 0);
@@ -78,9 +173,7 @@ async fn first_uses_of_different_sessions_connect_in_parallel() {
     // Each connect waits until all three are in progress: serialized
     // creation would never get there, and the timeout would fire.
     let barrier = Arc::new(Barrier::new(3));
-    let transport = Arc::new(ScriptedTransport::new(
-        (0..3).map(|_| after_barrier(&barrier)),
-    ));
+    let transport = Scripted::new((0..3).map(|_| Step::Barrier(barrier.clone())));
     let registry = Registry::new(transport.clone(), config());
     let (a, b, c) = (sid("a"), sid("b"), sid("c"));
     let all = async {
@@ -97,16 +190,11 @@ async fn first_uses_of_different_sessions_connect_in_parallel() {
     assert_ne!(a.connection().id(), b.connection().id());
     assert_ne!(b.connection().id(), c.connection().id());
     assert_eq!(registry.session_count(), 3);
-    transport.assert_done();
 }
 
 #[tokio::test(start_paused = true)]
 async fn lookups_of_existing_sessions_never_wait_on_a_creation() {
-    let transport = Arc::new(
-        ScriptedTransport::new([])
-            .expect_for("old", Answer::Connect)
-            .expect_for("new", Answer::Never),
-    );
+    let transport = Scripted::new([Step::Ok, Step::Never]);
     let registry = Registry::new(transport.clone(), config());
     drop(registry.acquire(&sid("old")).await.unwrap());
     let stuck = {
@@ -122,12 +210,11 @@ async fn lookups_of_existing_sessions_never_wait_on_a_creation() {
         .unwrap();
     lease.ping(Duration::from_secs(5)).await.unwrap();
     stuck.abort();
-    transport.assert_done();
 }
 
 #[tokio::test]
 async fn a_failed_creation_leaves_no_entry_and_the_next_call_retries() {
-    let transport = Arc::new(ScriptedTransport::new([Answer::refused(), Answer::Connect]));
+    let transport = Scripted::new([Step::Fail]);
     let registry = Registry::new(transport.clone(), config());
     let err = registry.acquire(&sid("s")).await.unwrap_err();
     assert!(
@@ -144,12 +231,57 @@ async fn a_failed_creation_leaves_no_entry_and_the_next_call_retries() {
     let lease = registry.acquire(&sid("s")).await.unwrap();
     lease.ping(Duration::from_secs(5)).await.unwrap();
     assert_eq!(transport.connects(), 2);
-    transport.assert_done();
+}
+
+/// Defect 5: each caller queued on a failed creation's gate became the
+/// creator in turn and tried again (with reconnect: N callers, N connect
+/// sequences, the k-th waiting k of them). They now get that creation's
+/// error.
+#[tokio::test]
+async fn callers_queued_behind_a_failed_creation_share_its_error() {
+    let gate = Arc::new(Semaphore::new(0));
+    let transport = Scripted::new([Step::GateThenFail(gate.clone())]);
+    let registry = Registry::new(transport.clone(), config());
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        let registry = registry.clone();
+        tasks.push(tokio::spawn(async move {
+            registry.acquire(&sid("s")).await.map(|_| ())
+        }));
+    }
+    // One caller connects, four queue on the creation gate.
+    while registry.ref_count(&sid("s")) < 5 {
+        tokio::task::yield_now().await;
+    }
+    gate.add_permits(1);
+    for task in tasks {
+        let err = task.await.unwrap().unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::Connect {
+                    source: CoreError::Connect { endpoint, .. }
+                } if endpoint == "scripted"
+            ),
+            "{err:?}"
+        );
+        let cause = std::error::Error::source(&err)
+            .and_then(std::error::Error::source)
+            .map(ToString::to_string);
+        assert_eq!(cause.as_deref(), Some("refused"), "the cause is kept");
+    }
+    assert_eq!(transport.connects(), 1, "one connect for five callers");
+    assert_eq!(registry.stats().failed, 1);
+    assert_eq!(registry.session_count(), 0, "no entry left behind");
+    // A later call starts a new creation.
+    let lease = registry.acquire(&sid("s")).await.unwrap();
+    lease.ping(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(transport.connects(), 2);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_connect_that_never_finishes_times_out() {
-    let transport = Arc::new(ScriptedTransport::new([Answer::Never]));
+    let transport = Scripted::new([Step::Never]);
     let registry = Registry::new(
         transport,
         config().with_connect_timeout(Duration::from_secs(5)),
@@ -168,7 +300,10 @@ async fn a_connect_that_never_finishes_times_out() {
 
 #[tokio::test]
 async fn beyond_the_limit_a_new_session_is_refused_with_a_typed_error() {
-    let registry = Registry::new(in_memory(), config_with(2, 60));
+    let registry = Registry::new(
+        Scripted::new([]),
+        RegistryConfig::new(2, Duration::from_secs(60)).with_reap_interval(None),
+    );
     let _a = registry.acquire(&sid("a")).await.unwrap();
     let _b = registry.acquire(&sid("b")).await.unwrap();
     let err = registry.acquire(&sid("c")).await.unwrap_err();
@@ -184,7 +319,10 @@ async fn beyond_the_limit_a_new_session_is_refused_with_a_typed_error() {
 
 #[tokio::test(start_paused = true)]
 async fn at_the_limit_idle_sessions_are_evicted_first() {
-    let registry = Registry::new(in_memory(), config_with(1, 10));
+    let registry = Registry::new(
+        Scripted::new([]),
+        RegistryConfig::new(1, Duration::from_secs(10)).with_reap_interval(None),
+    );
     drop(registry.acquire(&sid("a")).await.unwrap());
     let err = registry.acquire(&sid("b")).await.unwrap_err();
     assert!(
@@ -200,7 +338,7 @@ async fn at_the_limit_idle_sessions_are_evicted_first() {
 
 #[tokio::test]
 async fn cleanup_skips_sessions_in_use() {
-    let registry = Registry::new(in_memory(), config());
+    let registry = Registry::new(Scripted::new([]), config());
     let busy = registry.acquire(&sid("busy")).await.unwrap();
     drop(registry.acquire(&sid("idle")).await.unwrap());
     assert_eq!(registry.cleanup_sessions(Some(Duration::ZERO)).await, 1);
@@ -215,7 +353,7 @@ async fn cleanup_skips_sessions_in_use() {
 
 #[tokio::test]
 async fn a_cancelled_acquire_releases_its_reference() {
-    let transport = Arc::new(ScriptedTransport::new([Answer::Never]));
+    let transport = Scripted::new([Step::Never]);
     let registry = Registry::new(transport.clone(), config());
     let task = {
         let registry = registry.clone();
@@ -237,7 +375,7 @@ async fn a_cancelled_acquire_releases_its_reference() {
 
 #[tokio::test]
 async fn a_dropped_lease_releases_even_on_panic() {
-    let registry = Registry::new(in_memory(), config());
+    let registry = Registry::new(Scripted::new([]), config());
     let r = registry.clone();
     let result = tokio::spawn(async move {
         let _lease = r.acquire(&sid("s")).await.unwrap();
@@ -251,8 +389,9 @@ async fn a_dropped_lease_releases_even_on_panic() {
 
 #[tokio::test(start_paused = true)]
 async fn the_reaper_cleans_idle_sessions_and_stops_with_the_registry() {
+    let transport = Scripted::new([]);
     let registry = Registry::new(
-        in_memory(),
+        transport.clone(),
         RegistryConfig::new(10, Duration::from_secs(10))
             .with_reap_interval(Some(Duration::from_secs(1))),
     );
@@ -263,11 +402,25 @@ async fn the_reaper_cleans_idle_sessions_and_stops_with_the_registry() {
     assert_eq!(registry.session_count(), 0, "reaped by the background task");
     assert!(connection.is_closed());
     assert_eq!(registry.stats().removed_idle, 1);
+    transport.server_ended().await;
+
+    // The one task left is the registry's background task (the connection's
+    // tasks ended with it); dropping the registry stops it.
+    let tasks = tokio::runtime::Handle::current().metrics();
+    assert_eq!(tasks.num_alive_tasks(), 1, "the background task runs");
+    drop((registry, connection));
+    for _ in 0..10 {
+        if tasks.num_alive_tasks() == 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(tasks.num_alive_tasks(), 0, "the background task stopped");
 }
 
 #[tokio::test]
 async fn shutdown_waits_for_leases_closes_everything_and_refuses_new_calls() {
-    let registry = Registry::new(in_memory(), config());
+    let registry = Registry::new(Scripted::new([]), config());
     let lease = registry.acquire(&sid("a")).await.unwrap();
     let other = registry
         .acquire(&sid("b"))
@@ -276,15 +429,22 @@ async fn shutdown_waits_for_leases_closes_everything_and_refuses_new_calls() {
         .connection()
         .clone();
     let connection = lease.connection().clone();
-    let shutdown = {
-        let registry = registry.clone();
-        tokio::spawn(async move { registry.shutdown(Duration::from_secs(30)).await })
-    };
-    // Shutdown is waiting for the lease; the leased connection still works.
+    let shutdown = registry.shutdown(Duration::from_secs(30));
+    let mut shutdown = std::pin::pin!(shutdown);
+    // Polled, not merely spawned: it has begun, and it is waiting.
+    assert!(poll_once(shutdown.as_mut()).await.is_pending(), "waiting");
+    assert!(matches!(
+        registry.acquire(&sid("c")).await,
+        Err(Error::Shutdown)
+    ));
+    // The leased connection still works meanwhile, and shutdown still waits.
     lease.ping(Duration::from_secs(5)).await.unwrap();
-    assert!(!shutdown.is_finished());
+    assert!(
+        poll_once(shutdown.as_mut()).await.is_pending(),
+        "still waiting for the lease"
+    );
     drop(lease);
-    shutdown.await.unwrap();
+    shutdown.await;
     assert!(connection.is_closed() && other.is_closed());
     assert_eq!(registry.session_count(), 0);
     assert!(matches!(
@@ -293,9 +453,39 @@ async fn shutdown_waits_for_leases_closes_everything_and_refuses_new_calls() {
     ));
 }
 
+/// Defect 2: a creation still running when shutdown's grace period ended
+/// handed out a live lease after the drain, on a connection nothing would
+/// ever close.
+#[tokio::test(start_paused = true)]
+async fn a_creation_outliving_the_shutdown_grace_gets_shutdown_not_a_live_lease() {
+    let gate = Arc::new(Semaphore::new(0));
+    let transport = Scripted::new([Step::Gate(gate.clone())]);
+    let registry = Registry::new(transport.clone(), config());
+    let creating = {
+        let registry = registry.clone();
+        tokio::spawn(async move { registry.acquire(&sid("s")).await.map(|_| ()) })
+    };
+    while transport.connects() < 1 {
+        tokio::task::yield_now().await;
+    }
+    // The creation's reference holds shutdown for its grace period; then
+    // everything is drained.
+    let started = tokio::time::Instant::now();
+    registry.shutdown(Duration::from_secs(1)).await;
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    assert_eq!(registry.session_count(), 0);
+
+    gate.add_permits(1);
+    let result = creating.await.unwrap();
+    assert!(matches!(result, Err(Error::Shutdown)), "{result:?}");
+    // The connection it opened was closed, not handed out.
+    transport.server_ended().await;
+    assert_eq!(registry.session_count(), 0);
+}
+
 #[tokio::test]
 async fn an_invalidated_connection_is_replaced_on_the_next_acquire() {
-    let transport = in_memory();
+    let transport = Scripted::new([]);
     let registry = Registry::new(transport.clone(), config());
     let lease = registry.acquire(&sid("s")).await.unwrap();
     let first = lease.connection().id();
@@ -308,8 +498,10 @@ async fn an_invalidated_connection_is_replaced_on_the_next_acquire() {
 #[tokio::test(start_paused = true)]
 async fn evict_lru_idle_closes_the_least_recently_used_unleased_session() {
     let registry = Registry::new(
-        in_memory(),
-        config_with(2, 3600).with_full_policy(FullPolicy::EvictLruIdle),
+        Scripted::new([]),
+        RegistryConfig::new(2, Duration::from_secs(3600))
+            .with_reap_interval(None)
+            .with_full_policy(FullPolicy::EvictLruIdle),
     );
     let old = registry
         .acquire(&sid("old"))
@@ -336,8 +528,10 @@ async fn evict_lru_idle_closes_the_least_recently_used_unleased_session() {
 #[tokio::test(start_paused = true)]
 async fn evict_lru_idle_never_evicts_a_leased_session() {
     let registry = Registry::new(
-        in_memory(),
-        config_with(1, 3600).with_full_policy(FullPolicy::EvictLruIdle),
+        Scripted::new([]),
+        RegistryConfig::new(1, Duration::from_secs(3600))
+            .with_reap_interval(None)
+            .with_full_policy(FullPolicy::EvictLruIdle),
     );
     let _held = registry.acquire(&sid("held")).await.unwrap();
     let err = registry.acquire(&sid("other")).await.unwrap_err();
@@ -350,8 +544,10 @@ async fn evict_lru_idle_never_evicts_a_leased_session() {
 #[tokio::test(start_paused = true)]
 async fn the_wait_policy_waits_for_a_slot_then_gives_up() {
     let registry = Registry::new(
-        in_memory(),
-        config_with(1, 3600).with_full_policy(FullPolicy::Wait(Duration::from_secs(5))),
+        Scripted::new([]),
+        RegistryConfig::new(1, Duration::from_secs(3600))
+            .with_reap_interval(None)
+            .with_full_policy(FullPolicy::Wait(Duration::from_secs(5))),
     );
     drop(registry.acquire(&sid("a")).await.unwrap());
     // Nothing frees a slot: refused after the wait.
@@ -380,9 +576,87 @@ async fn the_wait_policy_waits_for_a_slot_then_gives_up() {
     assert_eq!(registry.stats().removed_explicit, 1);
 }
 
+fn waiting(limit: usize, idle: Duration, wait: Duration) -> RegistryConfig {
+    RegistryConfig::new(limit, idle)
+        .with_reap_interval(None)
+        .with_full_policy(FullPolicy::Wait(wait))
+}
+
+/// Defect 6: a slot freed by expiry was never signalled (only the reaper
+/// notified), so without a reaper a waiter timed out although an insert
+/// would have evicted the expired session. The waiter now also wakes when
+/// the earliest unleased session expires.
+#[tokio::test(start_paused = true)]
+async fn the_wait_policy_takes_a_slot_freed_by_expiry_without_a_reaper() {
+    let registry = Registry::new(
+        Scripted::new([]),
+        waiting(1, Duration::from_secs(5), Duration::from_secs(30)),
+    );
+    drop(registry.acquire(&sid("a")).await.unwrap());
+    let started = tokio::time::Instant::now();
+    let b = registry.acquire(&sid("b")).await;
+    assert!(b.is_ok(), "{b:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited <= Duration::from_secs(5) && waited >= Duration::from_millis(4800),
+        "admitted when `a` expired: {waited:?}"
+    );
+    assert_eq!(registry.stats().removed_limit, 1);
+}
+
+/// Defect 6: no last insert attempt at the deadline. A lease released during
+/// the wait signals nothing, yet its session is idle past the timeout by the
+/// deadline: the last attempt evicts it.
+#[tokio::test(start_paused = true)]
+async fn the_wait_policy_makes_a_last_attempt_at_the_deadline() {
+    let registry = Registry::new(
+        Scripted::new([]),
+        waiting(1, Duration::from_secs(5), Duration::from_secs(30)),
+    );
+    let held = registry.acquire(&sid("a")).await.unwrap();
+    let waiter = {
+        let registry = registry.clone();
+        tokio::spawn(async move { registry.acquire(&sid("b")).await.map(|_| ()) })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!waiter.is_finished());
+    let started = tokio::time::Instant::now();
+    drop(held);
+    let b = waiter.await.unwrap();
+    assert!(b.is_ok(), "{b:?}");
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(29),
+        "at the deadline"
+    );
+}
+
+/// Defect 6: shutdown's drain did not wake waiters, who then waited out
+/// their deadline and were refused with `SessionLimitReached`. They now get
+/// `Shutdown`, at once.
+#[tokio::test(start_paused = true)]
+async fn shutdown_wakes_waiters_of_the_wait_policy_with_shutdown() {
+    let registry = Registry::new(
+        Scripted::new([]),
+        waiting(1, Duration::from_secs(3600), Duration::from_secs(30)),
+    );
+    drop(registry.acquire(&sid("a")).await.unwrap());
+    let waiter = {
+        let registry = registry.clone();
+        tokio::spawn(async move { registry.acquire(&sid("b")).await.map(|_| ()) })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!waiter.is_finished(), "waiting for a slot");
+    let started = tokio::time::Instant::now();
+    registry.shutdown(Duration::from_secs(10)).await;
+    let b = waiter.await.unwrap();
+    assert!(matches!(b, Err(Error::Shutdown)), "{b:?}");
+    assert_eq!(started.elapsed(), Duration::ZERO);
+}
+
 #[tokio::test]
 async fn a_session_bound_to_a_principal_is_refused_to_others() {
-    let registry = Registry::new(in_memory(), config());
+    let registry = Registry::new(Scripted::new([]), config());
     let s = sid("conversation-42");
     let alice = registry
         .acquire_as(&s, Some("alice"))
@@ -408,8 +682,11 @@ async fn a_session_bound_to_a_principal_is_refused_to_others() {
 
 #[tokio::test(start_paused = true)]
 async fn an_expired_session_is_absent_on_lookup_before_any_reaper_runs() {
-    let transport = in_memory();
-    let registry = Registry::new(transport.clone(), config_with(10, 10));
+    let transport = Scripted::new([]);
+    let registry = Registry::new(
+        transport.clone(),
+        RegistryConfig::new(10, Duration::from_secs(10)).with_reap_interval(None),
+    );
     let first = registry.acquire(&sid("s")).await.unwrap();
     let first_connection = first.connection().clone();
     drop(first);
@@ -427,7 +704,10 @@ async fn an_expired_session_is_absent_on_lookup_before_any_reaper_runs() {
 
 #[tokio::test(start_paused = true)]
 async fn peek_does_not_refresh_idle_time() {
-    let registry = Registry::new(in_memory(), config_with(10, 10));
+    let registry = Registry::new(
+        Scripted::new([]),
+        RegistryConfig::new(10, Duration::from_secs(10)).with_reap_interval(None),
+    );
     drop(registry.acquire(&sid("s")).await.unwrap());
     tokio::time::sleep(Duration::from_secs(6)).await;
     let info = registry.peek(&sid("s")).unwrap();
@@ -444,7 +724,7 @@ async fn peek_does_not_refresh_idle_time() {
 
 #[tokio::test]
 async fn a_session_handle_leases_without_the_map_and_re_resolves_after_removal() {
-    let transport = in_memory();
+    let transport = Scripted::new([]);
     let registry = Registry::new(transport.clone(), config());
     let mut handle = registry.handle(&sid("s"), None).await.unwrap();
     let first = handle.acquire().await.unwrap().connection().id();
@@ -465,7 +745,7 @@ async fn a_session_handle_leases_without_the_map_and_re_resolves_after_removal()
 
 #[tokio::test]
 async fn removals_carry_their_cause() {
-    let registry = Registry::new(in_memory(), config());
+    let registry = Registry::new(Scripted::new([]), config());
     registry.acquire(&sid("broken")).await.unwrap().invalidate();
     drop(registry.acquire(&sid("idle")).await.unwrap());
     registry.cleanup_sessions(Some(Duration::ZERO)).await;
@@ -482,4 +762,111 @@ async fn removals_carry_their_cause() {
         (1, 1, 1, 0)
     );
     assert_eq!(stats.sessions, 0);
+}
+
+/// Every counter agrees with the map once the load is over: each connection
+/// opened was either removed (for some cause) or is still in the map, and
+/// no lease is left.
+fn assert_settled(registry: &Registry<Arc<Scripted>>, transport: &Scripted, sessions: usize) {
+    let stats = registry.stats();
+    let removed =
+        stats.removed_idle + stats.removed_explicit + stats.removed_limit + stats.removed_broken;
+    assert_eq!(stats.created, transport.connects() as u64);
+    assert_eq!(stats.created - removed, stats.sessions as u64, "{stats:?}");
+    for s in 0..sessions {
+        assert_eq!(registry.ref_count(&sid(&format!("s{s}"))), 0);
+    }
+}
+
+/// Evict-lru-idle under many concurrent tasks (a multi-thread runtime, all
+/// starting at a barrier): the limit holds at every acquisition, sessions
+/// are evicted, every refusal is counted, nothing deadlocks, and the
+/// counters agree at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn evict_lru_idle_under_many_concurrent_tasks() {
+    const TASKS: usize = 32;
+    const SESSIONS: usize = 24;
+    const LIMIT: usize = 8;
+    let transport = Scripted::new([]);
+    let registry = Registry::new(
+        transport.clone(),
+        RegistryConfig::new(LIMIT, Duration::from_secs(3600))
+            .with_reap_interval(None)
+            .with_full_policy(FullPolicy::EvictLruIdle),
+    );
+    let start = Arc::new(Barrier::new(TASKS));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let registry = registry.clone();
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let mut refused = 0;
+                for round in 0..4 {
+                    let session = sid(&format!("s{}", (task * 7 + round) % SESSIONS));
+                    match registry.acquire(&session).await {
+                        Ok(lease) => {
+                            assert!(registry.session_count() <= LIMIT, "the limit holds");
+                            tokio::task::yield_now().await;
+                            drop(lease);
+                        }
+                        Err(Error::SessionLimitReached { limit }) => {
+                            assert_eq!(limit, LIMIT);
+                            refused += 1;
+                        }
+                        Err(other) => panic!("{other:?}"),
+                    }
+                }
+                refused
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for task in tasks {
+        refused += task.await.unwrap();
+    }
+    assert_eq!(registry.stats().rejected, refused);
+    assert!(registry.session_count() <= LIMIT);
+    assert!(registry.stats().removed_limit > 0, "sessions were evicted");
+    assert_settled(&registry, &transport, SESSIONS);
+}
+
+/// The wait policy under many concurrent tasks (a multi-thread runtime, all
+/// starting at a barrier): each task leases its own session and removes it
+/// when done, which lets a waiter in; with a wait far longer than the run,
+/// no one is refused, the limit holds, and nothing is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_wait_policy_under_many_concurrent_tasks() {
+    const TASKS: usize = 32;
+    const LIMIT: usize = 4;
+    let transport = Scripted::new([]);
+    let registry = Registry::new(
+        transport.clone(),
+        RegistryConfig::new(LIMIT, Duration::from_secs(3600))
+            .with_reap_interval(None)
+            .with_full_policy(FullPolicy::Wait(Duration::from_secs(600))),
+    );
+    let start = Arc::new(Barrier::new(TASKS));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let registry = registry.clone();
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let session = sid(&format!("s{task}"));
+                let lease = registry.acquire(&session).await.unwrap();
+                assert!(registry.session_count() <= LIMIT, "the limit holds");
+                lease.ping(Duration::from_secs(30)).await.unwrap();
+                drop(lease);
+                assert!(registry.remove_session(&session).await);
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stats = registry.stats();
+    assert_eq!((stats.rejected, stats.removed_explicit), (0, TASKS as u64));
+    assert_eq!(registry.session_count(), 0);
+    assert_settled(&registry, &transport, TASKS);
 }
