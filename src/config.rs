@@ -718,7 +718,7 @@ impl McpClientConfig {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     return invalid(
                         "server.url",
-                        &format!("`{url}` is not an http:// or https:// URL"),
+                        &format!("`{}` is not an http:// or https:// URL", redact_url(url)),
                     );
                 }
             }

@@ -174,17 +174,17 @@ impl Shared {
                 |key: String| warned.len() < MAX_WARNED_NAMES && warned.insert(key);
             for name in &applied.unknown {
                 if first_time(format!("unknown:{name}")) {
-                    tracing::warn!(tool = %name, "a tool override names a tool the server does not have; it is ignored");
+                    tracing::warn!(tool = ?name, "a tool override names a tool the server does not have; it is ignored");
                 }
             }
             for unusable in &applied.unusable {
                 if first_time(format!("unusable:{}", unusable.original_name)) {
-                    tracing::warn!(tool = %unusable.original_name, exposed = %unusable.exposed_name, reason = %unusable.reason, "tool left out: its name cannot be used (alias it in tool_overrides)");
+                    tracing::warn!(tool = ?unusable.original_name, exposed = ?unusable.exposed_name, reason = %unusable.reason, "tool left out: its name cannot be used (alias it in tool_overrides)");
                 }
             }
             for name in &applied.duplicates {
                 if first_time(format!("duplicate:{name}")) {
-                    tracing::warn!(tool = %name, "the server lists this tool name more than once; the first is kept");
+                    tracing::warn!(tool = ?name, "the server lists this tool name more than once; the first is kept");
                 }
             }
         }

@@ -42,10 +42,18 @@ pub(crate) async fn run(url: &str, timeout: Option<Duration>) -> Result<ExitCode
     for tool in group.functions().iter() {
         let arguments = example_arguments(&tool.descriptor().input_schema);
         match group.call(None, tool.name(), arguments).await {
-            Ok(output) => println!("{}: {}", tool.name(), output.to_text()),
+            Ok(output) => println!(
+                "{}: {}",
+                tool.name(),
+                crate::report::printable(&output.to_text())
+            ),
             Err(error) => {
                 failed = true;
-                println!("{}: error: {error}", tool.name());
+                println!(
+                    "{}: error: {}",
+                    tool.name(),
+                    crate::report::printable(&error.to_string())
+                );
             }
         }
     }

@@ -13,7 +13,9 @@ use crate::BoxError;
 /// a server cannot clear the screen, retitle the window or hide text. JSON
 /// output is not filtered: it escapes them and stays exact.
 pub(crate) fn printable(text: &str) -> Cow<'_, str> {
-    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    // Bidirectional overrides and isolates reorder what is shown.
+    let bidi = |c: char| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    let unsafe_char = |c: char| (c.is_control() && c != '\n' && c != '\t') || bidi(c);
     if text.chars().any(unsafe_char) {
         Cow::Owned(text.chars().filter(|c| !unsafe_char(*c)).collect())
     } else {
@@ -78,12 +80,13 @@ pub(crate) fn tools(functions: &Functions, detail: bool, json: bool) -> Result<(
         }
         writeln!(out, "  input schema:")?;
         let schema = serde_json::to_string_pretty(&*f.descriptor().input_schema)?;
-        for line in schema.lines() {
+        for line in printable(&schema).lines() {
             writeln!(out, "    {line}")?;
         }
         if let Some(output) = &f.descriptor().output_schema {
             writeln!(out, "  output schema:")?;
-            for line in serde_json::to_string_pretty(&**output)?.lines() {
+            let schema = serde_json::to_string_pretty(&**output)?;
+            for line in printable(&schema).lines() {
                 writeln!(out, "    {line}")?;
             }
         }

@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::redact_url;
+
 /// An OAuth client's credentials for the client-credentials grant
 /// (`[server.oauth_client_credentials]` in a configuration file). `Debug`
 /// redacts the secret and the private key.
@@ -52,9 +54,12 @@ impl fmt::Debug for ClientCredentials {
                 &self.private_key_pem.as_ref().map(|_| "<redacted>"),
             )
             .field("scope", &self.scope)
-            .field("token_url", &self.token_url)
-            .field("issuer", &self.issuer)
-            .field("token_endpoint", &self.token_endpoint)
+            .field("token_url", &self.token_url.as_deref().map(redact_url))
+            .field("issuer", &self.issuer.as_deref().map(redact_url))
+            .field(
+                "token_endpoint",
+                &self.token_endpoint.as_deref().map(redact_url),
+            )
             .finish()
     }
 }

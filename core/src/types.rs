@@ -254,9 +254,35 @@ pub fn redact_args(args: &[String]) -> Vec<String> {
     const REDACTED: &str = "<redacted>";
     let mut out = Vec::with_capacity(args.len());
     let mut next_is_secret = false;
+    let mut next_is_header = false;
     for arg in args {
         if std::mem::take(&mut next_is_secret) {
             out.push(REDACTED.to_owned());
+            continue;
+        }
+        if std::mem::take(&mut next_is_header) {
+            // `-H "Authorization: Bearer …"`: the value of a secret header.
+            match arg.split_once(':') {
+                Some((name, _)) if is_secret_name(name.trim()) => {
+                    out.push(format!("{name}: {REDACTED}"));
+                }
+                _ => out.push(arg.clone()),
+            }
+            continue;
+        }
+        if arg == "-H" || arg == "--header" {
+            next_is_header = true;
+            out.push(arg.clone());
+            continue;
+        }
+        if arg.contains("://") {
+            // `postgresql://admin:pw@db/prod`, `DATABASE_URL=postgres://…`.
+            match arg.split_once('=') {
+                Some((name, value)) if !name.contains("://") && value.contains("://") => {
+                    out.push(format!("{name}={}", redact_url(value)));
+                }
+                _ => out.push(redact_url(arg)),
+            }
             continue;
         }
         if let Some((name, _)) = arg.split_once('=') {
@@ -281,19 +307,22 @@ pub fn redact_url(url: &str) -> String {
         Some((scheme, rest)) => (Some(scheme), rest),
         None => (None, url),
     };
-    let end_of_authority = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end_of_authority);
-    let authority = match authority.rsplit_once('@') {
-        Some((_, host)) => format!("{REDACTED}@{host}"),
-        None => authority.to_owned(),
+    // Userinfo ends at the last `@` (a password may hold `/`, `?`, `#` or
+    // `@` unencoded; an `@` in a path or query only costs showing less).
+    let (userinfo, rest) = match rest.rfind('@') {
+        Some(at) => (format!("{REDACTED}@"), &rest[at + 1..]),
+        None => (String::new(), rest),
     };
-    let tail = match tail.find(['?', '#']) {
-        Some(at) => format!("{}{}{REDACTED}", &tail[..at], &tail[at..=at]),
-        None => tail.to_owned(),
+    let end_of_target = rest.find(['?', '#']).unwrap_or(rest.len());
+    let (target, tail) = rest.split_at(end_of_target);
+    let target = format!("{userinfo}{target}");
+    let tail = match tail.chars().next() {
+        Some(mark) => format!("{mark}{REDACTED}"),
+        None => String::new(),
     };
     match scheme {
-        Some(scheme) => format!("{scheme}://{authority}{tail}"),
-        None => format!("{authority}{tail}"),
+        Some(scheme) => format!("{scheme}://{target}{tail}"),
+        None => format!("{target}{tail}"),
     }
 }
 
@@ -323,6 +352,42 @@ mod redaction_tests {
 
     fn strings(words: &[&str]) -> Vec<String> {
         words.iter().map(|w| (*w).to_owned()).collect()
+    }
+
+    #[test]
+    fn urls_and_header_values_in_arguments_are_redacted() {
+        let args = strings(&[
+            "postgresql://admin:hunter2@db/prod",
+            "-H",
+            "Authorization: Bearer sk-live-1",
+            "DATABASE_URL=postgres://u:hunter3@h/db",
+            "--header",
+            "X-Team: search",
+        ]);
+        let shown = redact_args(&args).join(" ");
+        for secret in ["hunter2", "sk-live-1", "hunter3"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(
+            shown.contains("X-Team: search") && shown.contains("db/prod"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_password_holding_url_delimiters_is_still_redacted() {
+        assert_eq!(
+            redact_url("https://bot:abc/def@host/mcp"),
+            "https://<redacted>@host/mcp"
+        );
+        assert_eq!(
+            redact_url("https://bot:abc#123@host"),
+            "https://<redacted>@host"
+        );
+        assert_eq!(
+            redact_url("https://bot:a?b@host/mcp?k=v"),
+            "https://<redacted>@host/mcp?<redacted>"
+        );
     }
 
     #[test]

@@ -88,6 +88,16 @@ pub enum Error {
         /// The URLs tried.
         tried: Vec<String>,
     },
+    /// The MCP server named an authorization server on another host, and a
+    /// client secret would go to it: only a pinned `issuer`, `token_endpoint`
+    /// or `token_url` may send a secret off the MCP server's host.
+    #[error(
+        "the OAuth authorization server {issuer} is on another host than the MCP server; pin it (issuer) to send it the client secret"
+    )]
+    OAuthIssuerNotPinned {
+        /// The authorization server the MCP server named.
+        issuer: String,
+    },
     /// The OAuth private key cannot be read or used to sign.
     #[error("the OAuth private key is not a usable ES256 PKCS#8 PEM key")]
     OAuthPrivateKey,

@@ -184,10 +184,14 @@ impl HttpConfig {
 
     /// An error naming the first credential-bearing header of `names`, if
     /// this URL may not carry credentials.
-    fn check_credentials<'a>(&self, mut names: impl Iterator<Item = &'a str>) -> Result<(), Error> {
+    fn check_credentials<'a>(&self, names: impl Iterator<Item = &'a str>) -> Result<(), Error> {
         if self.carries_credentials() {
             return Ok(());
         }
+        // Userinfo in the URL is sent as `Authorization: Basic`.
+        let userinfo = reqwest::Url::parse(&self.url)
+            .is_ok_and(|url| !url.username().is_empty() || url.password().is_some());
+        let mut names = userinfo.then_some("Authorization").into_iter().chain(names);
         match names.find(|name| is_secret_name(name)) {
             Some(header) => Err(Error::InsecureCredentials {
                 header: header.to_owned(),
@@ -399,15 +403,16 @@ impl StreamableHttpTransport {
         &self,
         session: &SessionId,
     ) -> Result<StreamableHttpClientTransportConfig, CoreError> {
-        let url = &self.endpoint.config().display_url();
         let custom_headers = self
             .endpoint
             .headers(session)
             .map_err(|e| CoreError::Start {
-                endpoint: url.clone(),
+                endpoint: self.endpoint.config().display_url(),
                 source: Box::new(e),
             })?;
-        let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
+        // The real URL goes on the wire; only what is shown is redacted.
+        let mut config =
+            StreamableHttpClientTransportConfig::with_uri(self.endpoint.config().url.as_str());
         config.custom_headers = custom_headers;
         config.reinit_on_expired_session = true;
         Ok(config)
@@ -442,9 +447,9 @@ impl Transport for StreamableHttpTransport {
     async fn connect(&self, session: &SessionId) -> Result<Connection, CoreError> {
         let mut config = self.transport_config(session)?;
         if let Some(oauth) = &self.oauth {
-            let url = &self.config().display_url();
+            let shown = self.config().display_url();
             let start = |e| CoreError::Start {
-                endpoint: url.clone(),
+                endpoint: shown.clone(),
                 source: Box::new(e),
             };
             // The token goes in `Authorization`: no second one, and not in
@@ -459,10 +464,10 @@ impl Transport for StreamableHttpTransport {
                 .check_credentials(std::iter::once("Authorization"))
                 .map_err(start)?;
             config.auth_header = oauth
-                .token(self.endpoint.client(), url)
+                .token(self.endpoint.client(), &self.config().url)
                 .await
                 .map_err(|e| CoreError::Connect {
-                    endpoint: url.clone(),
+                    endpoint: shown.clone(),
                     source: Box::new(e),
                 })?;
         }

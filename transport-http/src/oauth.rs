@@ -201,6 +201,15 @@ impl TokenSource {
                 url: excerpt(&issuer, "", MAX_SHOWN),
             });
         }
+        // A secret (not a signed assertion, whose audience is the issuer
+        // itself) leaves the MCP server's host only for a pinned server.
+        let pinned = c.issuer.is_some() || c.token_endpoint.is_some();
+        let same_host = Url::parse(&issuer).is_ok_and(|url| url.host() == mcp.host());
+        if c.private_key_pem.is_none() && !pinned && !same_host {
+            return Err(Error::OAuthIssuerNotPinned {
+                issuer: excerpt(&issuer, "", MAX_SHOWN),
+            });
+        }
 
         // 2. The authorization server's metadata.
         let (issuer_origin, issuer_path) = split_url(&issuer);
@@ -298,7 +307,7 @@ impl TokenSource {
             );
         }
         let response = request.send().await.map_err(|source| Error::OAuthRequest {
-            url: token_url.to_owned(),
+            url: mcp_group_core::redact_url(token_url),
             source,
         })?;
         let status = response.status();
@@ -307,11 +316,11 @@ impl TokenSource {
         match answer["access_token"].as_str() {
             Some(token) if status.is_success() => {
                 let lifetime = answer["expires_in"].as_u64().map(Duration::from_secs);
-                tracing::debug!(token_endpoint = %token_url, ?lifetime, "OAuth token obtained");
+                tracing::debug!(token_endpoint = %mcp_group_core::redact_url(token_url), ?lifetime, "OAuth token obtained");
                 Ok((token.to_owned(), lifetime))
             }
             _ => Err(Error::OAuthToken {
-                url: token_url.to_owned(),
+                url: mcp_group_core::redact_url(token_url),
                 status: status.as_u16(),
                 body: excerpt(&String::from_utf8_lossy(&body), &c.client_secret, MAX_SHOWN),
             }),
@@ -409,7 +418,7 @@ async fn first_json(
             Ok(response) => response,
             Err(source) => {
                 failure = Some(Error::OAuthRequest {
-                    url: url.clone(),
+                    url: mcp_group_core::redact_url(url),
                     source,
                 });
                 continue;
@@ -442,7 +451,7 @@ const MAX_BODY: usize = 1 << 20;
 /// `response`'s body, up to [`MAX_BODY`].
 async fn read_body(mut response: reqwest::Response, url: &str) -> Result<Vec<u8>, Error> {
     let too_large = || Error::OAuthBodyTooLarge {
-        url: url.to_owned(),
+        url: mcp_group_core::redact_url(url),
         limit: MAX_BODY,
     };
     if response
@@ -456,7 +465,7 @@ async fn read_body(mut response: reqwest::Response, url: &str) -> Result<Vec<u8>
         .chunk()
         .await
         .map_err(|source| Error::OAuthRequest {
-            url: url.to_owned(),
+            url: mcp_group_core::redact_url(url),
             source,
         })?
     {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use mcp_group_core::{ClientCredentials, Error as CoreError, SessionId, Transport};
 use mcp_group_transport_http::{Error, HttpConfig, StreamableHttpTransport};
 use support::{Reply, Request, Server, mcp_answer};
-use tokio::time::{Instant, timeout};
+use tokio::time::timeout;
 
 /// Far longer than any bound below: a test that reaches it failed.
 const HANG: Duration = Duration::from_secs(20);
@@ -51,7 +51,6 @@ async fn oauth_server(metadata: fn() -> Reply) -> Server {
 async fn an_oauth_metadata_request_never_answered_is_a_typed_timeout() {
     let server = oauth_server(|| Reply::Hang).await;
     let transport = transport(&server).with_client_credentials(credentials());
-    let started = Instant::now();
 
     let err = timeout(HANG, transport.connect(&SessionId::new("s")))
         .await
@@ -64,11 +63,6 @@ async fn an_oauth_metadata_request_never_answered_is_a_typed_timeout() {
     assert!(
         matches!(source.downcast_ref::<Error>(), Some(Error::OAuthRequest { source, .. }) if source.is_timeout()),
         "{err:?}"
-    );
-    assert!(
-        started.elapsed() < 10 * READ_TIMEOUT,
-        "{:?}",
-        started.elapsed()
     );
 }
 

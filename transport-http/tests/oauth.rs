@@ -347,3 +347,46 @@ async fn a_token_said_to_live_u64_max_seconds_is_cached_without_a_panic() {
 
     assert_eq!(server.requests_to("/token").len(), 1, "the token is cached");
 }
+
+#[tokio::test]
+async fn a_client_secret_goes_to_an_authorization_server_on_another_host_only_if_pinned() {
+    // The authorization server the MCP server names runs on another host
+    // ("localhost" is not "127.0.0.1" as a name): an MCP server must not be
+    // able to send our secret wherever it likes.
+    let elsewhere = protected_server(|base, script| {
+        script.server["issuer"] = json!(base.replace("127.0.0.1", "localhost"));
+    })
+    .await;
+    let issuer = format!("http://localhost:{}", elsewhere.port());
+    let server = protected_server(|base, script| {
+        script.resource =
+            json!({"resource": format!("{base}/mcp"), "authorization_servers": [issuer.clone()]});
+    })
+    .await;
+    let error = oauth_error(connect(&server, secret()).await);
+    assert!(
+        matches!(error, Error::OAuthIssuerNotPinned { .. }),
+        "{error:?}"
+    );
+    assert!(
+        elsewhere.requests().is_empty(),
+        "{:?}",
+        elsewhere.requests()
+    );
+    // Pinned, it is trusted (and then fails later for unrelated reasons or
+    // succeeds; what matters is that the pin admits it).
+    let pinned = ClientCredentials {
+        issuer: Some(issuer),
+        ..secret()
+    };
+    let result = connect(&server, pinned).await;
+    if let Err(CoreError::Connect { source, .. } | CoreError::Start { source, .. }) = &result {
+        assert!(
+            !matches!(
+                source.downcast_ref::<Error>(),
+                Some(Error::OAuthIssuerNotPinned { .. })
+            ),
+            "{result:?}"
+        );
+    }
+}

@@ -130,3 +130,31 @@ async fn oauth_and_an_authorization_header_together_are_refused() {
     );
     assert!(server.requests().is_empty(), "{:?}", server.requests());
 }
+
+#[tokio::test]
+async fn the_configured_url_goes_on_the_wire_unredacted() {
+    let server = Server::start(|_| {
+        |request: &Request| mcp_answer(request).unwrap_or_else(|| Reply::text(400, ""))
+    })
+    .await;
+    let config = HttpConfig::new(server.url("/mcp?tenant=acme")).unwrap();
+    attempt(config, |t| t).await.unwrap();
+    let paths: Vec<String> = server.requests().iter().map(|r| r.path.clone()).collect();
+    assert!(!paths.is_empty());
+    assert!(
+        paths.iter().all(|p| p == "/mcp?tenant=acme"),
+        "every request carries the configured query: {paths:?}"
+    );
+}
+
+#[tokio::test]
+async fn userinfo_in_the_url_is_a_credential_not_sent_over_plain_http_to_a_remote_host() {
+    let (server, url) = remote().await;
+    let url = url.replacen("http://", "http://user:pa55@", 1);
+    let result = attempt(HttpConfig::new(url).unwrap(), |t| t).await;
+    assert!(
+        matches!(result, Err(Error::InsecureCredentials { .. })),
+        "{result:?}"
+    );
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
+}

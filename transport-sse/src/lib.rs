@@ -233,7 +233,9 @@ impl Transport for SseTransport {
 fn successful(
     response: Result<reqwest::Response, reqwest::Error>,
 ) -> Result<reqwest::Response, Error> {
-    let response = response.map_err(|source| Error::Request { source })?;
+    let response = response.map_err(|source| Error::Request {
+        source: source.without_url(),
+    })?;
     if !response.status().is_success() {
         return Err(Error::Status {
             status: response.status().as_u16(),
