@@ -10,6 +10,7 @@ use std::{
 
 use mcp_group_core::{ClientCredentials, Redacted, redact_args, redact_url};
 use mcp_group_overrides::ToolOverride;
+pub use mcp_group_registry::SessionLimitPolicy;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::nat::FunctionGroupType;
@@ -292,20 +293,6 @@ impl ServerConfig {
             ServerConfig::Sse(server) => Some(&server.url),
         }
     }
-}
-
-/// What a full registry does with a new session.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum SessionLimitPolicy {
-    /// Refuse it with `SessionLimitReached`.
-    #[default]
-    Reject,
-    /// Evict the least recently used session that has no call in flight.
-    EvictLruIdle,
-    /// Wait up to `session_limit_wait` for a slot.
-    Wait,
 }
 
 /// The transports a server can be reached over.
@@ -814,7 +801,7 @@ mod defaults {
         RegistryConfig::DEFAULT_IDLE_TIMEOUT
     }
     pub(super) fn session_limit_wait() -> Duration {
-        Duration::from_secs(5)
+        RegistryConfig::DEFAULT_LIMIT_WAIT
     }
     pub(super) fn auth_flow_timeout() -> Duration {
         Duration::from_secs(300)

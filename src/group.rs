@@ -8,14 +8,11 @@ use std::{
 
 use mcp_group_core::{DynTransport, JsonObject, SessionId, ToolOutput, Transport};
 use mcp_group_overrides::{ExposedTool, Overrides, ToolMap, UnusableTool};
-use mcp_group_registry::{FullPolicy, Lease, Registry, RegistryConfig, RegistryStats};
+use mcp_group_registry::{Lease, Registry, RegistryConfig, RegistryStats};
 use serde_json::Value;
 use tokio::{sync::broadcast, task::JoinHandle};
 
-use crate::{
-    Error, McpClientConfig, ServerConfig, SessionLimitPolicy, arguments::ArgumentChecker,
-    backoff::Backoff,
-};
+use crate::{Error, McpClientConfig, ServerConfig, arguments::ArgumentChecker, backoff::Backoff};
 
 /// How many tool-list problems (per name) are remembered as already warned.
 const MAX_WARNED_NAMES: usize = 1024;
@@ -297,14 +294,10 @@ impl FunctionGroup {
             } else {
                 transport
             };
-        let full_policy = match config.session_limit_policy {
-            SessionLimitPolicy::Reject => FullPolicy::Reject,
-            SessionLimitPolicy::EvictLruIdle => FullPolicy::EvictLruIdle,
-            SessionLimitPolicy::Wait => FullPolicy::Wait(config.session_limit_wait),
-        };
         let registry_config = RegistryConfig::new(config.max_sessions, config.session_idle_timeout)
             .with_connect_timeout(config.tool_call_timeout)
-            .with_full_policy(full_policy);
+            .with_full_policy(config.session_limit_policy)
+            .with_limit_wait(config.session_limit_wait);
         let registry = Registry::new(transport, registry_config);
         let base = registry.acquire(&SessionId::default_session()).await?;
         let descriptors = base.list_tools(config.tool_call_timeout).await?;

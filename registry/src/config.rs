@@ -2,24 +2,28 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::clock::CLOCK_TICK;
 
-/// What a full registry does with a new session.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What a full registry does with a new session; in a configuration file,
+/// `session_limit_policy = "reject" | "evict-lru-idle" | "wait"`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
-pub enum FullPolicy {
+pub enum SessionLimitPolicy {
     /// Refuse it with [`Error::SessionLimitReached`](crate::Error::SessionLimitReached)
     /// (as NeMo Agent Toolkit's Python client does).
     #[default]
     Reject,
     /// Close the least recently used session that has no call in flight.
     EvictLruIdle,
-    /// Wait up to this long for room, then refuse. The waiter tries again
-    /// whenever a session is removed and when the earliest unleased session
-    /// expires (no reaper needed), and once more at the deadline; if the
-    /// registry shuts down meanwhile it gets
+    /// Wait up to [`RegistryConfig::limit_wait`] for room, then refuse. The
+    /// waiter tries again whenever a session is removed and when the
+    /// earliest unleased session expires (no reaper needed), and once more
+    /// at the deadline; if the registry shuts down meanwhile it gets
     /// [`Error::Shutdown`](crate::Error::Shutdown) at once.
-    Wait(Duration),
+    Wait,
 }
 
 /// Limits and timers of a [`Registry`](crate::Registry).
@@ -39,7 +43,9 @@ pub struct RegistryConfig {
     /// quarter of `idle_timeout`, at most 5 min).
     pub reap_interval: Option<Duration>,
     /// What to do with a new session when `max_sessions` are open.
-    pub full_policy: FullPolicy,
+    pub full_policy: SessionLimitPolicy,
+    /// How long [`SessionLimitPolicy::Wait`] waits for room (default 5 s).
+    pub limit_wait: Duration,
 }
 
 impl Default for RegistryConfig {
@@ -53,6 +59,8 @@ impl RegistryConfig {
     pub const DEFAULT_MAX_SESSIONS: usize = 100;
     /// The default idle timeout: one hour.
     pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+    /// The default wait of [`SessionLimitPolicy::Wait`]: five seconds.
+    pub const DEFAULT_LIMIT_WAIT: Duration = Duration::from_secs(5);
 
     /// A configuration with the given limit and idle timeout.
     pub fn new(max_sessions: usize, idle_timeout: Duration) -> Self {
@@ -61,7 +69,8 @@ impl RegistryConfig {
             idle_timeout,
             connect_timeout: Duration::from_secs(60),
             reap_interval: Some((idle_timeout / 4).clamp(CLOCK_TICK, Duration::from_secs(300))),
-            full_policy: FullPolicy::Reject,
+            full_policy: SessionLimitPolicy::Reject,
+            limit_wait: Self::DEFAULT_LIMIT_WAIT,
         }
     }
 
@@ -78,8 +87,14 @@ impl RegistryConfig {
     }
 
     /// Sets what a full registry does.
-    pub fn with_full_policy(mut self, policy: FullPolicy) -> Self {
+    pub fn with_full_policy(mut self, policy: SessionLimitPolicy) -> Self {
         self.full_policy = policy;
+        self
+    }
+
+    /// Sets how long [`SessionLimitPolicy::Wait`] waits for room.
+    pub fn with_limit_wait(mut self, wait: Duration) -> Self {
+        self.limit_wait = wait;
         self
     }
 }

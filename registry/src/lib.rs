@@ -44,7 +44,7 @@
 //!   queued behind it get its error (a copy: the same variant and fields,
 //!   its causes' messages) instead of trying again; the next call retries.
 //! - `max_sessions`: a new session beyond the limit first evicts sessions idle
-//!   past `idle_timeout`, then applies the [`FullPolicy`]: reject with
+//!   past `idle_timeout`, then applies the [`SessionLimitPolicy`]: reject with
 //!   [`Error::SessionLimitReached`], evict the least recently used unleased
 //!   session, or wait for a slot.
 //! - **What `max_sessions` bounds.** It bounds the sessions in the map
@@ -141,7 +141,7 @@ use crate::{
     table::{EntryRef, Lookup, Refused, Room, Table},
 };
 pub use crate::{
-    config::{FullPolicy, RegistryConfig},
+    config::{RegistryConfig, SessionLimitPolicy},
     error::Error,
     lease::{Lease, SessionHandle},
     stats::{RegistryStats, RemovalCause, SessionInfo},
@@ -150,7 +150,7 @@ pub use crate::{
 /// How often a dead connection found on acquire is replaced before giving up.
 const MAX_REPLACEMENTS: usize = 3;
 
-/// A creator's wait for room under [`FullPolicy::Wait`].
+/// A creator's wait for room under [`SessionLimitPolicy::Wait`].
 struct Waiting {
     /// `None`: the wait does not fit in an `Instant`; wait without one.
     deadline: Option<tokio::time::Instant>,
@@ -181,8 +181,8 @@ impl<T> Inner<T> {
         Room {
             limit: self.config.max_sessions,
             idle_ms: self.idle_ms,
-            lru: self.config.full_policy == FullPolicy::EvictLruIdle,
-            wait: matches!(self.config.full_policy, FullPolicy::Wait(_)),
+            lru: self.config.full_policy == SessionLimitPolicy::EvictLruIdle,
+            wait: self.config.full_policy == SessionLimitPolicy::Wait,
         }
     }
 }
@@ -313,7 +313,7 @@ impl<T: Transport> Registry<T> {
     /// # Errors
     /// [`Error::Shutdown`] after [`Registry::shutdown`];
     /// [`Error::SessionLimitReached`] when the registry is full (after the
-    /// wait of [`FullPolicy::Wait`]); [`Error::Connect`] when opening the
+    /// wait of [`SessionLimitPolicy::Wait`]); [`Error::Connect`] when opening the
     /// connection fails or times out, or when the session's connection is
     /// found dead on every one of a few successive openings (source:
     /// `ServerGone`).
@@ -431,9 +431,9 @@ impl<T: Transport> Registry<T> {
     ) -> Result<EntryRef<Slot<T>>, Error> {
         let inner = &*self.inner;
         let mut wait = match inner.config.full_policy {
-            FullPolicy::Wait(wait) => Some(Waiting {
+            SessionLimitPolicy::Wait => Some(Waiting {
                 // A wait too long to add to an instant has no deadline.
-                deadline: tokio::time::Instant::now().checked_add(wait),
+                deadline: tokio::time::Instant::now().checked_add(inner.config.limit_wait),
                 last: false,
             }),
             _ => None,

@@ -13,7 +13,7 @@ use std::{
 use mcp_group_core::{
     Connection, Error as CoreError, ServerDescription, SessionId, Transport, async_trait,
 };
-use mcp_group_registry::{Error, FullPolicy, Registry, RegistryConfig};
+use mcp_group_registry::{Error, Registry, RegistryConfig, SessionLimitPolicy};
 use rmcp::{
     ServerHandler, ServiceExt,
     model::{ServerCapabilities, ServerConfig},
@@ -501,7 +501,7 @@ async fn evict_lru_idle_closes_the_least_recently_used_unleased_session() {
         Scripted::new([]),
         RegistryConfig::new(2, Duration::from_secs(3600))
             .with_reap_interval(None)
-            .with_full_policy(FullPolicy::EvictLruIdle),
+            .with_full_policy(SessionLimitPolicy::EvictLruIdle),
     );
     let old = registry
         .acquire(&sid("old"))
@@ -531,7 +531,7 @@ async fn evict_lru_idle_never_evicts_a_leased_session() {
         Scripted::new([]),
         RegistryConfig::new(1, Duration::from_secs(3600))
             .with_reap_interval(None)
-            .with_full_policy(FullPolicy::EvictLruIdle),
+            .with_full_policy(SessionLimitPolicy::EvictLruIdle),
     );
     let _held = registry.acquire(&sid("held")).await.unwrap();
     let err = registry.acquire(&sid("other")).await.unwrap_err();
@@ -547,7 +547,8 @@ async fn the_wait_policy_waits_for_a_slot_then_gives_up() {
         Scripted::new([]),
         RegistryConfig::new(1, Duration::from_secs(3600))
             .with_reap_interval(None)
-            .with_full_policy(FullPolicy::Wait(Duration::from_secs(5))),
+            .with_full_policy(SessionLimitPolicy::Wait)
+            .with_limit_wait(Duration::from_secs(5)),
     );
     drop(registry.acquire(&sid("a")).await.unwrap());
     // Nothing frees a slot: refused after the wait.
@@ -579,7 +580,8 @@ async fn the_wait_policy_waits_for_a_slot_then_gives_up() {
 fn waiting(limit: usize, idle: Duration, wait: Duration) -> RegistryConfig {
     RegistryConfig::new(limit, idle)
         .with_reap_interval(None)
-        .with_full_policy(FullPolicy::Wait(wait))
+        .with_full_policy(SessionLimitPolicy::Wait)
+        .with_limit_wait(wait)
 }
 
 /// Defect 6: a slot freed by expiry was never signalled (only the reaper
@@ -792,7 +794,7 @@ async fn evict_lru_idle_under_many_concurrent_tasks() {
         transport.clone(),
         RegistryConfig::new(LIMIT, Duration::from_secs(3600))
             .with_reap_interval(None)
-            .with_full_policy(FullPolicy::EvictLruIdle),
+            .with_full_policy(SessionLimitPolicy::EvictLruIdle),
     );
     let start = Arc::new(Barrier::new(TASKS));
     let tasks: Vec<_> = (0..TASKS)
@@ -844,7 +846,8 @@ async fn the_wait_policy_under_many_concurrent_tasks() {
         transport.clone(),
         RegistryConfig::new(LIMIT, Duration::from_secs(3600))
             .with_reap_interval(None)
-            .with_full_policy(FullPolicy::Wait(Duration::from_secs(600))),
+            .with_full_policy(SessionLimitPolicy::Wait)
+            .with_limit_wait(Duration::from_secs(600)),
     );
     let start = Arc::new(Barrier::new(TASKS));
     let tasks: Vec<_> = (0..TASKS)
