@@ -434,8 +434,17 @@ async fn memory_per_session(url: &str, sessions: usize) -> f64 {
 /// over stdio then streamable HTTP, with its summary; fails if anything was
 /// lost or left behind.
 fn soak(rt: &tokio::runtime::Runtime, sessions: usize) -> bool {
+    use mcp_group::SessionLimitPolicy;
     let mut clean = true;
-    for transport in ["stdio", "http"] {
+    let runs = [
+        ("stdio", SessionLimitPolicy::Reject),
+        ("http", SessionLimitPolicy::Reject),
+        ("stdio", SessionLimitPolicy::EvictLruIdle),
+        ("http", SessionLimitPolicy::EvictLruIdle),
+        ("stdio", SessionLimitPolicy::Wait),
+        ("http", SessionLimitPolicy::Wait),
+    ];
+    for (transport, policy) in runs {
         let http = (transport == "http").then(demo_http);
         let plan = soak::Plan {
             server: match &http {
@@ -447,6 +456,7 @@ fn soak(rt: &tokio::runtime::Runtime, sessions: usize) -> bool {
             max_sessions: 100,
             idle_timeout: Duration::from_millis(200),
             process_per_session: http.is_none(),
+            policy,
         };
         // Twice: the allocator keeps what the first pass freed, so RSS is
         // compared between the end of the first pass and of the second.
@@ -454,7 +464,7 @@ fn soak(rt: &tokio::runtime::Runtime, sessions: usize) -> bool {
         for pass in 1..=2 {
             let report = rt.block_on(soak::run(plan.clone()));
             println!(
-                "\nsoak over {transport}, pass {pass}: {sessions} sessions, 64 callers, max_sessions 100\n{}",
+                "\nsoak over {transport}, {policy:?}, pass {pass}: {sessions} sessions, 64 callers, max_sessions 100\n{}",
                 report.summary()
             );
             clean &= report.calls_failed == 0

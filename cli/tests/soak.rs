@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use mcp_group::ServerConfig;
+use mcp_group::{ServerConfig, SessionLimitPolicy};
 use mcp_group_test_kit::process::fd_targets;
 use support::soak::{Plan, run};
 
@@ -42,6 +42,7 @@ async fn churn_over_stdio_then_http_leaves_nothing_behind() {
         max_sessions: 20,
         idle_timeout: Duration::from_millis(200),
         process_per_session: true,
+        policy: SessionLimitPolicy::Reject,
     })
     .await;
     check(&report, sessions);
@@ -60,6 +61,7 @@ async fn churn_over_stdio_then_http_leaves_nothing_behind() {
         max_sessions: 40,
         idle_timeout: Duration::from_millis(200),
         process_per_session: false,
+        policy: SessionLimitPolicy::Reject,
     })
     .await;
     check(&report, sessions);
@@ -68,4 +70,32 @@ async fn churn_over_stdio_then_http_leaves_nothing_behind() {
         "sessions churned: {}",
         report.summary()
     );
+
+    // The other two policies, over HTTP: nothing is refused, and still
+    // nothing is lost or left. Evicting needs an idle session to evict, so
+    // fewer callers than sessions allowed; waiting is tried with more
+    // callers than sessions, so that callers do wait.
+    for (policy, callers) in [
+        (SessionLimitPolicy::EvictLruIdle, 16),
+        (SessionLimitPolicy::Wait, 32),
+    ] {
+        let sessions = 300;
+        let report = run(Plan {
+            server: ServerConfig::streamable_http(server.url("/mcp")),
+            sessions,
+            callers,
+            max_sessions: 20,
+            idle_timeout: Duration::from_millis(200),
+            process_per_session: false,
+            policy,
+        })
+        .await;
+        check(&report, sessions);
+        assert_eq!(report.calls_limited, 0, "{policy:?}: {}", report.summary());
+        assert!(
+            report.max_live_sessions <= 20 + 1,
+            "{policy:?} keeps the limit: {}",
+            report.summary()
+        );
+    }
 }

@@ -1,4 +1,4 @@
-//! `cargo xtask soak [--sessions N]`: churns N sessions (default 10,000)
+//! `cargo xtask soak [--sessions N]`: churns N sessions (default 10,000), under each session-limit policy in turn,
 //! through a registry of 100 with 64 callers, over stdio then streamable
 //! HTTP against the demo server, and prints what was left behind (processes,
 //! entries, file descriptors, RSS). It is `cli/benches/e2e.rs --soak`;

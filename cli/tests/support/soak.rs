@@ -16,7 +16,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mcp_group::{Error, FunctionGroup, McpClientConfig, ServerConfig, SessionId};
+use mcp_group::{
+    Error, FunctionGroup, McpClientConfig, ServerConfig, SessionId, SessionLimitPolicy,
+};
 use mcp_group_test_kit::{
     eventually,
     process::{PATIENCE, open_fds, process_running, rss_kib},
@@ -34,6 +36,8 @@ pub struct Plan {
     /// Each session has its own server process (stdio), which must be gone
     /// after shutdown.
     pub process_per_session: bool,
+    /// What a full registry does with a new session.
+    pub policy: SessionLimitPolicy,
 }
 
 /// What happened, and what was left behind.
@@ -103,6 +107,8 @@ pub async fn run(plan: Plan) -> Report {
     config.max_sessions = plan.max_sessions;
     config.session_idle_timeout = plan.idle_timeout;
     config.tool_call_timeout = Duration::from_secs(30);
+    config.session_limit_policy = plan.policy;
+    config.session_limit_wait = Duration::from_secs(10);
     let fds_before = open_fds();
     let rss_kib_before = rss_kib();
     let group = Arc::new(FunctionGroup::connect(config).await.expect("connect"));
