@@ -26,6 +26,12 @@ const NULL_CHECK_BUDGET: usize = 10_000;
 /// the schema, exponentially in its size.
 const VALIDATION_COST_BUDGET: u64 = 100_000;
 
+/// How many of an invalid call's errors are collected and reported.
+const MAX_ERRORS: usize = 16;
+
+/// The longest `reason` an invalid call reports, in bytes.
+const MAX_REASON_BYTES: usize = 2048;
+
 /// How deeply schemas (nesting and `$ref`s together) are followed when
 /// estimating the validation cost; deeper counts as over budget.
 const MAX_COST_DEPTH: usize = 128;
@@ -80,7 +86,8 @@ impl ArgumentChecker {
     }
 
     /// Drops `null` values the schema forbids (servers reject them) and keeps
-    /// those it allows, then validates.
+    /// those it allows, then validates. An invalid call reports its first
+    /// [`MAX_ERRORS`] errors, in a `reason` of at most [`MAX_REASON_BYTES`].
     pub(crate) fn prepare(
         &self,
         tool: &str,
@@ -100,8 +107,8 @@ impl ArgumentChecker {
             };
         }
         let mut field = None;
-        let mut reasons = Vec::new();
-        for error in errors {
+        let mut reasons = String::new();
+        for error in errors.take(MAX_ERRORS) {
             let path = error
                 .instance_path()
                 .as_str()
@@ -127,14 +134,35 @@ impl ArgumentChecker {
                 format!("`{name}`: {error}")
             };
             field.get_or_insert(name);
-            reasons.push(reason);
+            if !reasons.is_empty() {
+                reasons.push_str("; ");
+            }
+            reasons.push_str(&reason);
+            if reasons.len() > MAX_REASON_BYTES {
+                break;
+            }
         }
         Err(Error::InvalidArguments {
             tool: tool.to_owned(),
             field: field.filter(|f| !f.is_empty()),
-            reason: reasons.join("; "),
+            reason: truncate(reasons, MAX_REASON_BYTES),
         })
     }
+}
+
+/// `text` cut to at most `limit` bytes (at a character boundary), with `…`
+/// in place of what was cut.
+fn truncate(mut text: String, limit: usize) -> String {
+    if text.len() <= limit {
+        return text;
+    }
+    let mut end = limit.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push('…');
+    text
 }
 
 /// Decides which properties of a schema accept `null`, following local
@@ -636,6 +664,43 @@ mod tests {
         };
         assert!(cost_of(&chain(50)).0 < 200);
         assert_eq!(cost_of(&chain(10_000)).0, u64::MAX);
+    }
+
+    #[test]
+    fn an_invalid_call_reports_a_bounded_number_of_errors_in_a_bounded_reason() {
+        // 2^10 failing paths, each with its own error.
+        let c = checker(dag(10, "allOf"));
+        assert!(c.validates());
+        let (field, reason) = invalid(c.prepare("t", args(json!({"x": "not an integer"}))));
+        assert_eq!(field.as_deref(), Some("x"));
+        assert!(reason.len() <= MAX_REASON_BYTES, "{} bytes", reason.len());
+        assert!(
+            reason.matches("is not of type").count() <= MAX_ERRORS,
+            "{reason}"
+        );
+        // Long messages (here the instance, quoted in each) are cut too.
+        let long = "y".repeat(100_000);
+        let (_, reason) = invalid(c.prepare("t", args(json!({"x": long}))));
+        assert!(reason.len() <= MAX_REASON_BYTES, "{} bytes", reason.len());
+        assert!(reason.ends_with('…'), "{reason}");
+        // Many failing properties, one error each.
+        let properties: serde_json::Map<String, Value> = (0..100)
+            .map(|i| (format!("p{i}"), json!({"type": "integer"})))
+            .collect();
+        let c = checker(json!({"type": "object", "properties": properties}));
+        let many: JsonObject = (0..100).map(|i| (format!("p{i}"), json!("s"))).collect();
+        let (_, reason) = invalid(c.prepare("t", many));
+        assert!(
+            reason.matches("is not of type").count() <= MAX_ERRORS,
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        assert_eq!(truncate("abc".to_owned(), 3), "abc");
+        assert_eq!(truncate("abcdef".to_owned(), 4), "a…");
+        assert_eq!(truncate("ééé".to_owned(), 5), "é…");
     }
 
     #[test]
