@@ -26,6 +26,19 @@ const NULL_CHECK_BUDGET: usize = 10_000;
 /// the schema, exponentially in its size.
 const VALIDATION_COST_BUDGET: u64 = 100_000;
 
+/// The largest compiled size of one `pattern` (or `patternProperties` key),
+/// in bytes: larger makes the schema "does not compile".
+const PATTERN_SIZE_LIMIT: usize = 64 * 1024;
+
+/// The capacity of one pattern's lazy DFA cache, in bytes (filled as it
+/// matches; past it the cache is cleared, or a slower engine takes over).
+const PATTERN_CACHE_LIMIT: usize = 64 * 1024;
+
+/// The compiled size all patterns of one tool list may take together, in
+/// bytes. A pattern that cannot be compiled within [`PATTERN_SIZE_LIMIT`]
+/// is charged that limit (the work of finding out).
+pub(crate) const PATTERN_LIST_BUDGET: usize = 64 * 1024 * 1024;
+
 /// How many of an invalid call's errors are collected and reported.
 const MAX_ERRORS: usize = 16;
 
@@ -52,7 +65,14 @@ impl ArgumentChecker {
     ///
     /// A schema whose estimated validation cost is over
     /// [`VALIDATION_COST_BUDGET`] is not compiled and is treated the same way.
-    pub(crate) fn new(tool: &str, schema: Arc<JsonObject>) -> Self {
+    ///
+    /// Patterns are compiled with the `regex` crate's engine (linear time; no
+    /// look-around or backreferences), each within [`PATTERN_SIZE_LIMIT`], and
+    /// are charged against `patterns`, the budget of the whole tool list:
+    /// a schema with a pattern the engine refuses or over the limit, or whose
+    /// patterns exceed what is left of the budget, is treated as a schema that
+    /// does not compile.
+    pub(crate) fn new(tool: &str, schema: Arc<JsonObject>, patterns: &mut PatternBudget) -> Self {
         let cost = ValidationCost::new(&schema).total();
         let validator = if cost > VALIDATION_COST_BUDGET {
             tracing::warn!(
@@ -60,10 +80,21 @@ impl ArgumentChecker {
                 "the tool's input schema is too costly to validate (its subschemas fan out too much); its arguments are not checked"
             );
             None
+        } else if let Err(problem) = patterns.charge(&schema) {
+            tracing::warn!(
+                tool,
+                "the tool's input schema {problem}; its arguments are not checked"
+            );
+            None
         } else {
             let value = Value::Object((*schema).clone());
             match jsonschema::options()
                 .should_validate_formats(false)
+                .with_pattern_options(
+                    jsonschema::PatternOptions::regex()
+                        .size_limit(PATTERN_SIZE_LIMIT)
+                        .dfa_size_limit(PATTERN_CACHE_LIMIT),
+                )
                 .build(&value)
             {
                 Ok(validator) => Some(validator),
@@ -148,6 +179,115 @@ impl ArgumentChecker {
             reason: truncate(reasons, MAX_REASON_BYTES),
         })
     }
+}
+
+/// What is left of one tool list's budget for compiled patterns.
+pub(crate) struct PatternBudget {
+    remaining: usize,
+}
+
+impl PatternBudget {
+    pub(crate) fn new(bytes: usize) -> Self {
+        Self { remaining: bytes }
+    }
+
+    /// Measures the compiled size of each distinct pattern in `schema` and
+    /// takes it from the budget; an error says why the schema's patterns are
+    /// not to be compiled (the budget is charged what was measured anyway).
+    fn charge(&mut self, schema: &JsonObject) -> Result<(), &'static str> {
+        let mut patterns = HashSet::new();
+        collect_patterns(schema, &mut patterns);
+        for pattern in patterns {
+            if self.remaining == 0 {
+                return Err("has more patterns than the tool list's budget for them allows");
+            }
+            let measured = measure_pattern(pattern);
+            let size = measured.unwrap_or(PATTERN_SIZE_LIMIT);
+            let over = size > self.remaining;
+            self.remaining = self.remaining.saturating_sub(size);
+            if measured.is_none() {
+                return Err("has a pattern that is too large to compile or not supported");
+            }
+            if over {
+                return Err("has more patterns than the tool list's budget for them allows");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every `pattern` string and `patternProperties` key in `schema`, wherever
+/// it is (a superset of the patterns the validator compiles).
+fn collect_patterns<'a>(schema: &'a JsonObject, patterns: &mut HashSet<&'a str>) {
+    let mut stack: Vec<&'a Value> = schema.values().collect();
+    if let Some(Value::String(pattern)) = schema.get("pattern") {
+        patterns.insert(pattern);
+    }
+    if let Some(Value::Object(keys)) = schema.get("patternProperties") {
+        patterns.extend(keys.keys().map(String::as_str));
+    }
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::Object(object) => {
+                if let Some(Value::String(pattern)) = object.get("pattern") {
+                    patterns.insert(pattern);
+                }
+                if let Some(Value::Object(keys)) = object.get("patternProperties") {
+                    patterns.extend(keys.keys().map(String::as_str));
+                }
+                stack.extend(object.values());
+            }
+            Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+}
+
+/// The memory a pattern takes compiled as the validator compiles it (the
+/// `regex` crate's engine and settings, within [`PATTERN_SIZE_LIMIT`]), its
+/// search caches aside; `None` when it does not compile so.
+///
+/// ECMA-262's `\d` and `\w` are ASCII classes: they are measured as such.
+/// Other ECMA-only syntax the validator would translate makes the pattern
+/// unsupported here.
+fn measure_pattern(pattern: &str) -> Option<usize> {
+    use regex_automata::{MatchKind, meta};
+    let regex = meta::Regex::builder()
+        .configure(
+            meta::Config::new()
+                .match_kind(MatchKind::LeftmostFirst)
+                .utf8_empty(true)
+                .nfa_size_limit(Some(PATTERN_SIZE_LIMIT))
+                .hybrid_cache_capacity(PATTERN_CACHE_LIMIT),
+        )
+        .build(&ascii_perl_classes(pattern))
+        .ok()?;
+    Some(regex.memory_usage())
+}
+
+/// `pattern` with `\d`, `\D`, `\w` and `\W` spelled as the ASCII classes
+/// ECMA-262 means by them (a nested class is valid inside a class too).
+fn ascii_perl_classes(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('d') => out.push_str("[0-9]"),
+            Some('D') => out.push_str("[^0-9]"),
+            Some('w') => out.push_str("[0-9A-Za-z_]"),
+            Some('W') => out.push_str("[^0-9A-Za-z_]"),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
 }
 
 /// `text` cut to at most `limit` bytes (at a character boundary), with `…`
@@ -484,7 +624,11 @@ mod tests {
 
     fn checker(schema: Value) -> ArgumentChecker {
         match schema {
-            Value::Object(map) => ArgumentChecker::new("t", Arc::new(map)),
+            Value::Object(map) => ArgumentChecker::new(
+                "t",
+                Arc::new(map),
+                &mut PatternBudget::new(PATTERN_LIST_BUDGET),
+            ),
             _ => panic!("schema must be an object"),
         }
     }
@@ -701,6 +845,74 @@ mod tests {
         assert_eq!(truncate("abc".to_owned(), 3), "abc");
         assert_eq!(truncate("abcdef".to_owned(), 4), "a…");
         assert_eq!(truncate("ééé".to_owned(), 5), "é…");
+    }
+
+    /// About 560 KiB compiled, from 20 bytes of pattern.
+    const PATTERN_BOMB: &str = r"^(?:\w{1000}){4}$";
+
+    #[test]
+    fn a_pattern_over_the_size_limit_leaves_the_tool_unchecked() {
+        assert_eq!(measure_pattern(PATTERN_BOMB), None);
+        let schema = json!({"type": "object", "properties": {"a": {"type": "string", "pattern": PATTERN_BOMB}}});
+        let c = checker(schema.clone());
+        assert!(!c.validates());
+        assert_eq!(
+            c.prepare("t", args(json!({"a": 1}))).unwrap(),
+            args(json!({"a": 1}))
+        );
+        // The same as a `patternProperties` key, and nested anywhere.
+        let c = checker(json!({"patternProperties": {PATTERN_BOMB: {}}}));
+        assert!(!c.validates());
+        let c = checker(json!({"$defs": {"unused": {"items": [{"pattern": PATTERN_BOMB}]}}}));
+        assert!(!c.validates());
+    }
+
+    #[test]
+    fn ecma_classes_are_measured_as_ascii_and_ordinary_patterns_are_small() {
+        assert_eq!(
+            ascii_perl_classes(r"^\d\D\w\W[\d-]\\d\s$"),
+            r"^[0-9][^0-9][0-9A-Za-z_][^0-9A-Za-z_][[0-9]-]\\d\s$"
+        );
+        for pattern in [
+            r"^[A-Z]{3}$",
+            r"^\d{4}-\d{2}-\d{2}$",
+            r"^(\w{70})$",
+            r"^[^@]+@[^@]+\.[a-z]{2,}$",
+        ] {
+            let size = measure_pattern(pattern);
+            assert!(size.is_some_and(|s| s < 32 * 1024), "{pattern}: {size:?}");
+        }
+        // Look-around and backreferences are not supported by the engine.
+        assert_eq!(measure_pattern(r"^(?=a)a$"), None);
+        let c = checker(json!({"properties": {"a": {"pattern": r"^(a)\1$"}}}));
+        assert!(!c.validates());
+    }
+
+    #[test]
+    fn a_tool_list_s_patterns_share_one_budget() {
+        let pattern = r"^[a-z]{1,40}$";
+        let size = measure_pattern(pattern).unwrap_or(usize::MAX);
+        let schema = |i: usize| {
+            let Value::Object(schema) =
+                json!({"properties": {"a": {"pattern": pattern}, "i": {"const": i}}})
+            else {
+                panic!("an object schema");
+            };
+            Arc::new(schema)
+        };
+        let mut budget = PatternBudget::new(3 * size);
+        let checkers: Vec<bool> = (0..5)
+            .map(|i| ArgumentChecker::new("t", schema(i), &mut budget).validates())
+            .collect();
+        assert_eq!(checkers, [true, true, true, false, false]);
+        // A pattern that does not compile is charged the size limit.
+        let mut budget = PatternBudget::new(PATTERN_SIZE_LIMIT + size);
+        let Value::Object(bomb) = json!({"properties": {"a": {"pattern": PATTERN_BOMB}}}) else {
+            panic!("an object schema");
+        };
+        assert!(!ArgumentChecker::new("t", Arc::new(bomb), &mut budget).validates());
+        assert!(ArgumentChecker::new("t", schema(0), &mut budget).validates());
+        assert!(!ArgumentChecker::new("t", schema(1), &mut budget).validates());
     }
 
     #[test]

@@ -13,7 +13,8 @@ use serde_json::Value;
 use tokio::{sync::broadcast, task::JoinHandle};
 
 use crate::{
-    Error, McpClientConfig, ServerConfig, SessionLimitPolicy, arguments::ArgumentChecker,
+    Error, McpClientConfig, ServerConfig, SessionLimitPolicy,
+    arguments::{ArgumentChecker, PATTERN_LIST_BUDGET, PatternBudget},
     backoff::Backoff,
 };
 
@@ -188,13 +189,18 @@ impl Shared {
                 }
             }
         }
+        let mut patterns = PatternBudget::new(PATTERN_LIST_BUDGET);
         let checkers = applied
             .tools
             .iter()
             .map(|t| {
                 (
                     t.name().to_owned(),
-                    ArgumentChecker::new(t.name(), t.descriptor().input_schema.clone()),
+                    ArgumentChecker::new(
+                        t.name(),
+                        t.descriptor().input_schema.clone(),
+                        &mut patterns,
+                    ),
                 )
             })
             .collect();
