@@ -67,7 +67,9 @@ impl Functions {
     }
 
     /// Whether the function's arguments are checked against its input schema
-    /// (false when the server's schema does not compile).
+    /// (false when the server's schema does not compile or would cost too
+    /// much to check: `$ref` fan-out, references other than local JSON
+    /// pointers, patterns the regex engine refuses or over the size limits).
     pub fn validates_arguments(&self, name: &str) -> bool {
         self.0
             .checkers
