@@ -12,7 +12,11 @@ use mcp_group_registry::{Lease, Registry, RegistryConfig, RegistryStats};
 use serde_json::Value;
 use tokio::{sync::broadcast, task::JoinHandle};
 
-use crate::{Error, McpClientConfig, ServerConfig, arguments::ArgumentChecker, backoff::Backoff};
+use crate::{
+    Error, McpClientConfig, ServerConfig,
+    arguments::{ArgumentChecker, PATTERN_LIST_BUDGET, PatternBudget},
+    backoff::Backoff,
+};
 
 /// How many tool-list problems (per name) are remembered as already warned.
 const MAX_WARNED_NAMES: usize = 1024;
@@ -63,7 +67,9 @@ impl Functions {
     }
 
     /// Whether the function's arguments are checked against its input schema
-    /// (false when the server's schema does not compile).
+    /// (false when the server's schema does not compile or would cost too
+    /// much to check: `$ref` fan-out, references other than local JSON
+    /// pointers, patterns the regex engine refuses or over the size limits).
     pub fn validates_arguments(&self, name: &str) -> bool {
         self.0
             .checkers
@@ -185,13 +191,18 @@ impl Shared {
                 }
             }
         }
+        let mut patterns = PatternBudget::new(PATTERN_LIST_BUDGET);
         let checkers = applied
             .tools
             .iter()
             .map(|t| {
                 (
                     t.name().to_owned(),
-                    ArgumentChecker::new(t.name(), t.descriptor().input_schema.clone()),
+                    ArgumentChecker::new(
+                        t.name(),
+                        t.descriptor().input_schema.clone(),
+                        &mut patterns,
+                    ),
                 )
             })
             .collect();

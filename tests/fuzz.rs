@@ -230,6 +230,31 @@ fn ref_graph_schema() -> impl Strategy<Value = Value> {
         })
 }
 
+/// A schema whose properties point into a chain of `$defs` where each
+/// `d_i` combines several `$ref`s to `d{i+1}`: a DAG with as many paths as
+/// the fan-out to the chain's length, cycle-free fan-out that the
+/// validator would walk path by path.
+fn ref_dag_schema() -> impl Strategy<Value = Value> {
+    (
+        1usize..48,
+        2usize..5,
+        prop::sample::select(vec!["allOf", "anyOf", "oneOf"]),
+        prop::sample::select(vec!["string", "integer", "null", "object"]),
+    )
+        .prop_map(|(depth, fan_out, combinator, leaf)| {
+            let mut defs = serde_json::Map::new();
+            for i in 0..depth {
+                let next = json!({"$ref": format!("#/$defs/d{}", i + 1)});
+                defs.insert(format!("d{i}"), json!({combinator: vec![next; fan_out]}));
+            }
+            defs.insert(format!("d{depth}"), json!({"type": leaf}));
+            let properties: serde_json::Map<String, Value> = (0..3)
+                .map(|i| (format!("p{i}"), json!({"$ref": "#/$defs/d0"})))
+                .collect();
+            json!({"type": "object", "properties": properties, "$defs": defs})
+        })
+}
+
 /// A tool list: names from anywhere, schemas arbitrary.
 fn tool_list() -> impl Strategy<Value = Value> {
     let name = prop_oneof![3 => "[a-z_]{1,12}", 1 => ".{0,70}"];
@@ -316,8 +341,8 @@ proptest! {
     }
 
     #[test]
-    fn schemas_with_ref_cycles_cost_bounded_work_per_call(
-        schema in ref_graph_schema(),
+    fn schemas_with_ref_cycles_or_fan_out_cost_bounded_work_per_call(
+        schema in prop_oneof![ref_graph_schema(), ref_dag_schema()],
         nulls in prop::collection::vec(any::<bool>(), 3),
     ) {
         let tools = json!({"tools": [{"name": "t", "inputSchema": schema}]});
