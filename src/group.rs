@@ -381,7 +381,9 @@ impl FunctionGroup {
 
     /// Calls the function exposed as `tool` in `session` (`None`, or any
     /// session when `session_aware_tools` is off: the shared default session)
-    /// with `arguments` (a JSON object, or `null` for none).
+    /// with `arguments` (a JSON object, or `null` for none). No
+    /// [`SessionId`] made from a string is the default session; ids from
+    /// input are checked by [`SessionId::try_new`] ([`Error::InvalidSessionId`]).
     ///
     /// The arguments are checked against the tool's input schema first; a
     /// mismatch is [`Error::InvalidArguments`] naming the field, and

@@ -55,7 +55,7 @@ async fn batch(group: Arc<FunctionGroup>) -> Result<ExitCode, BoxError> {
     let (results_tx, mut results) = mpsc::unbounded_channel::<Value>();
     let mut results_tx = Some(results_tx);
     let mut sessions = JoinSet::new();
-    let mut queues: BTreeMap<String, mpsc::UnboundedSender<BatchLine>> = BTreeMap::new();
+    let mut queues: BTreeMap<SessionId, mpsc::UnboundedSender<BatchLine>> = BTreeMap::new();
     let mut out = std::io::stdout();
     let mut failed = 0usize;
     let mut number = 0usize;
@@ -96,10 +96,16 @@ async fn batch(group: Arc<FunctionGroup>) -> Result<ExitCode, BoxError> {
                         continue;
                     }
                 };
-                let session = request
-                    .session
-                    .clone()
-                    .unwrap_or_else(|| SessionId::DEFAULT.to_owned());
+                // A line without a session runs in the default session; a
+                // line's id never names it.
+                let session = match request.session.as_deref().map(SessionId::try_new).transpose() {
+                    Ok(session) => session.unwrap_or_default(),
+                    Err(e) => {
+                        failed += 1;
+                        writeln!(out, "{}", report::batch_bad_line(number, e))?;
+                        continue;
+                    }
+                };
                 let Some(results_tx) = &results_tx else {
                     continue;
                 };
@@ -108,9 +114,8 @@ async fn batch(group: Arc<FunctionGroup>) -> Result<ExitCode, BoxError> {
                     let group = group.clone();
                     let results = results_tx.clone();
                     sessions.spawn(async move {
-                        let id = SessionId::from(session.clone());
                         while let Some(request) = requests.recv().await {
-                            let result = group.call(Some(&id), &request.tool, request.args).await;
+                            let result = group.call(Some(&session), &request.tool, request.args).await;
                             let _ = results.send(report::batch_result(&session, &request.tool, result));
                         }
                     });

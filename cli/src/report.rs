@@ -108,15 +108,16 @@ pub(crate) fn batch_bad_line(number: usize, error: impl Display) -> Value {
 }
 
 /// `batch`'s line for one call: its result's text, or the error.
+/// The session is its name (`null` for the default session).
 pub(crate) fn batch_result(
-    session: &str,
+    session: &mcp_group::SessionId,
     tool: &str,
     result: Result<ToolOutput, impl std::error::Error + 'static>,
 ) -> Value {
     match result {
         Ok(output) => {
-            json!({"session": session, "tool": tool, "ok": true, "result": output.to_text()})
+            json!({"session": session.name(), "tool": tool, "ok": true, "result": output.to_text()})
         }
-        Err(e) => json!({"session": session, "tool": tool, "ok": false, "error": chain(&e)}),
+        Err(e) => json!({"session": session.name(), "tool": tool, "ok": false, "error": chain(&e)}),
     }
 }
