@@ -61,12 +61,6 @@ pub enum Error {
         /// The configured `max_sessions`.
         limit: usize,
     },
-    /// The session id is bound to another principal; it is not served to this one.
-    #[error("session `{session}` belongs to another principal")]
-    SessionForbidden {
-        /// The session id presented.
-        session: String,
-    },
     /// A session id given as input is not one (empty, or longer than
     /// [`crate::SessionId::MAX_LEN`] bytes); nothing was sent.
     #[error("invalid session id: {reason}")]
@@ -110,7 +104,6 @@ impl From<mcp_group_registry::Error> for Error {
         use mcp_group_registry::Error as R;
         match error {
             R::SessionLimitReached { limit } => Error::SessionLimitReached { limit },
-            R::SessionForbidden { session } => Error::SessionForbidden { session },
             R::Shutdown => Error::Shutdown,
             R::Connect { source } => source.into(),
             other => Error::Registry(other),

@@ -200,6 +200,130 @@ impl<'de> Deserialize<'de> for SessionId {
     }
 }
 
+/// Which session a connection serves: the principal it acts for and the
+/// session id within that principal's sessions. The session registry is
+/// keyed by it, and transports receive it ([`crate::Transport::connect`]),
+/// so per-session credentials and questions to the user go to the right
+/// end user.
+///
+/// The principal is the end user as the application authenticated them.
+/// No principal is a namespace of its own, distinct from every named
+/// principal: the same session id under two principals (or under one and
+/// none) is two sessions, and neither can reach, probe or inherit the
+/// other. Cheap to clone; its hash is computed once (without a principal it
+/// is the session id's own, so the common case costs nothing more).
+#[derive(Clone)]
+pub struct SessionKey {
+    principal: Option<Arc<str>>,
+    session: SessionId,
+    hash: u64,
+}
+
+impl SessionKey {
+    /// The session `session` without a principal.
+    pub fn new(session: SessionId) -> Self {
+        let hash = session.hash;
+        Self {
+            principal: None,
+            session,
+            hash,
+        }
+    }
+
+    /// The session `session` of `principal` (`None`: no principal).
+    pub fn with_principal(principal: Option<&str>, session: SessionId) -> Self {
+        match principal {
+            None => Self::new(session),
+            Some(principal) => {
+                use std::hash::BuildHasher;
+                let hash = hash_keys().hash_one((principal, session.hash));
+                Self {
+                    principal: Some(Arc::from(principal)),
+                    session,
+                    hash,
+                }
+            }
+        }
+    }
+
+    /// The shared default session, without a principal: the key of a
+    /// function group's base client.
+    pub fn default_session() -> Self {
+        Self::new(SessionId::default_session())
+    }
+
+    /// The principal, if any.
+    pub fn principal(&self) -> Option<&str> {
+        self.principal.as_deref()
+    }
+
+    /// The session id.
+    pub fn session(&self) -> &SessionId {
+        &self.session
+    }
+}
+
+impl From<SessionId> for SessionKey {
+    fn from(session: SessionId) -> Self {
+        Self::new(session)
+    }
+}
+
+impl PartialEq for SessionKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash
+            && self.session == other.session
+            && match (&self.principal, &other.principal) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                _ => false,
+            }
+    }
+}
+
+impl Eq for SessionKey {}
+
+impl std::hash::Hash for SessionKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialOrd for SessionKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SessionKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.principal, &self.session).cmp(&(&other.principal, &other.session))
+    }
+}
+
+/// The session id, then the principal in parentheses when there is one;
+/// both escaped as [`SessionId`]'s `Display` escapes.
+impl fmt::Display for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.session, f)?;
+        if let Some(principal) = &self.principal {
+            f.write_str(" (principal ")?;
+            write_escaped(f, principal)?;
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionKey")
+            .field("principal", &self.principal)
+            .field("session", &self.session)
+            .finish()
+    }
+}
+
 /// What a transport connects to, for logs and error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerDescription {
@@ -451,6 +575,20 @@ mod redaction_tests {
 
 #[cfg(test)]
 mod session_id_tests {
+    #[test]
+    fn one_session_id_under_two_principals_is_two_keys() {
+        let id = SessionId::new("chat-7");
+        let alice = SessionKey::with_principal(Some("alice"), id.clone());
+        let bob = SessionKey::with_principal(Some("bob"), id.clone());
+        let nobody = SessionKey::new(id.clone());
+        assert_ne!(alice, bob);
+        assert_ne!(alice, nobody);
+        assert_ne!(bob, nobody);
+        assert_eq!(alice, SessionKey::with_principal(Some("alice"), id.clone()));
+        assert_eq!(nobody, SessionKey::with_principal(None, id));
+        assert_eq!(alice.to_string(), "chat-7 (principal alice)");
+    }
+
     use super::*;
 
     #[test]
