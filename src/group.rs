@@ -263,7 +263,8 @@ impl FunctionGroup {
     /// Like [`FunctionGroup::connect`], with client options: typically
     /// `config.client_options()` plus an elicitation handler, so that
     /// servers asking for user input get an answer (every session's
-    /// connection uses them).
+    /// connection uses them; the handler is told the session and principal
+    /// each question comes from).
     ///
     /// ```no_run
     /// use std::sync::Arc;

@@ -17,7 +17,10 @@
 //! [`ClientOptions`] set what the client side says and answers: the protocol
 //! version offered in the handshake, and an [`Elicitation`] handler for
 //! servers that ask for user input ([`AcceptDefaults`] answers with the
-//! requested schema's defaults); [`Connection::establish_with`] takes them.
+//! requested schema's defaults); [`Connection::establish_with`] takes them,
+//! with the [`SessionKey`] of the connection, which the handler receives
+//! with each question (at most [`MAX_SERVER_REQUESTS_PER_SESSION`] of one
+//! session at once).
 //!
 //! # Writing a transport
 //!
@@ -84,7 +87,8 @@ mod types;
 
 pub use async_trait::async_trait;
 pub use connection::{
-    Cleanup, ClientAgent, Connection, MAX_TOOL_LIST_BYTES, MAX_TOOL_LIST_PAGES, MAX_TOOLS,
+    Cleanup, ClientAgent, Connection, MAX_SERVER_REQUESTS_PER_SESSION, MAX_TOOL_LIST_BYTES,
+    MAX_TOOL_LIST_PAGES, MAX_TOOLS,
 };
 pub use credentials::ClientCredentials;
 pub use error::{BoxError, Error};

@@ -25,8 +25,9 @@ pub trait Transport: Send + Sync + 'static {
     /// Opens a new connection for `session` and completes the MCP handshake.
     ///
     /// The key (session id and principal) lets a transport vary per session
-    /// (the end user's credentials in headers, say); most transports ignore
-    /// it.
+    /// (the end user's credentials in headers, say). Pass it on to
+    /// [`crate::Connection::establish_with`], so that the elicitation handler
+    /// knows which end user a server's question is for.
     async fn connect(&self, session: &SessionKey) -> Result<Connection, Error>;
 
     /// What this transport connects to.

@@ -479,9 +479,14 @@ impl Transport for StreamableHttpTransport {
             },
         };
         let transport = StreamableHttpClientTransport::with_client(client, config);
-        Connection::establish_with(transport, self.config().display_url(), &self.options)
-            .await
-            .map_err(classify)
+        Connection::establish_with(
+            transport,
+            self.config().display_url(),
+            &self.options,
+            session,
+        )
+        .await
+        .map_err(classify)
     }
 
     fn description(&self) -> ServerDescription {

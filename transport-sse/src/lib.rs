@@ -218,7 +218,7 @@ impl Transport for SseTransport {
                 source: Box::new(e),
             },
         })?;
-        Connection::establish_with(client, url.clone(), &self.options).await
+        Connection::establish_with(client, url.clone(), &self.options, session).await
     }
 
     fn description(&self) -> ServerDescription {

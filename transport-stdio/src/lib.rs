@@ -354,7 +354,8 @@ impl Transport for StdioTransport {
         };
         tokio::spawn(forward_stderr(stderr, pid));
         let connection =
-            Connection::establish_with((stdout, stdin), command_line, &self.options).await?;
+            Connection::establish_with((stdout, stdin), command_line, &self.options, session)
+                .await?;
         Ok(connection.with_cleanup(guard))
     }
 
