@@ -61,11 +61,12 @@ pub enum Error {
         /// The configured `max_sessions`.
         limit: usize,
     },
-    /// The session id is bound to another principal; it is not served to this one.
-    #[error("session `{session}` belongs to another principal")]
-    SessionForbidden {
-        /// The session id presented.
-        session: String,
+    /// A session id given as input is not one (empty, or longer than
+    /// [`crate::SessionId::MAX_LEN`] bytes); nothing was sent.
+    #[error("invalid session id: {reason}")]
+    InvalidSessionId {
+        /// Why it is refused.
+        reason: &'static str,
     },
     /// The function group was shut down; no new calls are accepted.
     #[error("the function group is shut down")]
@@ -76,7 +77,7 @@ pub enum Error {
     /// The server could not be reached, started or understood, or a request
     /// failed: the connection layer's error.
     #[error(transparent)]
-    Mcp(#[from] mcp_group_core::Error),
+    Mcp(mcp_group_core::Error),
 }
 
 impl Error {
@@ -87,14 +88,24 @@ impl Error {
     }
 }
 
+impl From<mcp_group_core::Error> for Error {
+    fn from(error: mcp_group_core::Error) -> Self {
+        match error {
+            mcp_group_core::Error::InvalidSessionId { reason } => {
+                Error::InvalidSessionId { reason }
+            }
+            other => Error::Mcp(other),
+        }
+    }
+}
+
 impl From<mcp_group_registry::Error> for Error {
     fn from(error: mcp_group_registry::Error) -> Self {
         use mcp_group_registry::Error as R;
         match error {
             R::SessionLimitReached { limit } => Error::SessionLimitReached { limit },
-            R::SessionForbidden { session } => Error::SessionForbidden { session },
             R::Shutdown => Error::Shutdown,
-            R::Connect { source } => Error::Mcp(source),
+            R::Connect { source } => source.into(),
             other => Error::Registry(other),
         }
     }

@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use mcp_group_core::{DynTransport, JsonObject, SessionId, ToolOutput, Transport};
+use mcp_group_core::{DynTransport, JsonObject, SessionId, SessionKey, ToolOutput, Transport};
 use mcp_group_overrides::{ExposedTool, Overrides, ToolMap, UnusableTool};
 use mcp_group_registry::{Lease, Registry, RegistryConfig, RegistryStats};
 use serde_json::Value;
@@ -271,7 +271,8 @@ impl FunctionGroup {
     /// Like [`FunctionGroup::connect`], with client options: typically
     /// `config.client_options()` plus an elicitation handler, so that
     /// servers asking for user input get an answer (every session's
-    /// connection uses them).
+    /// connection uses them; the handler is told the session and principal
+    /// each question comes from).
     ///
     /// ```no_run
     /// use std::sync::Arc;
@@ -310,7 +311,7 @@ impl FunctionGroup {
             .with_full_policy(config.session_limit_policy)
             .with_limit_wait(config.session_limit_wait);
         let registry = Registry::new(transport, registry_config);
-        let base = registry.acquire(&SessionId::default_session()).await?;
+        let base = registry.acquire(&SessionKey::default_session()).await?;
         let descriptors = base.list_tools(config.tool_call_timeout).await?;
         let shared = Shared {
             registry,
@@ -385,7 +386,9 @@ impl FunctionGroup {
 
     /// Calls the function exposed as `tool` in `session` (`None`, or any
     /// session when `session_aware_tools` is off: the shared default session)
-    /// with `arguments` (a JSON object, or `null` for none).
+    /// with `arguments` (a JSON object, or `null` for none). No
+    /// [`SessionId`] made from a string is the default session; ids from
+    /// input are checked by [`SessionId::try_new`] ([`Error::InvalidSessionId`]).
     ///
     /// The arguments are checked against the tool's input schema first; a
     /// mismatch is [`Error::InvalidArguments`] naming the field, and
@@ -407,9 +410,14 @@ impl FunctionGroup {
     }
 
     /// Like [`FunctionGroup::call`], on behalf of `principal` (the end user
-    /// as your application authenticated them): a session first used by one
-    /// principal is refused to every other with [`Error::SessionForbidden`],
-    /// so a shared or guessed session id never reaches another user's client.
+    /// as your application authenticated them). Sessions are keyed by
+    /// principal and id ([`SessionKey`]): the same id under another
+    /// principal — or under none — is another session with its own
+    /// connection, so a shared or guessed session id never reaches another
+    /// user's client, and nothing tells whether it exists there. Without a
+    /// session id the call runs in the principal's own default session
+    /// (`principal` `None`: the group's shared base session); with
+    /// `session_aware_tools` off every call shares the base session.
     #[tracing::instrument(level = "debug", skip(self, principal, arguments), fields(session))]
     pub async fn call_as(
         &self,
@@ -418,10 +426,10 @@ impl FunctionGroup {
         tool: &str,
         arguments: Value,
     ) -> Result<ToolOutput, Error> {
-        let session = self.session_for(session);
-        tracing::Span::current().record("session", tracing::field::display(&session));
+        let key = self.key_for(session, principal);
+        tracing::Span::current().record("session", tracing::field::display(&key));
         let (original, arguments) = self.prepare(tool, arguments)?;
-        let lease = self.shared.registry.acquire_as(&session, principal).await?;
+        let lease = self.shared.registry.acquire(&key).await?;
         let result = lease
             .call_tool(&original, arguments, self.shared.config.tool_call_timeout)
             .await;
@@ -440,13 +448,15 @@ impl FunctionGroup {
         }
     }
 
-    /// The session a call runs in: `session`, or the default session when
-    /// none is given or `session_aware_tools` is off.
-    fn session_for(&self, session: Option<&SessionId>) -> SessionId {
-        match session {
-            Some(session) if self.shared.config.session_aware_tools => session.clone(),
-            _ => SessionId::default_session(),
+    /// The session a call runs in: `session` (or the default session when
+    /// none is given) of `principal`; the shared base session when
+    /// `session_aware_tools` is off.
+    fn key_for(&self, session: Option<&SessionId>, principal: Option<&str>) -> SessionKey {
+        if !self.shared.config.session_aware_tools {
+            return SessionKey::default_session();
         }
+        let session = session.cloned().unwrap_or_default();
+        SessionKey::with_principal(principal, session)
     }
 
     /// Resolves the exposed name and checks the arguments: everything a call
@@ -474,15 +484,38 @@ impl FunctionGroup {
         Ok((function.original_name().to_owned(), arguments))
     }
 
-    /// Leases `session`'s connection (opening it if needed) for direct use.
+    /// Leases `session`'s connection (without a principal; opening it if
+    /// needed) for direct use.
     pub async fn lease(&self, session: &SessionId) -> Result<Lease<DynTransport>, Error> {
-        Ok(self.shared.registry.acquire(session).await?)
+        self.lease_as(session, None).await
     }
 
-    /// Pings the server in `session` and returns the round-trip time.
+    /// Like [`FunctionGroup::lease`], the session of `principal` (see
+    /// [`FunctionGroup::call_as`]).
+    pub async fn lease_as(
+        &self,
+        session: &SessionId,
+        principal: Option<&str>,
+    ) -> Result<Lease<DynTransport>, Error> {
+        let key = SessionKey::with_principal(principal, session.clone());
+        Ok(self.shared.registry.acquire(&key).await?)
+    }
+
+    /// Pings the server in `session` (without a principal) and returns the
+    /// round-trip time.
     pub async fn ping(&self, session: Option<&SessionId>) -> Result<Duration, Error> {
-        let session = self.session_for(session);
-        let lease = self.lease(&session).await?;
+        self.ping_as(session, None).await
+    }
+
+    /// Like [`FunctionGroup::ping`], in the session of `principal` (the
+    /// session chosen as [`FunctionGroup::call_as`] chooses it).
+    pub async fn ping_as(
+        &self,
+        session: Option<&SessionId>,
+        principal: Option<&str>,
+    ) -> Result<Duration, Error> {
+        let key = self.key_for(session, principal);
+        let lease = self.shared.registry.acquire(&key).await?;
         let started = tokio::time::Instant::now();
         match lease.ping(self.shared.config.tool_call_timeout).await {
             Ok(()) => Ok(started.elapsed()),
@@ -505,7 +538,17 @@ impl FunctionGroup {
     /// What the registry knows of `session` (leases held, idle time,
     /// connection), read without refreshing its idle time.
     pub fn peek_session(&self, session: &SessionId) -> Option<mcp_group_registry::SessionInfo> {
-        self.shared.registry.peek(session)
+        self.peek_session_as(session, None)
+    }
+
+    /// Like [`FunctionGroup::peek_session`], the session of `principal`.
+    pub fn peek_session_as(
+        &self,
+        session: &SessionId,
+        principal: Option<&str>,
+    ) -> Option<mcp_group_registry::SessionInfo> {
+        let key = SessionKey::with_principal(principal, session.clone());
+        self.shared.registry.peek(&key)
     }
 
     /// The number of open sessions (the default session included).
@@ -565,7 +608,11 @@ async fn watch_tool_list(shared: std::sync::Weak<Shared>, mut lease: Lease<DynTr
             let Some(shared) = shared.upgrade() else {
                 return;
             };
-            match shared.registry.acquire(&SessionId::default_session()).await {
+            match shared
+                .registry
+                .acquire(&SessionKey::default_session())
+                .await
+            {
                 Ok(new) => {
                     if let Err(error) = shared.refresh(&new).await {
                         tracing::warn!(%error, "refreshing the function list failed; keeping the old one");

@@ -62,7 +62,7 @@ pub use group::{
 };
 #[doc(inline)]
 pub use mcp_group_core as core;
-pub use mcp_group_core::{ClientCredentials, SessionId, ToolDescriptor, ToolOutput};
+pub use mcp_group_core::{ClientCredentials, SessionId, SessionKey, ToolDescriptor, ToolOutput};
 #[doc(inline)]
 pub use mcp_group_overrides as overrides;
 pub use mcp_group_overrides::{ExposedTool, ToolOverride, UnusableTool};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use mcp_group_core::{Connection, DynTransport, Error, ServerDescription, SessionId, Transport};
+use mcp_group_core::{Connection, DynTransport, Error, ServerDescription, SessionKey, Transport};
 
 use crate::{
     McpClientConfig,
@@ -51,7 +51,7 @@ fn retryable(error: &Error) -> bool {
 
 #[mcp_group_core::async_trait]
 impl Transport for Reconnecting {
-    async fn connect(&self, session: &SessionId) -> Result<Connection, Error> {
+    async fn connect(&self, session: &SessionKey) -> Result<Connection, Error> {
         let mut backoff = Backoff::with_random(self.initial, self.max, self.random.clone());
         let mut retries = 0;
         loop {
@@ -85,6 +85,8 @@ mod tests {
         model::{ServerCapabilities, ServerConfig as RmcpServerConfig},
     };
 
+    use mcp_group_core::SessionId;
+
     use super::*;
     use crate::{ServerConfig, config::McpClientConfig as Config};
 
@@ -106,7 +108,7 @@ mod tests {
 
     #[async_trait]
     impl Transport for Flaky {
-        async fn connect(&self, _session: &SessionId) -> Result<Connection, Error> {
+        async fn connect(&self, _session: &SessionKey) -> Result<Connection, Error> {
             let attempt = self.attempts.fetch_add(1, Ordering::SeqCst);
             if attempt < self.failures {
                 return Err(if self.spawn_error {
@@ -156,7 +158,10 @@ mod tests {
     async fn connection_errors_are_retried_with_exponential_backoff() {
         let (transport, flaky) = reconnecting(2, false);
         let started = tokio::time::Instant::now();
-        let connection = transport.connect(&SessionId::new("s")).await.unwrap();
+        let connection = transport
+            .connect(&SessionId::new("s").into())
+            .await
+            .unwrap();
         assert_eq!(flaky.attempts.load(Ordering::SeqCst), 3);
         // 500 ms, then 1 s (the defaults).
         assert_eq!(started.elapsed(), Duration::from_millis(1500));
@@ -166,7 +171,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_attempt_budget_is_respected() {
         let (transport, flaky) = reconnecting(5, false);
-        let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
+        let err = transport
+            .connect(&SessionId::new("s").into())
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::Connect { .. }), "{err:?}");
         assert_eq!(
             flaky.attempts.load(Ordering::SeqCst),
@@ -187,7 +195,7 @@ mod tests {
             transport,
             RegistryConfig::new(10, Duration::from_secs(60)).with_reap_interval(None),
         );
-        let session = SessionId::new("s");
+        let session = SessionKey::new(SessionId::new("s"));
         let started = tokio::time::Instant::now();
         let results = futures::future::join_all((0..5).map(|_| registry.acquire(&session))).await;
         for result in results {
@@ -216,7 +224,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_command_that_cannot_start_is_not_retried() {
         let (transport, flaky) = reconnecting(5, true);
-        let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
+        let err = transport
+            .connect(&SessionId::new("s").into())
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::Start { .. }), "{err:?}");
         assert_eq!(flaky.attempts.load(Ordering::SeqCst), 1);
     }

@@ -315,3 +315,27 @@ async fn a_function_handle_describes_and_calls_its_tool() {
     assert!(group.get("missing").is_none());
     group.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_caller_id_named_default_is_its_own_session_not_the_shared_one() {
+    let (group, _) = group_with(|_| {}).await;
+    assert_eq!(group.session_count(), 1, "the base session");
+    let caller = SessionId::try_new("default").unwrap();
+    group
+        .call(Some(&caller), "echo", json!({"message": "hi"}))
+        .await
+        .unwrap();
+    assert_eq!(group.session_count(), 2, "a session of its own");
+    let base = group.peek_session(&SessionId::default_session()).unwrap();
+    let named = group.peek_session(&caller).unwrap();
+    assert_ne!(base.connection_id, named.connection_id);
+    group.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_invalid_session_id_from_input_is_the_facades_typed_error() {
+    let err: Error = SessionId::try_new("").unwrap_err().into();
+    assert!(matches!(err, Error::InvalidSessionId { .. }), "{err:?}");
+    let err: Error = SessionId::try_new("x".repeat(257)).unwrap_err().into();
+    assert!(matches!(err, Error::InvalidSessionId { .. }), "{err:?}");
+}

@@ -404,7 +404,7 @@ struct Script(Arc<Mutex<Vec<Reply>>>);
 
 #[async_trait]
 impl Transport for Script {
-    async fn connect(&self, _session: &SessionId) -> Result<Connection, Error> {
+    async fn connect(&self, _session: &mcp_group::SessionKey) -> Result<Connection, Error> {
         let script = self.0.lock().unwrap().clone();
         Connection::establish(scripted(script), "script").await
     }

@@ -9,7 +9,7 @@ mod support;
 use std::{collections::HashSet, sync::Arc};
 
 use mcp_group::{
-    FunctionGroup, McpClientConfig, ServerConfig, SessionId,
+    FunctionGroup, McpClientConfig, ServerConfig, SessionId, SessionKey,
     core::DynTransport,
     http::{HttpConfig, StreamableHttpTransport},
 };
@@ -91,7 +91,7 @@ async fn per_session_headers_reach_the_server_and_never_cross_sessions() {
     let server = python_http_server();
     let transport = StreamableHttpTransport::new(HttpConfig::new(server.url("/mcp")).unwrap())
         .unwrap()
-        .with_header_provider(Arc::new(|session: &SessionId| {
+        .with_header_provider(Arc::new(|session: &SessionKey| {
             vec![(
                 "authorization".to_owned(),
                 format!("Bearer token-of-{session}"),

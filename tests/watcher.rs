@@ -14,8 +14,7 @@ use std::{
 use mcp_group::{
     FunctionGroup, McpClientConfig, ServerConfig,
     core::{
-        Connection, DynTransport, Error as CoreError, ServerDescription, SessionId, Transport,
-        async_trait,
+        Connection, DynTransport, Error as CoreError, ServerDescription, Transport, async_trait,
     },
 };
 use rmcp::{
@@ -69,7 +68,7 @@ struct DiesAfterListing {
 
 #[async_trait]
 impl Transport for DiesAfterListing {
-    async fn connect(&self, _session: &SessionId) -> Result<Connection, CoreError> {
+    async fn connect(&self, _session: &mcp_group::SessionKey) -> Result<Connection, CoreError> {
         let n = self.connects.fetch_add(1, Ordering::SeqCst);
         let (client, server) = tokio::io::duplex(64 * 1024);
         let listed = Arc::new(Notify::new());
@@ -135,7 +134,7 @@ struct Chatty {
 
 #[async_trait]
 impl Transport for Chatty {
-    async fn connect(&self, _session: &SessionId) -> Result<Connection, CoreError> {
+    async fn connect(&self, _session: &mcp_group::SessionKey) -> Result<Connection, CoreError> {
         let (client, server) = tokio::io::duplex(64 * 1024);
         let handler = Lister {
             listed: Arc::new(Notify::new()),

@@ -1,10 +1,12 @@
-//! `batch`: JSON lines `{"session","tool","args"}` from stdin, run
-//! concurrently across sessions and in order within one; one JSON line per
-//! result on stdout, exit code 2 if any line failed.
+//! `batch`: JSON lines `{"session","principal","tool","args"}` from stdin
+//! (`session` and `principal` optional), run concurrently across sessions
+//! and in order within one; one JSON line per result on stdout, exit code 2
+//! if any line failed. A session is its id under its principal: the same id
+//! with another principal (or none) is another session.
 
 use std::{collections::BTreeMap, io::BufRead, io::Write, process::ExitCode, sync::Arc};
 
-use mcp_group::{FunctionGroup, SessionId};
+use mcp_group::{FunctionGroup, SessionId, SessionKey};
 use serde_json::{Value, json};
 use tokio::{sync::mpsc, task::JoinSet};
 
@@ -15,6 +17,8 @@ use crate::{BoxError, ServerArgs, connect::connect, report, signals};
 struct BatchLine {
     #[serde(default)]
     session: Option<String>,
+    #[serde(default)]
+    principal: Option<String>,
     tool: String,
     #[serde(default)]
     args: Value,
@@ -55,7 +59,7 @@ async fn batch(group: Arc<FunctionGroup>) -> Result<ExitCode, BoxError> {
     let (results_tx, mut results) = mpsc::unbounded_channel::<Value>();
     let mut results_tx = Some(results_tx);
     let mut sessions = JoinSet::new();
-    let mut queues: BTreeMap<String, mpsc::UnboundedSender<BatchLine>> = BTreeMap::new();
+    let mut queues: BTreeMap<SessionKey, mpsc::UnboundedSender<BatchLine>> = BTreeMap::new();
     let mut out = std::io::stdout();
     let mut failed = 0usize;
     let mut number = 0usize;
@@ -96,22 +100,30 @@ async fn batch(group: Arc<FunctionGroup>) -> Result<ExitCode, BoxError> {
                         continue;
                     }
                 };
-                let session = request
-                    .session
-                    .clone()
-                    .unwrap_or_else(|| SessionId::DEFAULT.to_owned());
+                // A line without a session runs in the default session; a
+                // line's id never names it.
+                let session = match request.session.as_deref().map(SessionId::try_new).transpose() {
+                    Ok(session) => session.unwrap_or_default(),
+                    Err(e) => {
+                        failed += 1;
+                        writeln!(out, "{}", report::batch_bad_line(number, e))?;
+                        continue;
+                    }
+                };
+                let key = SessionKey::with_principal(request.principal.as_deref(), session);
                 let Some(results_tx) = &results_tx else {
                     continue;
                 };
-                let queue = queues.entry(session.clone()).or_insert_with(|| {
+                let queue = queues.entry(key.clone()).or_insert_with(|| {
                     let (queue, mut requests) = mpsc::unbounded_channel::<BatchLine>();
                     let group = group.clone();
                     let results = results_tx.clone();
                     sessions.spawn(async move {
-                        let id = SessionId::from(session.clone());
                         while let Some(request) = requests.recv().await {
-                            let result = group.call(Some(&id), &request.tool, request.args).await;
-                            let _ = results.send(report::batch_result(&session, &request.tool, result));
+                            let result = group
+                                .call_as(Some(key.session()), key.principal(), &request.tool, request.args)
+                                .await;
+                            let _ = results.send(report::batch_result(&key, &request.tool, result));
                         }
                     });
                     queue

@@ -64,7 +64,7 @@ async fn demo(group: Arc<FunctionGroup>, sessions: usize) -> Result<ExitCode, Bo
             let group = group.clone();
             let name = name.clone();
             tasks.spawn(async move {
-                let session = SessionId::from(name.clone());
+                let session = SessionId::new(&name);
                 let sum = group
                     .call(Some(&session), "add", json!({"a": call, "b": 100}))
                     .await

@@ -65,8 +65,9 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Run JSON lines `{"session","tool","args"}` from stdin: concurrently across
-    /// sessions, in order within one; print one JSON line per result.
+    /// Run JSON lines `{"session","principal","tool","args"}` from stdin
+    /// (session and principal optional): concurrently across sessions, in
+    /// order within one; print one JSON line per result.
     Batch {
         #[command(flatten)]
         server: ServerArgs,

@@ -111,15 +111,23 @@ pub(crate) fn batch_bad_line(number: usize, error: impl Display) -> Value {
 }
 
 /// `batch`'s line for one call: its result's text, or the error.
+/// The session is its name (`null` for the default session); `principal`
+/// is there when the line named one.
 pub(crate) fn batch_result(
-    session: &str,
+    key: &mcp_group::SessionKey,
     tool: &str,
     result: Result<ToolOutput, impl std::error::Error + 'static>,
 ) -> Value {
-    match result {
+    let mut line = match result {
         Ok(output) => {
-            json!({"session": session, "tool": tool, "ok": true, "result": output.to_text()})
+            json!({"session": key.session().name(), "tool": tool, "ok": true, "result": output.to_text()})
         }
-        Err(e) => json!({"session": session, "tool": tool, "ok": false, "error": chain(&e)}),
+        Err(e) => {
+            json!({"session": key.session().name(), "tool": tool, "ok": false, "error": chain(&e)})
+        }
+    };
+    if let Some(principal) = key.principal() {
+        line["principal"] = json!(principal);
     }
+    line
 }

@@ -32,7 +32,7 @@ pub(crate) async fn call(
 ) -> Result<ExitCode, BoxError> {
     let arguments: Value =
         serde_json::from_str(args).map_err(|e| format!("--args is not valid JSON: {e}"))?;
-    let session = session.map(SessionId::from);
+    let session = session.map(SessionId::try_new).transpose()?;
     signals::run_with_group(connect(server, timeout), |group| async move {
         let output = group.call(session.as_ref(), tool, arguments).await?;
         println!("{}", report::printable(&output.to_text()));

@@ -320,6 +320,85 @@ fn json_output_keeps_server_text_exact() {
 }
 
 #[test]
+fn batch_refuses_empty_and_overlong_session_ids_and_default_is_not_the_shared_session() {
+    let long = "x".repeat(257);
+    let input = format!(
+        "{{\"session\":\"\",\"tool\":\"whoami\"}}\n\
+         {{\"session\":\"{long}\",\"tool\":\"whoami\"}}\n\
+         {{\"tool\":\"whoami\"}}\n\
+         {{\"session\":\"default\",\"tool\":\"whoami\"}}\n"
+    );
+    let out = run(&["batch", "--stdio", &demo_server()], Some(&input));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    for number in [1, 2] {
+        let bad = lines.iter().find(|l| l["line"] == number).unwrap();
+        assert!(
+            bad["error"]
+                .as_str()
+                .unwrap()
+                .contains("invalid session id"),
+            "{bad:?}"
+        );
+    }
+    let pid = |session: &Value| -> u64 {
+        let line = lines
+            .iter()
+            .find(|l| &l["session"] == session && l["ok"] == true)
+            .unwrap();
+        let who: Value = serde_json::from_str(line["result"].as_str().unwrap()).unwrap();
+        who["pid"].as_u64().unwrap()
+    };
+    assert_ne!(
+        pid(&Value::Null),
+        pid(&Value::from("default")),
+        "a line's \"default\" is a session of its own"
+    );
+}
+
+#[test]
+fn batch_lines_with_another_principal_are_another_session() {
+    let input = "{\"session\":\"a\",\"principal\":\"alice\",\"tool\":\"whoami\"}\n\
+                 {\"session\":\"a\",\"principal\":\"bob\",\"tool\":\"whoami\"}\n\
+                 {\"session\":\"a\",\"tool\":\"whoami\"}\n\
+                 {\"session\":\"a\",\"principal\":\"alice\",\"tool\":\"whoami\"}\n";
+    let out = run(&["batch", "--stdio", &demo_server()], Some(input));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    let who = |principal: Option<&str>| -> Vec<(u64, u64)> {
+        lines
+            .iter()
+            .filter(|l| l["principal"].as_str() == principal)
+            .map(|l| {
+                let who: Value = serde_json::from_str(l["result"].as_str().unwrap()).unwrap();
+                (who["pid"].as_u64().unwrap(), who["calls"].as_u64().unwrap())
+            })
+            .collect()
+    };
+    let (alice, bob, none) = (who(Some("alice")), who(Some("bob")), who(None));
+    assert_eq!(alice.len(), 2);
+    assert_eq!(
+        (alice[0].1, alice[1].1),
+        (1, 2),
+        "alice's lines share one session, in order"
+    );
+    assert_eq!(alice[0].0, alice[1].0);
+    let pids = [alice[0].0, bob[0].0, none[0].0];
+    assert!(
+        pids[0] != pids[1] && pids[1] != pids[2] && pids[0] != pids[2],
+        "{pids:?}"
+    );
+}
+
+#[test]
 fn batch_reports_a_line_that_is_not_utf8_and_runs_the_rest() {
     use std::io::Write as _;
     let mut child = Command::new(BIN)

@@ -328,21 +328,25 @@ async fn a_server_killed_between_calls_is_replaced_on_the_next_call() {
 }
 
 #[tokio::test]
-async fn a_session_of_one_principal_is_refused_to_another() {
+async fn one_session_id_under_two_principals_is_two_servers_and_neither_reaches_the_other() {
     let group = FunctionGroup::connect(config(demo_server())).await.unwrap();
     let s = SessionId::new("chat-7");
     let out = group
         .call_as(Some(&s), Some("alice"), "whoami", json!({}))
         .await
         .unwrap();
-    let (pid, _) = whoami(&out);
-    let err = group
+    let (alice, _) = whoami(&out);
+    let mallory = group
         .call_as(Some(&s), Some("mallory"), "whoami", json!({}))
         .await
-        .unwrap_err();
+        .unwrap();
+    let (mallory, calls) = whoami(&mallory);
+    assert_ne!(mallory, alice, "mallory gets a server of her own");
+    assert_eq!(calls, 1);
+    let nobody = group.call(Some(&s), "whoami", json!({})).await.unwrap();
     assert!(
-        matches!(&err, Error::SessionForbidden { session } if session == "chat-7"),
-        "{err:?}"
+        ![alice, mallory].contains(&whoami(&nobody).0),
+        "no principal is a namespace of its own"
     );
     let again = group
         .call_as(Some(&s), Some("alice"), "whoami", json!({}))
@@ -350,9 +354,14 @@ async fn a_session_of_one_principal_is_refused_to_another() {
         .unwrap();
     assert_eq!(
         whoami(&again),
-        (pid, 2),
+        (alice, 2),
         "mallory's call never reached alice's server"
     );
+    let lease = group.lease_as(&s, Some("mallory")).await.unwrap();
+    assert_eq!(lease.key().principal(), Some("mallory"));
+    drop(lease);
+    group.ping_as(Some(&s), Some("alice")).await.unwrap();
+    assert_eq!(group.session_count(), 4, "base, alice, mallory, none");
     group.shutdown().await;
 }
 

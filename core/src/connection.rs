@@ -20,6 +20,10 @@ use rmcp::{
     transport::{IntoTransport, Transport},
 };
 
+/// The most server-initiated requests (elicitations) of one session handled
+/// at once; the server gets an error for each request beyond it.
+pub const MAX_SERVER_REQUESTS_PER_SESSION: usize = 8;
+
 /// The most pages of one `tools/list` this client follows.
 pub const MAX_TOOL_LIST_PAGES: usize = 100;
 
@@ -49,7 +53,7 @@ fn json_size(value: &impl serde::Serialize) -> usize {
 }
 
 use crate::{
-    ClientOptions, Error, ToolDescriptor, ToolOutput,
+    ClientOptions, Error, SessionKey, ToolDescriptor, ToolOutput,
     options::{ElicitationAnswer, apply_defaults},
 };
 
@@ -71,11 +75,15 @@ pub trait Cleanup: Send + 'static {
 }
 
 /// The client side of the handshake — what we tell the server about
-/// ourselves — and the handler of what the server sends unasked.
+/// ourselves — and the handler of what the server sends unasked, for one
+/// connection: it knows the session the connection serves, and bounds the
+/// server's concurrent requests to [`MAX_SERVER_REQUESTS_PER_SESSION`].
 #[derive(Clone)]
 pub struct ClientAgent {
     info: ClientConfig,
     options: ClientOptions,
+    session: SessionKey,
+    server_requests: Arc<tokio::sync::Semaphore>,
     tools_changed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
@@ -83,6 +91,7 @@ impl fmt::Debug for ClientAgent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientAgent")
             .field("options", &self.options)
+            .field("session", &self.session)
             .finish()
     }
 }
@@ -94,11 +103,12 @@ impl ClientAgent {
     /// (and the conformance suite's 0.1 releases) reject; 2025-11-25 is the
     /// newest version that every current server negotiates.
     pub fn new() -> Self {
-        Self::with_options(ClientOptions::new())
+        Self::with_options(ClientOptions::new(), SessionKey::default_session())
     }
 
-    /// A client with `options` (protocol version, elicitation handler).
-    pub fn with_options(options: ClientOptions) -> Self {
+    /// A client with `options` (protocol version, elicitation handler) for
+    /// a connection of `session`.
+    pub fn with_options(options: ClientOptions, session: SessionKey) -> Self {
         let mut capabilities = ClientCapabilities::default();
         if options.elicitation().is_some() {
             let mut elicitation = ElicitationCapability::new();
@@ -113,6 +123,8 @@ impl ClientAgent {
         Self {
             info,
             options,
+            session,
+            server_requests: Arc::new(tokio::sync::Semaphore::new(MAX_SERVER_REQUESTS_PER_SESSION)),
             tools_changed: Arc::new(tokio::sync::watch::Sender::new(0)),
         }
     }
@@ -139,6 +151,21 @@ impl ClientHandler for ClientAgent {
         request: ElicitRequestParams,
         _context: rmcp::service::RequestContext<RoleClient>,
     ) -> Result<ElicitResult, rmcp::ErrorData> {
+        // Each request runs in a task of its own: without a bound, a server
+        // could keep any number of them waiting on the end user.
+        let Ok(_permit) = self.server_requests.clone().try_acquire_owned() else {
+            tracing::warn!(
+                session = %self.session,
+                limit = MAX_SERVER_REQUESTS_PER_SESSION,
+                "refusing an elicitation: too many server requests in flight for this session"
+            );
+            return Err(rmcp::ErrorData::internal_error(
+                format!(
+                    "too many concurrent requests for this session (limit {MAX_SERVER_REQUESTS_PER_SESSION})"
+                ),
+                None,
+            ));
+        };
         let declined = Ok(ElicitResult::new(ElicitationAction::Decline));
         let (
             Some(handler),
@@ -155,7 +182,7 @@ impl ClientHandler for ClientAgent {
             Ok(serde_json::Value::Object(schema)) => schema,
             _ => return declined,
         };
-        match handler.elicit(&message, &schema).await {
+        match handler.elicit(&self.session, &message, &schema).await {
             ElicitationAnswer::Accept(mut content) => {
                 apply_defaults(&schema, &mut content);
                 tracing::debug!(fields = content.len(), "elicitation accepted");
@@ -214,22 +241,33 @@ impl Connection {
         T: IntoTransport<RoleClient, E, A>,
         E: std::error::Error + Send + Sync + 'static,
     {
-        Self::establish_with(transport, endpoint, &ClientOptions::new()).await
+        let options = ClientOptions::new();
+        Self::establish_with(
+            transport,
+            endpoint,
+            &options,
+            &SessionKey::default_session(),
+        )
+        .await
     }
 
     /// Like [`Connection::establish`], with the client's `options` (offered
-    /// protocol version, elicitation handler).
+    /// protocol version, elicitation handler), for a connection of
+    /// `session`: the elicitation handler is told which session each of the
+    /// server's questions comes from. Transports pass the key
+    /// [`crate::Transport::connect`] was given.
     pub async fn establish_with<T, E, A>(
         transport: T,
         endpoint: impl Into<String>,
         options: &ClientOptions,
+        session: &SessionKey,
     ) -> Result<Self, Error>
     where
         T: IntoTransport<RoleClient, E, A>,
         E: std::error::Error + Send + Sync + 'static,
     {
         let endpoint: String = endpoint.into();
-        let agent = ClientAgent::with_options(options.clone());
+        let agent = ClientAgent::with_options(options.clone(), session.clone());
         let tools_changed = agent.tools_changed.subscribe();
         let (transport, ended) = Watched::new(transport.into_transport());
         let service = agent.serve(transport).await.map_err(|e| Error::Handshake {

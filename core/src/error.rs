@@ -88,6 +88,13 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// A session id given as input is not one: empty, or longer than
+    /// [`crate::SessionId::MAX_LEN`] bytes.
+    #[error("invalid session id: {reason}")]
+    InvalidSessionId {
+        /// Why it is refused.
+        reason: &'static str,
+    },
     /// The protocol version asked for is not one this client speaks.
     #[error("unsupported MCP protocol version `{version}`")]
     UnsupportedProtocolVersion {

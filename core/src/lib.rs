@@ -4,7 +4,8 @@
 //! mcp-group gives every end-user session its own MCP client. This crate says
 //! what a *transport* is — a connector that opens a new, initialized
 //! [`Connection`] to one MCP server each time a session needs one — and
-//! defines the values that cross crate boundaries: [`SessionId`],
+//! defines the values that cross crate boundaries: [`SessionId`] and
+//! [`SessionKey`] (a session id under a principal),
 //! [`ServerDescription`], [`ToolDescriptor`], [`ToolOutput`] and the
 //! connection layer's [`Error`]. It depends on no transport; the stdio, streamable HTTP and
 //! SSE transports are separate crates, and so can yours be.
@@ -16,7 +17,10 @@
 //! [`ClientOptions`] set what the client side says and answers: the protocol
 //! version offered in the handshake, and an [`Elicitation`] handler for
 //! servers that ask for user input ([`AcceptDefaults`] answers with the
-//! requested schema's defaults); [`Connection::establish_with`] takes them.
+//! requested schema's defaults); [`Connection::establish_with`] takes them,
+//! with the [`SessionKey`] of the connection, which the handler receives
+//! with each question (at most [`MAX_SERVER_REQUESTS_PER_SESSION`] of one
+//! session at once).
 //!
 //! # Writing a transport
 //!
@@ -36,7 +40,7 @@
 //!    help (a program that will not start); keep your own error as the source.
 //!
 //! ```no_run
-//! use mcp_group_core::{Connection, Error, ServerDescription, SessionId, Transport, async_trait};
+//! use mcp_group_core::{Connection, Error, ServerDescription, SessionId, SessionKey, Transport, async_trait};
 //!
 //! /// MCP as newline-delimited JSON over plain TCP.
 //! struct TcpTransport {
@@ -45,7 +49,7 @@
 //!
 //! #[async_trait]
 //! impl Transport for TcpTransport {
-//!     async fn connect(&self, _session: &SessionId) -> Result<Connection, Error> {
+//!     async fn connect(&self, _session: &SessionKey) -> Result<Connection, Error> {
 //!         let stream = tokio::net::TcpStream::connect(&self.addr)
 //!             .await
 //!             .map_err(|e| Error::Connect { endpoint: self.addr.clone(), source: Box::new(e) })?;
@@ -60,7 +64,7 @@
 //!
 //! # async fn run() -> Result<(), Error> {
 //! let transport = TcpTransport { addr: "127.0.0.1:4000".into() };
-//! let connection = transport.connect(&SessionId::new("alice")).await?;
+//! let connection = transport.connect(&SessionId::new("alice").into()).await?;
 //! let tools = connection.list_tools(std::time::Duration::from_secs(10)).await?;
 //! println!("{} tools", tools.len());
 //! connection.close().await;
@@ -83,7 +87,8 @@ mod types;
 
 pub use async_trait::async_trait;
 pub use connection::{
-    Cleanup, ClientAgent, Connection, MAX_TOOL_LIST_BYTES, MAX_TOOL_LIST_PAGES, MAX_TOOLS,
+    Cleanup, ClientAgent, Connection, MAX_SERVER_REQUESTS_PER_SESSION, MAX_TOOL_LIST_BYTES,
+    MAX_TOOL_LIST_PAGES, MAX_TOOLS,
 };
 pub use credentials::ClientCredentials;
 pub use error::{BoxError, Error};
@@ -95,6 +100,6 @@ pub use rmcp;
 pub use rmcp::model::JsonObject;
 pub use transport::{DynTransport, Transport};
 pub use types::{
-    Redacted, ServerDescription, SessionId, ToolDescriptor, ToolOutput, is_secret_name,
+    Redacted, ServerDescription, SessionId, SessionKey, ToolDescriptor, ToolOutput, is_secret_name,
     redact_args, redact_url,
 };

@@ -6,7 +6,7 @@ use std::{fmt, sync::Arc};
 use rmcp::model::{JsonObject, ProtocolVersion};
 use serde_json::Value;
 
-use crate::Error;
+use crate::{Error, SessionKey};
 
 /// Options of the client side of every connection a transport opens.
 ///
@@ -110,11 +110,22 @@ pub enum ElicitationAnswer {
 }
 
 /// Answers a server's request for user input (`elicitation/create`, form mode).
+///
+/// One handler serves every session's connection; each request comes with
+/// the [`SessionKey`] of the connection the server asked on (its session id
+/// and principal), so the question can be routed to that end user. At most
+/// [`crate::MAX_SERVER_REQUESTS_PER_SESSION`] requests of one session are in
+/// the handler at once; the server gets an error for any beyond that.
 #[async_trait::async_trait]
 pub trait Elicitation: Send + Sync + 'static {
-    /// `schema` is the requested schema (an object schema with primitive
-    /// properties).
-    async fn elicit(&self, message: &str, schema: &JsonObject) -> ElicitationAnswer;
+    /// `session` is the session the server asked in; `schema` is the
+    /// requested schema (an object schema with primitive properties).
+    async fn elicit(
+        &self,
+        session: &SessionKey,
+        message: &str,
+        schema: &JsonObject,
+    ) -> ElicitationAnswer;
 }
 
 /// Accepts every elicitation with the defaults its schema declares: for an
@@ -124,7 +135,12 @@ pub struct AcceptDefaults;
 
 #[async_trait::async_trait]
 impl Elicitation for AcceptDefaults {
-    async fn elicit(&self, _message: &str, _schema: &JsonObject) -> ElicitationAnswer {
+    async fn elicit(
+        &self,
+        _session: &SessionKey,
+        _message: &str,
+        _schema: &JsonObject,
+    ) -> ElicitationAnswer {
         ElicitationAnswer::Accept(JsonObject::new())
     }
 }

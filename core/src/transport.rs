@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::{Connection, Error, ServerDescription, SessionId};
+use crate::{Connection, Error, ServerDescription, SessionKey};
 
 /// Opens new, initialized connections to one MCP server.
 ///
@@ -24,9 +24,11 @@ use crate::{Connection, Error, ServerDescription, SessionId};
 pub trait Transport: Send + Sync + 'static {
     /// Opens a new connection for `session` and completes the MCP handshake.
     ///
-    /// The session id lets a transport vary per session (credentials in
-    /// headers, say); most transports ignore it.
-    async fn connect(&self, session: &SessionId) -> Result<Connection, Error>;
+    /// The key (session id and principal) lets a transport vary per session
+    /// (the end user's credentials in headers, say). Pass it on to
+    /// [`crate::Connection::establish_with`], so that the elicitation handler
+    /// knows which end user a server's question is for.
+    async fn connect(&self, session: &SessionKey) -> Result<Connection, Error>;
 
     /// What this transport connects to.
     fn description(&self) -> ServerDescription;
@@ -34,7 +36,7 @@ pub trait Transport: Send + Sync + 'static {
 
 #[async_trait::async_trait]
 impl<T: Transport + ?Sized> Transport for Arc<T> {
-    async fn connect(&self, session: &SessionId) -> Result<Connection, Error> {
+    async fn connect(&self, session: &SessionKey) -> Result<Connection, Error> {
         (**self).connect(session).await
     }
 
@@ -45,7 +47,7 @@ impl<T: Transport + ?Sized> Transport for Arc<T> {
 
 #[async_trait::async_trait]
 impl<T: Transport + ?Sized> Transport for Box<T> {
-    async fn connect(&self, session: &SessionId) -> Result<Connection, Error> {
+    async fn connect(&self, session: &SessionKey) -> Result<Connection, Error> {
         (**self).connect(session).await
     }
 

@@ -5,52 +5,108 @@ use std::{fmt, sync::Arc};
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool};
 use serde::{Deserialize, Serialize};
 
+use crate::Error;
+
 /// The id of one end-user session (a conversation). Each session gets its own
 /// MCP connection. Cheap to clone.
+///
+/// An id is either a name — 1 to [`SessionId::MAX_LEN`] bytes, made with
+/// [`SessionId::try_new`] (or [`SessionId::new`] for names the program
+/// chooses) — or the group's shared default session,
+/// [`SessionId::default_session`], which no string maps to: a caller that
+/// sends `"default"` gets a session named `default`, not the shared one.
+///
+/// `Display` and `Debug` escape control characters, so an id cannot forge
+/// a log line.
 ///
 /// Its hash is computed once, at creation, with a randomly keyed SipHash (as
 /// `std`'s `HashMap` does, so ids chosen by users cannot flood a map), and
 /// `Hash` writes only that number: maps keyed by session ids, looked up on
 /// every call, skip rehashing the string.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(from = "String", into = "String")]
+#[derive(Clone)]
 pub struct SessionId {
-    id: Arc<str>,
+    /// `None`: the default session.
+    name: Option<Arc<str>>,
     hash: u64,
 }
 
-fn session_hash(id: &str) -> u64 {
-    use std::hash::BuildHasher;
+/// The process's random hash keys for session ids and keys.
+fn hash_keys() -> &'static std::collections::hash_map::RandomState {
     static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
         std::sync::OnceLock::new();
-    KEYS.get_or_init(Default::default).hash_one(id)
+    KEYS.get_or_init(Default::default)
+}
+
+fn session_hash(name: Option<&str>) -> u64 {
+    use std::hash::BuildHasher;
+    hash_keys().hash_one(name)
 }
 
 impl SessionId {
-    /// The id used for calls made without a session id; they all share one connection.
-    pub const DEFAULT: &'static str = "default";
+    /// The longest session id accepted, in bytes.
+    pub const MAX_LEN: usize = 256;
 
-    /// Creates a session id.
-    pub fn new(id: impl AsRef<str>) -> Self {
-        let id: Arc<str> = Arc::from(id.as_ref());
-        let hash = session_hash(&id);
-        Self { id, hash }
+    /// A session named `name`: 1 to [`SessionId::MAX_LEN`] bytes, or
+    /// [`Error::InvalidSessionId`]. Use it for ids that come from input.
+    pub fn try_new(name: impl AsRef<str>) -> Result<Self, Error> {
+        let name = name.as_ref();
+        let reason = if name.is_empty() {
+            "it is empty"
+        } else if name.len() > Self::MAX_LEN {
+            "it is longer than 256 bytes"
+        } else {
+            let name: Arc<str> = Arc::from(name);
+            let hash = session_hash(Some(&name));
+            return Ok(Self {
+                name: Some(name),
+                hash,
+            });
+        };
+        Err(Error::InvalidSessionId { reason })
     }
 
-    /// The shared default session.
+    /// A session named `name`, for ids the program itself chooses.
+    ///
+    /// # Panics
+    /// If `name` is empty or longer than [`SessionId::MAX_LEN`] bytes; ids
+    /// from input go through [`SessionId::try_new`].
+    #[track_caller]
+    pub fn new(name: impl AsRef<str>) -> Self {
+        match Self::try_new(name) {
+            Ok(id) => id,
+            Err(error) => panic!("{error}"),
+        }
+    }
+
+    /// The shared default session: calls made without a session id. No
+    /// string names it.
     pub fn default_session() -> Self {
-        Self::new(Self::DEFAULT)
+        static DEFAULT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        Self {
+            name: None,
+            hash: *DEFAULT.get_or_init(|| session_hash(None)),
+        }
     }
 
-    /// The id as a string slice.
-    pub fn as_str(&self) -> &str {
-        &self.id
+    /// Whether this is the shared default session.
+    pub fn is_default(&self) -> bool {
+        self.name.is_none()
+    }
+
+    /// The session's name, as given (unescaped); `None` for the default session.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 }
 
 impl PartialEq for SessionId {
     fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && (Arc::ptr_eq(&self.id, &other.id) || self.id == other.id)
+        self.hash == other.hash
+            && match (&self.name, &other.name) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                (None, None) => true,
+                _ => false,
+            }
     }
 }
 
@@ -70,7 +126,7 @@ impl PartialOrd for SessionId {
 
 impl Ord for SessionId {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.id.cmp(&other.id)
+        self.name.cmp(&other.name)
     }
 }
 
@@ -80,39 +136,191 @@ impl Default for SessionId {
     }
 }
 
+/// Writes `text` with control characters (and the Unicode line and
+/// paragraph separators) escaped as `\n`, `\u{1b}`, ...: user-chosen text
+/// in a log line stays on that line.
+pub(crate) fn write_escaped(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+    for c in text.chars() {
+        if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
+            write!(f, "{}", c.escape_default())?;
+        } else {
+            fmt::Write::write_char(f, c)?;
+        }
+    }
+    Ok(())
+}
+
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.id, f)
+        match &self.name {
+            Some(name) => fmt::Debug::fmt(&**name, f),
+            None => f.write_str("<default>"),
+        }
     }
 }
 
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.id)
+        match &self.name {
+            Some(name) => write_escaped(f, name),
+            None => f.write_str("<default>"),
+        }
     }
 }
 
-impl From<&str> for SessionId {
-    fn from(s: &str) -> Self {
-        Self::new(s)
+impl TryFrom<&str> for SessionId {
+    type Error = Error;
+
+    fn try_from(s: &str) -> Result<Self, Error> {
+        Self::try_new(s)
     }
 }
 
-impl From<String> for SessionId {
-    fn from(s: String) -> Self {
-        Self::new(s)
+impl TryFrom<String> for SessionId {
+    type Error = Error;
+
+    fn try_from(s: String) -> Result<Self, Error> {
+        Self::try_new(s)
     }
 }
 
-impl From<SessionId> for String {
-    fn from(id: SessionId) -> Self {
-        id.id.to_string()
+/// A named session serializes as its name, the default session as `null`.
+impl Serialize for SessionId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.name.as_deref().serialize(serializer)
     }
 }
 
-impl AsRef<str> for SessionId {
-    fn as_ref(&self) -> &str {
-        &self.id
+/// Only names deserialize (as [`SessionId::try_new`] checks them): input
+/// never reaches the default session.
+impl<'de> Deserialize<'de> for SessionId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Self::try_new(name).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Which session a connection serves: the principal it acts for and the
+/// session id within that principal's sessions. The session registry is
+/// keyed by it, and transports receive it ([`crate::Transport::connect`]),
+/// so per-session credentials and questions to the user go to the right
+/// end user.
+///
+/// The principal is the end user as the application authenticated them.
+/// No principal is a namespace of its own, distinct from every named
+/// principal: the same session id under two principals (or under one and
+/// none) is two sessions, and neither can reach, probe or inherit the
+/// other. Cheap to clone; its hash is computed once (without a principal it
+/// is the session id's own, so the common case costs nothing more).
+#[derive(Clone)]
+pub struct SessionKey {
+    principal: Option<Arc<str>>,
+    session: SessionId,
+    hash: u64,
+}
+
+impl SessionKey {
+    /// The session `session` without a principal.
+    pub fn new(session: SessionId) -> Self {
+        let hash = session.hash;
+        Self {
+            principal: None,
+            session,
+            hash,
+        }
+    }
+
+    /// The session `session` of `principal` (`None`: no principal).
+    pub fn with_principal(principal: Option<&str>, session: SessionId) -> Self {
+        match principal {
+            None => Self::new(session),
+            Some(principal) => {
+                use std::hash::BuildHasher;
+                let hash = hash_keys().hash_one((principal, session.hash));
+                Self {
+                    principal: Some(Arc::from(principal)),
+                    session,
+                    hash,
+                }
+            }
+        }
+    }
+
+    /// The shared default session, without a principal: the key of a
+    /// function group's base client.
+    pub fn default_session() -> Self {
+        Self::new(SessionId::default_session())
+    }
+
+    /// The principal, if any.
+    pub fn principal(&self) -> Option<&str> {
+        self.principal.as_deref()
+    }
+
+    /// The session id.
+    pub fn session(&self) -> &SessionId {
+        &self.session
+    }
+}
+
+impl From<SessionId> for SessionKey {
+    fn from(session: SessionId) -> Self {
+        Self::new(session)
+    }
+}
+
+impl PartialEq for SessionKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash
+            && self.session == other.session
+            && match (&self.principal, &other.principal) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                _ => false,
+            }
+    }
+}
+
+impl Eq for SessionKey {}
+
+impl std::hash::Hash for SessionKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialOrd for SessionKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SessionKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.principal, &self.session).cmp(&(&other.principal, &other.session))
+    }
+}
+
+/// The session id, then the principal in parentheses when there is one;
+/// both escaped as [`SessionId`]'s `Display` escapes.
+impl fmt::Display for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.session, f)?;
+        if let Some(principal) = &self.principal {
+            f.write_str(" (principal ")?;
+            write_escaped(f, principal)?;
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionKey")
+            .field("principal", &self.principal)
+            .field("session", &self.session)
+            .finish()
     }
 }
 
@@ -426,6 +634,67 @@ mod redaction_tests {
                 "3000",
                 "serve",
             ])
+        );
+    }
+}
+
+#[cfg(test)]
+mod session_id_tests {
+    #[test]
+    fn one_session_id_under_two_principals_is_two_keys() {
+        let id = SessionId::new("chat-7");
+        let alice = SessionKey::with_principal(Some("alice"), id.clone());
+        let bob = SessionKey::with_principal(Some("bob"), id.clone());
+        let nobody = SessionKey::new(id.clone());
+        assert_ne!(alice, bob);
+        assert_ne!(alice, nobody);
+        assert_ne!(bob, nobody);
+        assert_eq!(alice, SessionKey::with_principal(Some("alice"), id.clone()));
+        assert_eq!(nobody, SessionKey::with_principal(None, id));
+        assert_eq!(alice.to_string(), "chat-7 (principal alice)");
+    }
+
+    use super::*;
+
+    #[test]
+    fn no_string_names_the_default_session() {
+        let default = SessionId::default_session();
+        for name in ["default", "<default>", "null"] {
+            let id = SessionId::try_new(name).unwrap();
+            assert_ne!(id, default, "{name:?}");
+            assert!(!id.is_default());
+        }
+        let parsed: SessionId = serde_json::from_str("\"default\"").unwrap();
+        assert_ne!(parsed, default);
+        assert!(serde_json::from_str::<SessionId>("null").is_err());
+        assert_eq!(default, SessionId::default());
+        assert_eq!(default.name(), None);
+    }
+
+    #[test]
+    fn empty_and_overlong_session_ids_are_a_typed_error() {
+        for name in [String::new(), "x".repeat(SessionId::MAX_LEN + 1)] {
+            let err = SessionId::try_new(&name).unwrap_err();
+            assert!(matches!(err, Error::InvalidSessionId { .. }), "{err:?}");
+        }
+        assert!(serde_json::from_str::<SessionId>("\"\"").is_err());
+        let longest = "é".repeat(SessionId::MAX_LEN / 2);
+        assert_eq!(
+            SessionId::try_new(&longest).unwrap().name(),
+            Some(&*longest)
+        );
+    }
+
+    #[test]
+    fn a_newline_in_a_session_id_cannot_forge_a_log_line() {
+        let id = SessionId::new("alice\nINFO forged line\r\u{1b}[2J\u{2028}");
+        let shown = id.to_string();
+        assert_eq!(shown, "alice\\nINFO forged line\\r\\u{1b}[2J\\u{2028}");
+        let debugged = format!("{id:?}");
+        assert!(!debugged.contains(['\n', '\r', '\u{1b}']), "{debugged}");
+        assert_eq!(
+            id.name(),
+            Some("alice\nINFO forged line\r\u{1b}[2J\u{2028}")
         );
     }
 }

@@ -10,7 +10,8 @@ use std::sync::{
 use std::time::Duration;
 
 use mcp_group_core::{
-    Cleanup, Connection, DynTransport, Error, ServerDescription, SessionId, Transport, async_trait,
+    Cleanup, Connection, DynTransport, Error, ServerDescription, SessionId, SessionKey, Transport,
+    async_trait,
 };
 use mcp_group_test_kit::{EchoServer, connect_in_memory};
 
@@ -32,7 +33,7 @@ struct InMemory {
 
 #[async_trait]
 impl Transport for InMemory {
-    async fn connect(&self, _session: &SessionId) -> Result<Connection, Error> {
+    async fn connect(&self, _session: &SessionKey) -> Result<Connection, Error> {
         let connection = connect_in_memory(EchoServer::new(), "in-memory").await?;
         Ok(connection.with_cleanup(CountCleanup(self.cleanups.clone())))
     }
@@ -51,7 +52,10 @@ async fn a_downstream_transport_lists_and_calls_tools() {
     let transport: DynTransport = Arc::new(InMemory {
         cleanups: cleanups.clone(),
     });
-    let connection = transport.connect(&SessionId::new("s")).await.unwrap();
+    let connection = transport
+        .connect(&SessionId::new("s").into())
+        .await
+        .unwrap();
     let tools = connection.list_tools(Duration::from_secs(5)).await.unwrap();
     assert_eq!(tools.len(), 1);
     assert_eq!(tools[0].name, "echo");
@@ -113,7 +117,10 @@ async fn an_unknown_tool_on_the_wire_is_a_protocol_error() {
     let transport = InMemory {
         cleanups: Arc::default(),
     };
-    let connection = transport.connect(&SessionId::new("s")).await.unwrap();
+    let connection = transport
+        .connect(&SessionId::new("s").into())
+        .await
+        .unwrap();
     let err = connection
         .call_tool("missing", Default::default(), Duration::from_secs(5))
         .await
@@ -127,7 +134,10 @@ async fn calls_on_a_closed_connection_say_the_server_is_gone() {
     let transport = InMemory {
         cleanups: Arc::default(),
     };
-    let connection = transport.connect(&SessionId::new("s")).await.unwrap();
+    let connection = transport
+        .connect(&SessionId::new("s").into())
+        .await
+        .unwrap();
     connection.close().await;
     let err = connection.ping(Duration::from_secs(5)).await.unwrap_err();
     assert!(err.is_connection_lost(), "{err:?}");

@@ -24,7 +24,7 @@ use std::{
 };
 
 use criterion::Criterion;
-use mcp_group_core::SessionId;
+use mcp_group_core::{SessionId, SessionKey};
 use mcp_group_registry::{Registry, RegistryConfig, SessionHandle};
 use mcp_group_test_kit::InMemoryTransport;
 
@@ -40,9 +40,9 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn keys() -> Vec<SessionId> {
+fn keys() -> Vec<SessionKey> {
     (0..SESSIONS)
-        .map(|i| SessionId::new(format!("session-{i}")))
+        .map(|i| SessionKey::new(SessionId::new(format!("session-{i}"))))
         .collect()
 }
 
@@ -64,7 +64,7 @@ impl Rng {
 /// lock before a per-session async lock guarding the ref count;
 /// `last_activity` set on release.
 struct SeedPort {
-    sessions: tokio::sync::RwLock<HashMap<SessionId, Arc<SeedSession>>>,
+    sessions: tokio::sync::RwLock<HashMap<SessionKey, Arc<SeedSession>>>,
 }
 
 struct SeedSession {
@@ -73,7 +73,7 @@ struct SeedSession {
 }
 
 impl SeedPort {
-    fn new(keys: &[SessionId]) -> Self {
+    fn new(keys: &[SessionKey]) -> Self {
         let map = keys
             .iter()
             .map(|k| {
@@ -89,7 +89,7 @@ impl SeedPort {
         }
     }
 
-    async fn acquire_release(&self, key: &SessionId) {
+    async fn acquire_release(&self, key: &SessionKey) {
         let session = {
             let sessions = self.sessions.read().await;
             let Some(session) = sessions.get(key).cloned() else {
@@ -107,7 +107,7 @@ impl SeedPort {
         drop(sessions);
     }
 
-    fn write_churn(&self, key: &SessionId) {
+    fn write_churn(&self, key: &SessionKey) {
         let session = Arc::new(SeedSession {
             lock: tokio::sync::Mutex::new(0),
             last_activity: std::sync::Mutex::new(Instant::now()),
@@ -119,17 +119,17 @@ impl SeedPort {
 
 /// (d) The floor: a map lookup, an `Arc` clone, an atomic add and sub.
 struct Floor {
-    sessions: RwLock<HashMap<SessionId, Arc<AtomicU64>>>,
+    sessions: RwLock<HashMap<SessionKey, Arc<AtomicU64>>>,
 }
 
 impl Floor {
-    fn new(keys: &[SessionId]) -> Self {
+    fn new(keys: &[SessionKey]) -> Self {
         Self {
             sessions: RwLock::new(keys.iter().map(|k| (k.clone(), Arc::default())).collect()),
         }
     }
 
-    fn acquire_release(&self, key: &SessionId) {
+    fn acquire_release(&self, key: &SessionKey) {
         let Some(refs) = self.sessions.read().unwrap().get(key).cloned() else {
             return;
         };
@@ -138,7 +138,7 @@ impl Floor {
         refs.fetch_sub(1, Ordering::AcqRel);
     }
 
-    fn write_churn(&self, key: &SessionId) {
+    fn write_churn(&self, key: &SessionKey) {
         self.sessions
             .write()
             .unwrap()
@@ -169,7 +169,7 @@ impl Path {
 }
 
 struct Subjects {
-    keys: Arc<Vec<SessionId>>,
+    keys: Arc<Vec<SessionKey>>,
     seed: Arc<SeedPort>,
     floor: Arc<Floor>,
     registry: Registry<InMemoryTransport>,
@@ -185,7 +185,7 @@ impl Subjects {
         );
         let mut handles = Vec::with_capacity(SESSIONS);
         for key in &keys {
-            handles.push(registry.handle(key, None).await.unwrap());
+            handles.push(registry.handle(key).await.unwrap());
         }
         Self {
             seed: Arc::new(SeedPort::new(&keys)),
@@ -196,7 +196,7 @@ impl Subjects {
         }
     }
 
-    fn write_churn(&self, path: Path, key: &SessionId) {
+    fn write_churn(&self, path: Path, key: &SessionKey) {
         match path {
             Path::SeedPort => self.seed.write_churn(key),
             Path::Floor => self.floor.write_churn(key),
@@ -256,7 +256,7 @@ fn start_writer(
         let stop = stop.clone();
         let subjects = subjects.clone();
         std::thread::spawn(move || {
-            let key = SessionId::new("writer-churn");
+            let key = SessionKey::new(SessionId::new("writer-churn"));
             let start = Instant::now();
             let mut next = start;
             let mut writes = 0u64;
@@ -355,7 +355,7 @@ fn parallel_creation_ms(rt: &tokio::runtime::Runtime) -> f64 {
             set.spawn(async move {
                 drop(
                     registry
-                        .acquire(&SessionId::new(format!("new-{i}")))
+                        .acquire(&SessionKey::new(SessionId::new(format!("new-{i}"))))
                         .await
                         .unwrap(),
                 );
@@ -376,8 +376,8 @@ fn cleanup_10k(rt: &tokio::runtime::Runtime) -> (f64, f64) {
             InMemoryTransport::empty(),
             RegistryConfig::new(20_000, Duration::from_secs(3600)).with_reap_interval(None),
         );
-        let keys: Vec<SessionId> = (0..10_000)
-            .map(|i| SessionId::new(format!("idle-{i}")))
+        let keys: Vec<SessionKey> = (0..10_000)
+            .map(|i| SessionKey::new(SessionId::new(format!("idle-{i}"))))
             .collect();
         for key in &keys {
             registry.__bench_insert(key);

@@ -10,12 +10,6 @@ pub enum Error {
         /// The configured `max_sessions`.
         limit: usize,
     },
-    /// The session id is bound to another principal.
-    #[error("session `{session}` belongs to another principal")]
-    SessionForbidden {
-        /// The session id presented.
-        session: String,
-    },
     /// The registry is shut down; no new leases are handed out.
     #[error("the session registry is shut down")]
     Shutdown,

@@ -7,13 +7,13 @@ use std::{
     sync::{Arc, atomic::Ordering},
 };
 
-use mcp_group_core::{Connection, SessionId, Transport};
+use mcp_group_core::{Connection, SessionKey, Transport};
 
 use crate::{
     Error, Inner, Registry,
     slot::{Slot, break_entry, release_creation},
     stats::Counters,
-    table::{EntryRef, Refused},
+    table::EntryRef,
 };
 
 /// A reference taken on the slow path, before the connection exists;
@@ -72,7 +72,6 @@ pub(crate) enum Hot<T> {
     Leased(Lease<T>),
     /// Absent, expired, closed, or not yet connected: take the slow path.
     Miss,
-    Refused(Refused),
     Shutdown,
 }
 
@@ -123,8 +122,8 @@ impl<T> Lease<T> {
         }
     }
 
-    /// The session this lease is for.
-    pub fn session(&self) -> &SessionId {
+    /// The session this lease is for (its id and principal).
+    pub fn key(&self) -> &SessionKey {
         &self.entry.value.cold.session
     }
 
@@ -159,8 +158,7 @@ impl<T> std::ops::Deref for Lease<T> {
 /// handle resolves it again through the registry.
 pub struct SessionHandle<T> {
     registry: Registry<T>,
-    session: SessionId,
-    principal: Option<Box<str>>,
+    key: SessionKey,
     entry: EntryRef<Slot<T>>,
 }
 
@@ -168,8 +166,7 @@ impl<T> Clone for SessionHandle<T> {
     fn clone(&self) -> Self {
         Self {
             registry: self.registry.clone(),
-            session: self.session.clone(),
-            principal: self.principal.clone(),
+            key: self.key.clone(),
             entry: self.entry.clone(),
         }
     }
@@ -178,7 +175,7 @@ impl<T> Clone for SessionHandle<T> {
 impl<T> fmt::Debug for SessionHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionHandle")
-            .field("session", &self.session)
+            .field("key", &self.key)
             .finish()
     }
 }
@@ -186,20 +183,19 @@ impl<T> fmt::Debug for SessionHandle<T> {
 impl<T> SessionHandle<T> {
     /// A handle on the session `lease` is for, resolved through `registry`
     /// again once the entry is gone.
-    pub(crate) fn new(registry: Registry<T>, lease: &Lease<T>, principal: Option<&str>) -> Self {
+    pub(crate) fn new(registry: Registry<T>, lease: &Lease<T>) -> Self {
         Self {
             registry,
-            session: lease.session().clone(),
-            principal: principal.map(Into::into),
+            key: lease.key().clone(),
             entry: lease.entry.clone(),
         }
     }
 }
 
 impl<T: Transport> SessionHandle<T> {
-    /// The session.
-    pub fn session(&self) -> &SessionId {
-        &self.session
+    /// The session (its id and principal).
+    pub fn key(&self) -> &SessionKey {
+        &self.key
     }
 
     /// Leases the session's connection.
@@ -213,10 +209,7 @@ impl<T: Transport> SessionHandle<T> {
         if let Some(lease) = self.try_acquire_live() {
             return Ok(lease);
         }
-        let lease = self
-            .registry
-            .acquire_as(&self.session, self.principal.as_deref())
-            .await?;
+        let lease = self.registry.acquire(&self.key).await?;
         self.entry = lease.entry.clone();
         Ok(lease)
     }

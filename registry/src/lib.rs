@@ -6,17 +6,20 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use mcp_group_core::{SessionId, Transport};
+//! use mcp_group_core::{SessionId, SessionKey, Transport};
 //! use mcp_group_registry::{Registry, RegistryConfig};
 //!
 //! # async fn run(transport: impl Transport) -> Result<(), Box<dyn std::error::Error>> {
 //! let registry = Registry::new(transport, RegistryConfig::default());
-//! let lease = registry.acquire(&SessionId::new("alice")).await?; // connects on first use
+//! let alice = SessionKey::new(SessionId::new("chat-1"));
+//! let lease = registry.acquire(&alice).await?; // connects on first use
 //! let tools = lease.connection().list_tools(Duration::from_secs(10)).await?;
 //! drop(lease); // the session stays, idle, until the reaper or `cleanup_sessions`
 //!
 //! // A conversation can resolve its session once and lease it without the map:
-//! let mut handle = registry.handle(&SessionId::new("bob"), None).await?;
+//! // The same id under a principal is another session.
+//! let bob = SessionKey::with_principal(Some("bob"), SessionId::new("chat-1"));
+//! let mut handle = registry.handle(&bob).await?;
 //! let lease = handle.acquire().await?;
 //! # drop(lease);
 //! registry.shutdown(Duration::from_secs(5)).await;
@@ -66,8 +69,13 @@
 //!   `reap_interval` and stops when the registry is dropped or shut down.
 //! - Every removal has a [`RemovalCause`], in tracing events and in
 //!   [`RegistryStats`]. [`Registry::peek`] reads without refreshing idle time.
-//! - A session can be bound to a principal ([`Registry::acquire_as`]): a
-//!   known id presented by another principal is refused, not served.
+//! - **Sessions are keyed by principal.** The map's key is a
+//!   [`SessionKey`]: the principal (the end user as the application
+//!   authenticated them, or none) and the session id. The same id under
+//!   another principal — or under none — is a different, new session: it
+//!   cannot reach another principal's connection, learns nothing of whether
+//!   that id exists there, and nothing is left to claim once a session is
+//!   reaped or evicted.
 //! - Failures are the registry's [`Error`]; a transport's own failure to
 //!   connect is kept as the [`Error::Connect`] source.
 //!
@@ -93,10 +101,11 @@
 //!
 //! The hot path (a connected, unexpired session) is synchronous and returns a
 //! one-pointer result; only a miss builds the boxed slow-path future.
-//! [`Registry::acquire`] is a plain `fn` returning [`Registry::acquire_as`]'s
-//! future rather than an `async fn` wrapping it: profiling (cachegrind, perf)
-//! showed the two nested state machines and an `Error`-sized intermediate
-//! result costing more than the map lookup itself.
+//! [`Registry::acquire`] is one state machine, not one wrapping another:
+//! profiling (cachegrind, perf) showed two nested state machines and an
+//! `Error`-sized intermediate result costing more than the map lookup
+//! itself. The key's hash is computed when the [`SessionKey`] is made, so a
+//! lookup hashes nothing; without a principal it is the session id's own.
 //!
 //! The measured figures (`cargo xtask bench`: the keyed path against the
 //! floor and against the Python client's locking model ported, the writer's
@@ -121,7 +130,6 @@ mod tests;
 
 use std::{
     fmt,
-    future::Future,
     pin::pin,
     sync::{
         Arc, Mutex,
@@ -130,7 +138,7 @@ use std::{
     time::Duration,
 };
 
-use mcp_group_core::{SessionId, Transport};
+use mcp_group_core::{SessionKey, Transport};
 use tokio::{sync::Notify, task::JoinHandle};
 
 use crate::{
@@ -227,7 +235,7 @@ impl<T> Registry<T> {
     }
 
     /// The number of leases currently held on `session` (0 if it has no entry).
-    pub fn ref_count(&self, session: &SessionId) -> usize {
+    pub fn ref_count(&self, session: &SessionKey) -> usize {
         self.inner
             .table
             .peek(session)
@@ -235,7 +243,7 @@ impl<T> Registry<T> {
     }
 
     /// What is known about `session`, read without refreshing its idle time.
-    pub fn peek(&self, session: &SessionId) -> Option<SessionInfo> {
+    pub fn peek(&self, session: &SessionKey) -> Option<SessionInfo> {
         let entry = self.inner.table.peek(session)?;
         let now = self.inner.clock.refresh();
         Some(SessionInfo {
@@ -250,12 +258,12 @@ impl<T> Registry<T> {
     /// creation's structural step).
     #[cfg(feature = "_bench")]
     #[doc(hidden)]
-    pub fn __bench_insert(&self, session: &SessionId) {
+    pub fn __bench_insert(&self, session: &SessionKey) {
         let now = self.inner.clock.now();
         let insert = self
             .inner
             .table
-            .insert(session, None, now, self.inner.room(), || {
+            .insert(session, now, self.inner.room(), || {
                 Slot::new(&self.inner, session)
             });
         if let Ok((entry, _)) = insert.result {
@@ -267,7 +275,7 @@ impl<T> Registry<T> {
     /// write-lock acquisition).
     #[cfg(feature = "_bench")]
     #[doc(hidden)]
-    pub fn __bench_remove(&self, session: &SessionId) {
+    pub fn __bench_remove(&self, session: &SessionKey) {
         self.inner.table.remove_key(session);
     }
 
@@ -308,7 +316,8 @@ impl<T: Transport> Registry<T> {
         &self.inner.transport
     }
 
-    /// Leases the connection of `session`, opening it on first use.
+    /// Leases the connection of `session` (a session id under a principal,
+    /// or under none), opening it on first use.
     ///
     /// # Errors
     /// [`Error::Shutdown`] after [`Registry::shutdown`];
@@ -322,53 +331,34 @@ impl<T: Transport> Registry<T> {
     /// Cancel safe: a dropped future releases its reference; a connection
     /// being opened by it is dropped (for stdio: the process is killed), and
     /// a caller waiting on the same session opens it instead.
-    pub fn acquire<'a>(
-        &'a self,
-        session: &'a SessionId,
-    ) -> impl Future<Output = Result<Lease<T>, Error>> + Send + 'a {
-        // Not an `async fn`: that would wrap `acquire_as`'s state machine in
-        // a second one, and the hot path would pay for moving both.
-        self.acquire_as(session, None)
-    }
-
-    /// Like [`Registry::acquire`], binding a new session to `principal`: a
-    /// session bound to one principal is refused to any other with
-    /// [`Error::SessionForbidden`]. Sessions created without a principal are
-    /// open to all.
-    pub async fn acquire_as(
-        &self,
-        session: &SessionId,
-        principal: Option<&str>,
-    ) -> Result<Lease<T>, Error> {
+    pub async fn acquire(&self, session: &SessionKey) -> Result<Lease<T>, Error> {
         // The hot path (a live session with a live connection) is synchronous:
         // one read-lock lookup and a few atomics. Everything else is boxed so
         // this future stays small.
-        match self.try_acquire_live(session, principal) {
+        match self.try_acquire_live(session) {
             Hot::Leased(lease) => Ok(lease),
-            Hot::Miss => Box::pin(self.acquire_slow(session, principal)).await,
+            Hot::Miss => Box::pin(self.acquire_slow(session)).await,
             Hot::Shutdown => Err(Error::Shutdown),
-            Hot::Refused(refused) => Err(self.refusal(refused, session)),
         }
     }
 
     /// The hot path: an existing, unexpired session whose connection is open.
     #[inline]
-    fn try_acquire_live(&self, session: &SessionId, principal: Option<&str>) -> Hot<T> {
+    fn try_acquire_live(&self, session: &SessionKey) -> Hot<T> {
         let inner = &*self.inner;
         if inner.closed.load(Ordering::Relaxed) {
             return Hot::Shutdown;
         }
         let found = inner
             .table
-            .lookup(session, principal, inner.clock.now(), inner.idle_ms);
+            .lookup(session, inner.clock.now(), inner.idle_ms);
         let entry = match found {
-            Ok(Lookup::Found(entry)) => entry,
-            Ok(Lookup::Absent) => return Hot::Miss,
-            Ok(Lookup::Expired(entry)) => {
+            Lookup::Found(entry) => entry,
+            Lookup::Absent => return Hot::Miss,
+            Lookup::Expired(entry) => {
                 self.expired(session, entry);
                 return Hot::Miss;
             }
-            Err(refused) => return Hot::Refused(refused),
         };
         match Lease::live(entry, &inner.counters) {
             Some(lease) => Hot::Leased(lease),
@@ -379,7 +369,7 @@ impl<T: Transport> Registry<T> {
     /// Disposes of an entry that a lookup found expired and removed, then
     /// releases the lookup's reference on it.
     #[cold]
-    fn expired(&self, session: &SessionId, entry: EntryRef<Slot<T>>) {
+    fn expired(&self, session: &SessionKey, entry: EntryRef<Slot<T>>) {
         dispose(
             &self.inner,
             vec![(session.clone(), entry.clone())],
@@ -390,14 +380,10 @@ impl<T: Transport> Registry<T> {
     }
 
     #[tracing::instrument(level = "debug", skip(self), fields(%session))]
-    async fn acquire_slow(
-        &self,
-        session: &SessionId,
-        principal: Option<&str>,
-    ) -> Result<Lease<T>, Error> {
+    async fn acquire_slow(&self, session: &SessionKey) -> Result<Lease<T>, Error> {
         reaper::ensure_started(&self.inner);
         for _ in 0..MAX_REPLACEMENTS {
-            let entry = self.resolve(session, principal).await?;
+            let entry = self.resolve(session).await?;
             let reference = Ref::new(self.inner.clone(), entry);
             match self.connect(reference).await? {
                 Some(lease) => return Ok(lease),
@@ -413,22 +399,14 @@ impl<T: Transport> Registry<T> {
     /// without touching the map (one atomic add while the session lives).
     ///
     /// # Errors
-    /// As [`Registry::acquire_as`].
-    pub async fn handle(
-        &self,
-        session: &SessionId,
-        principal: Option<&str>,
-    ) -> Result<SessionHandle<T>, Error> {
-        let lease = self.acquire_as(session, principal).await?;
-        Ok(SessionHandle::new(self.clone(), &lease, principal))
+    /// As [`Registry::acquire`].
+    pub async fn handle(&self, session: &SessionKey) -> Result<SessionHandle<T>, Error> {
+        let lease = self.acquire(session).await?;
+        Ok(SessionHandle::new(self.clone(), &lease))
     }
 
     /// Finds or creates the entry and takes a reference.
-    async fn resolve(
-        &self,
-        session: &SessionId,
-        principal: Option<&str>,
-    ) -> Result<EntryRef<Slot<T>>, Error> {
+    async fn resolve(&self, session: &SessionKey) -> Result<EntryRef<Slot<T>>, Error> {
         let inner = &*self.inner;
         let mut wait = match inner.config.full_policy {
             SessionLimitPolicy::Wait => Some(Waiting {
@@ -442,25 +420,22 @@ impl<T: Transport> Registry<T> {
             if inner.closed.load(Ordering::Acquire) {
                 return Err(Error::Shutdown);
             }
-            let found = inner
+            match inner
                 .table
-                .lookup(session, principal, inner.clock.now(), inner.idle_ms);
-            match found {
-                Ok(Lookup::Found(entry)) => return Ok(entry),
-                Ok(Lookup::Absent) => {}
-                Ok(Lookup::Expired(entry)) => self.expired(session, entry),
-                Err(refused) => return Err(self.refusal(refused, session)),
+                .lookup(session, inner.clock.now(), inner.idle_ms)
+            {
+                Lookup::Found(entry) => return Ok(entry),
+                Lookup::Absent => {}
+                Lookup::Expired(entry) => self.expired(session, entry),
             }
             let room_freed = inner.room.notified();
             let mut room_freed = pin!(room_freed);
             room_freed.as_mut().enable();
             hooks::reach(hooks::Point::BeforeInsert);
             let now = inner.clock.refresh();
-            let insert = inner
-                .table
-                .insert(session, principal, now, inner.room(), || {
-                    Slot::new(&self.inner, session)
-                });
+            let insert = inner.table.insert(session, now, inner.room(), || {
+                Slot::new(&self.inner, session)
+            });
             dispose(inner, insert.evicted, RemovalCause::Limit).spawn();
             match insert.result {
                 Ok((entry, _)) => return Ok(entry),
@@ -490,7 +465,7 @@ impl<T: Transport> Registry<T> {
         }
     }
 
-    fn refusal(&self, refused: Refused, session: &SessionId) -> Error {
+    fn refusal(&self, refused: Refused, session: &SessionKey) -> Error {
         match refused {
             Refused::Full => {
                 Counters::bump(&self.inner.counters.rejected, 1);
@@ -499,9 +474,6 @@ impl<T: Transport> Registry<T> {
                     limit: self.inner.config.max_sessions,
                 }
             }
-            Refused::Forbidden => Error::SessionForbidden {
-                session: session.to_string(),
-            },
             Refused::Shutdown => Error::Shutdown,
         }
     }
@@ -607,7 +579,7 @@ impl<T: Transport> Registry<T> {
     /// Removes `session` whatever its state and closes its connection once
     /// the map lock is released (calls in flight on it fail). Returns whether
     /// it existed.
-    pub async fn remove_session(&self, session: &SessionId) -> bool {
+    pub async fn remove_session(&self, session: &SessionKey) -> bool {
         let Some(entry) = self.inner.table.remove_key(session) else {
             return false;
         };

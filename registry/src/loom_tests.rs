@@ -2,7 +2,7 @@
 //! `cargo xtask loom` (`RUSTFLAGS="--cfg mcp_group_loom"`, registry crate only).
 
 use loom::{sync::Arc, thread};
-use mcp_group_core::SessionId;
+use mcp_group_core::{SessionId, SessionKey};
 
 use crate::table::{Lookup, Room, Table};
 
@@ -25,8 +25,8 @@ fn bounded(preemptions: usize) -> loom::model::Builder {
     builder
 }
 
-fn sid(s: &str) -> SessionId {
-    SessionId::new(s)
+fn sid(s: &str) -> SessionKey {
+    SessionKey::new(SessionId::new(s))
 }
 
 #[test]
@@ -34,7 +34,7 @@ fn cleanup_never_removes_an_entry_with_a_reference() {
     loom::model(|| {
         let table = Arc::new(Table::new());
         let key = sid("s");
-        let (entry, _) = table.insert(&key, None, 0, room(10), || 1).result.unwrap();
+        let (entry, _) = table.insert(&key, 0, room(10), || 1).result.unwrap();
         entry.release(0);
 
         let user = {
@@ -42,7 +42,7 @@ fn cleanup_never_removes_an_entry_with_a_reference() {
             let key = key.clone();
             thread::spawn(move || {
                 // A lookup at time 0 never finds the entry expired.
-                if let Ok(Lookup::Found(held)) = table.lookup(&key, None, 0, IDLE) {
+                if let Lookup::Found(held) = table.lookup(&key, 0, IDLE) {
                     // While we hold it, no cleanup may take it.
                     assert!(held.refs() >= 1);
                     let still_there = table.peek(&key).is_some_and(|e| Arc::ptr_eq(&e, &held));
@@ -73,9 +73,9 @@ struct Resolved {
 fn resolve_later(table: &Table<i32>, old: &Arc<crate::slot::Entry<i32>>) -> Resolved {
     let key = sid("s");
     let mut expired_old = false;
-    let found = match table.lookup(&key, None, LATER, IDLE) {
-        Ok(Lookup::Found(entry)) => Some(entry),
-        Ok(Lookup::Expired(entry)) => {
+    let found = match table.lookup(&key, LATER, IDLE) {
+        Lookup::Found(entry) => Some(entry),
+        Lookup::Expired(entry) => {
             expired_old = Arc::ptr_eq(&entry, old);
             entry.release(LATER);
             None
@@ -84,10 +84,7 @@ fn resolve_later(table: &Table<i32>, old: &Arc<crate::slot::Entry<i32>>) -> Reso
     };
     let (held, created) = match found {
         Some(entry) => (entry, false),
-        None => table
-            .insert(&key, None, LATER, room(10), || 2)
-            .result
-            .unwrap(),
+        None => table.insert(&key, LATER, room(10), || 2).result.unwrap(),
     };
     let current = table.peek(&key).is_some_and(|e| Arc::ptr_eq(&e, &held));
     assert!(current, "an entry held is the one in the map");
@@ -107,10 +104,7 @@ fn concurrent_first_uses_of_an_expired_session_replace_it_once() {
     // Two whole resolve paths: unbounded, the schedules run for hours.
     bounded(4).check(|| {
         let table = Arc::new(Table::new());
-        let (old, _) = table
-            .insert(&sid("s"), None, 0, room(10), || 1)
-            .result
-            .unwrap();
+        let (old, _) = table.insert(&sid("s"), 0, room(10), || 1).result.unwrap();
         old.release(0);
         let threads: Vec<_> = (0..2)
             .map(|_| {
@@ -141,17 +135,14 @@ fn concurrent_first_uses_of_an_expired_session_replace_it_once() {
 fn the_limit_holds_while_lru_eviction_races_creations() {
     loom::model(|| {
         let table = Arc::new(Table::new());
-        let (idle, _) = table
-            .insert(&sid("a"), None, 0, lru(1), || 1)
-            .result
-            .unwrap();
+        let (idle, _) = table.insert(&sid("a"), 0, lru(1), || 1).result.unwrap();
         idle.release(0);
         let threads: Vec<_> = ["b", "c"]
             .into_iter()
             .map(|key| {
                 let table = table.clone();
                 thread::spawn(move || {
-                    let insert = table.insert(&sid(key), None, 1, lru(1), || 2);
+                    let insert = table.insert(&sid(key), 1, lru(1), || 2);
                     for (_, evicted) in &insert.evicted {
                         assert_eq!(evicted.refs(), 0, "only unreferenced entries are evicted");
                     }
@@ -183,7 +174,7 @@ fn the_ref_count_never_underflows_and_returns_to_zero() {
     loom::model(|| {
         let table = Arc::new(Table::new());
         let key = sid("s");
-        let (entry, _) = table.insert(&key, None, 0, room(10), || 1).result.unwrap();
+        let (entry, _) = table.insert(&key, 0, room(10), || 1).result.unwrap();
         entry.release(0);
         let users: Vec<_> = (0..2)
             .map(|_| {
@@ -229,31 +220,25 @@ fn lru(limit: usize) -> Room {
 fn lru_eviction_against_an_expiry_swap_never_livelocks() {
     loom::model(|| {
         let table = Arc::new(Table::new());
-        let (held, _) = table
-            .insert(&sid("a"), None, 0, lru(2), || 0)
-            .result
-            .unwrap();
-        let (x, _) = table
-            .insert(&sid("x"), None, 0, lru(2), || 1)
-            .result
-            .unwrap();
+        let (held, _) = table.insert(&sid("a"), 0, lru(2), || 0).result.unwrap();
+        let (x, _) = table.insert(&sid("x"), 0, lru(2), || 1).result.unwrap();
         x.release(0);
         let expirer = {
             let table = table.clone();
-            thread::spawn(move || match table.lookup(&sid("x"), None, LATER, IDLE) {
-                Ok(Lookup::Expired(entry)) => {
+            thread::spawn(move || match table.lookup(&sid("x"), LATER, IDLE) {
+                Lookup::Expired(entry) => {
                     // Disposed of here; then the lookup's reference is released.
                     entry.release(LATER);
                     Some(entry)
                 }
-                Ok(Lookup::Found(entry)) => {
+                Lookup::Found(entry) => {
                     entry.release(LATER);
                     None
                 }
                 _ => None,
             })
         };
-        let insert = table.insert(&sid("y"), None, LATER, lru(2), || 2);
+        let insert = table.insert(&sid("y"), LATER, lru(2), || 2);
         let expired = expirer.join().unwrap();
         if let Ok((y, _)) = &insert.result {
             y.release(LATER);
@@ -281,27 +266,24 @@ fn lru_eviction_against_an_expiry_swap_never_livelocks() {
 fn an_entry_leaving_the_map_is_disposed_of_exactly_once_when_its_key_is_inserted_again() {
     loom::model(|| {
         let table = Arc::new(Table::new());
-        let (old, _) = table
-            .insert(&sid("x"), None, 0, room(10), || 1)
-            .result
-            .unwrap();
+        let (old, _) = table.insert(&sid("x"), 0, room(10), || 1).result.unwrap();
         old.release(0);
         let expirer = {
             let table = table.clone();
-            thread::spawn(move || match table.lookup(&sid("x"), None, LATER, IDLE) {
-                Ok(Lookup::Expired(entry)) => {
+            thread::spawn(move || match table.lookup(&sid("x"), LATER, IDLE) {
+                Lookup::Expired(entry) => {
                     // Disposed of here; then the lookup's reference is released.
                     entry.release(LATER);
                     Some(entry)
                 }
-                Ok(Lookup::Found(entry)) => {
+                Lookup::Found(entry) => {
                     entry.release(LATER);
                     None
                 }
                 _ => None,
             })
         };
-        let insert = table.insert(&sid("x"), None, LATER, room(10), || 2);
+        let insert = table.insert(&sid("x"), LATER, room(10), || 2);
         let expired = expirer.join().unwrap();
         let (current, _) = insert.result.unwrap();
         current.release(LATER);
@@ -329,10 +311,7 @@ fn an_entry_leaving_the_map_is_disposed_of_exactly_once_when_its_key_is_inserted
 fn release_creation_never_strands_a_caller_or_an_entry() {
     loom::model(|| {
         let table = Arc::new(Table::new());
-        let (created, _) = table
-            .insert(&sid("s"), None, 0, room(10), || 1)
-            .result
-            .unwrap();
+        let (created, _) = table.insert(&sid("s"), 0, room(10), || 1).result.unwrap();
         let creator = {
             let table = table.clone();
             let created = created.clone();
@@ -341,15 +320,9 @@ fn release_creation_never_strands_a_caller_or_an_entry() {
                 table.close_and_remove(&sid("s"), &created, |e| e.try_close_unused())
             })
         };
-        let held = match table.lookup(&sid("s"), None, 0, IDLE) {
-            Ok(Lookup::Found(entry)) => entry,
-            _ => {
-                table
-                    .insert(&sid("s"), None, 0, room(10), || 2)
-                    .result
-                    .unwrap()
-                    .0
-            }
+        let held = match table.lookup(&sid("s"), 0, IDLE) {
+            Lookup::Found(entry) => entry,
+            _ => table.insert(&sid("s"), 0, room(10), || 2).result.unwrap().0,
         };
         let removed = creator.join().unwrap();
         assert!(held.refs() >= 1);
@@ -363,5 +336,43 @@ fn release_creation_never_strands_a_caller_or_an_entry() {
             assert_eq!(created.refs(), 0, "removed only unreferenced");
         }
         held.release(0);
+    });
+}
+
+/// One session id used at once under two principals: two entries, one
+/// creation each, and neither principal's lookup ever finds the other's.
+#[test]
+fn one_id_under_two_principals_is_two_entries_one_creation_each() {
+    loom::model(|| {
+        let table = Arc::new(Table::new());
+        let threads: Vec<_> = [("alice", 1), ("bob", 2)]
+            .into_iter()
+            .map(|(principal, value)| {
+                let table = table.clone();
+                thread::spawn(move || {
+                    let key = SessionKey::with_principal(Some(principal), SessionId::new("s"));
+                    let (entry, created) =
+                        table.insert(&key, 0, room(10), || value).result.unwrap();
+                    assert!(created, "{principal}'s first use creates its own entry");
+                    assert_eq!(entry.value, value);
+                    entry.release(0);
+                    match table.lookup(&key, 0, IDLE) {
+                        Lookup::Found(found) => {
+                            assert_eq!(found.value, value, "never the other principal's");
+                            found.release(0);
+                        }
+                        _ => panic!("{principal}'s entry is there"),
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(table.len(), 2);
+        assert!(
+            table.peek(&sid("s")).is_none(),
+            "no principal is a key of its own"
+        );
     });
 }

@@ -34,7 +34,7 @@
 
 use std::sync::Arc as StdArc;
 
-use mcp_group_core::{Connection, SessionId};
+use mcp_group_core::{Connection, SessionKey};
 
 use crate::{
     Inner, RemovalCause,
@@ -65,17 +65,15 @@ impl OnRelease for i32 {
 pub(crate) struct Entry<V> {
     state: AtomicU64,
     last_used: AtomicU64,
-    owner: Option<Box<str>>,
     pub(crate) value: V,
 }
 
 impl<V> Entry<V> {
     /// A new entry with one reference, held by its creator.
-    pub(crate) fn new(value: V, now: u64, owner: Option<&str>) -> Self {
+    pub(crate) fn new(value: V, now: u64) -> Self {
         Self {
             state: AtomicU64::new(1),
             last_used: AtomicU64::new(now),
-            owner: owner.map(Into::into),
             value,
         }
     }
@@ -126,16 +124,6 @@ impl<V> Entry<V> {
     pub(crate) fn idle_ms(&self, now: u64) -> u64 {
         now.saturating_sub(self.last_used())
     }
-
-    /// Whether `owner` may use the entry: an entry bound to a principal
-    /// serves only that principal; an unbound one serves all.
-    pub(crate) fn owned_by(&self, owner: Option<&str>) -> bool {
-        match (&self.owner, owner) {
-            (None, _) => true,
-            (Some(bound), Some(caller)) => &**bound == caller,
-            (Some(_), None) => false,
-        }
-    }
 }
 
 impl<V: OnRelease> Entry<V> {
@@ -177,7 +165,7 @@ pub(crate) struct Slot<T> {
 
 /// What a lease needs only on the slow path.
 pub(crate) struct Cold<T> {
-    pub(crate) session: SessionId,
+    pub(crate) session: SessionKey,
     pub(crate) registry: std::sync::Weak<Inner<T>>,
     /// The creation gate: single-flight connection of this session.
     pub(crate) create: tokio::sync::Mutex<()>,
@@ -204,7 +192,7 @@ impl<T> OnRelease for Slot<T> {
 
 impl<T> Slot<T> {
     /// An unconnected slot for `session` of the registry `inner`.
-    pub(crate) fn new(inner: &StdArc<Inner<T>>, session: &SessionId) -> Self {
+    pub(crate) fn new(inner: &StdArc<Inner<T>>, session: &SessionKey) -> Self {
         Self {
             connection: std::sync::OnceLock::new(),
             clock: inner.clock.clone(),

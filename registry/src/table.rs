@@ -35,7 +35,7 @@ use std::{
     hash::{BuildHasherDefault, Hasher},
 };
 
-use mcp_group_core::SessionId;
+use mcp_group_core::SessionKey;
 
 use crate::{
     slot::{Entry, OnRelease},
@@ -46,7 +46,7 @@ use crate::{
 /// wait for at most one batch during a large cleanup.
 const CLEANUP_BATCH: usize = 128;
 
-/// `SessionId` hashes itself once, with a randomly keyed SipHash, and writes
+/// `SessionKey` hashes itself once, with a randomly keyed SipHash, and writes
 /// only that `u64`: the map passes it through instead of hashing it again.
 #[derive(Default)]
 pub(crate) struct PassThrough(u64);
@@ -57,7 +57,7 @@ impl Hasher for PassThrough {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        // Not used by `SessionId`; fold anything else in, FNV-style.
+        // Not used by `SessionKey`; fold anything else in, FNV-style.
         for b in bytes {
             self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
         }
@@ -68,7 +68,7 @@ impl Hasher for PassThrough {
     }
 }
 
-type Map<V> = HashMap<SessionId, Arc<Entry<V>>, BuildHasherDefault<PassThrough>>;
+type Map<V> = HashMap<SessionKey, Arc<Entry<V>>, BuildHasherDefault<PassThrough>>;
 
 /// What the map lock guards: the entries, and whether the registry is shut
 /// down (checked by `insert` under the same lock, so that no entry is
@@ -97,8 +97,6 @@ impl<V> std::ops::DerefMut for Locked<V> {
 pub(crate) enum Refused {
     /// `limit` entries exist and none could be evicted.
     Full,
-    /// The session is bound to another principal.
-    Forbidden,
     /// The registry is shut down.
     Shutdown,
 }
@@ -122,7 +120,7 @@ pub(crate) type EntryRef<V> = Arc<Entry<V>>;
 
 /// Entries removed by the table; their values must be closed by the caller,
 /// after the lock is released.
-pub(crate) type Removed<V> = Vec<(SessionId, Arc<Entry<V>>)>;
+pub(crate) type Removed<V> = Vec<(SessionKey, Arc<Entry<V>>)>;
 
 /// What a lookup found.
 pub(crate) enum Lookup<V> {
@@ -175,34 +173,25 @@ impl<V: OnRelease> Table<V> {
     /// at least `idle_ms` with no other reference is treated as absent: it is
     /// closed and removed from the map under the write lock and returned as
     /// [`Lookup::Expired`].
-    pub(crate) fn lookup(
-        &self,
-        key: &SessionId,
-        owner: Option<&str>,
-        now: u64,
-        idle_ms: u64,
-    ) -> Result<Lookup<V>, Refused> {
+    pub(crate) fn lookup(&self, key: &SessionKey, now: u64, idle_ms: u64) -> Lookup<V> {
         let entry = match self.read().get(key) {
             Some(entry) => entry.clone(),
-            None => return Ok(Lookup::Absent),
+            None => return Lookup::Absent,
         };
-        if !entry.owned_by(owner) {
-            return Err(Refused::Forbidden);
-        }
         if !entry.try_acquire() {
-            return Ok(Lookup::Absent);
+            return Lookup::Absent;
         }
         crate::hooks::reach(crate::hooks::Point::LookupAcquired);
         if entry.idle_ms(now) >= idle_ms {
-            return Ok(self.expire(key, entry, now));
+            return self.expire(key, entry, now);
         }
-        Ok(Lookup::Found(entry))
+        Lookup::Found(entry)
     }
 
     /// The expiry swap: closes and removes `entry`, on which the caller holds
     /// the only reference, in one critical section.
     #[cold]
-    fn expire(&self, key: &SessionId, entry: EntryRef<V>, now: u64) -> Lookup<V> {
+    fn expire(&self, key: &SessionKey, entry: EntryRef<V>, now: u64) -> Lookup<V> {
         let mut map = self.write();
         if !map.get(key).is_some_and(|e| Arc::ptr_eq(e, &entry)) {
             // Removed (and closed) meanwhile by an explicit removal.
@@ -225,8 +214,7 @@ impl<V: OnRelease> Table<V> {
     /// inserted ([`Refused::Shutdown`]).
     pub(crate) fn insert(
         &self,
-        key: &SessionId,
-        owner: Option<&str>,
+        key: &SessionKey,
         now: u64,
         room: Room,
         make: impl FnOnce() -> V,
@@ -241,13 +229,6 @@ impl<V: OnRelease> Table<V> {
             };
         }
         if let Some(entry) = map.get(key) {
-            if !entry.owned_by(owner) {
-                return Insert {
-                    result: Err(Refused::Forbidden),
-                    evicted,
-                    next_expiry: None,
-                };
-            }
             if entry.try_acquire() {
                 return Insert {
                     result: Ok((entry.clone(), false)),
@@ -278,7 +259,7 @@ impl<V: OnRelease> Table<V> {
             // candidate is taken meanwhile (a caller's `try_acquire` needs no
             // lock); a closed entry is never a candidate, as closing it again
             // can only fail.
-            let mut candidates: Vec<(u64, SessionId)> = map
+            let mut candidates: Vec<(u64, SessionKey)> = map
                 .iter()
                 .filter(|(_, e)| e.is_unused())
                 .map(|(id, e)| (e.last_used(), id.clone()))
@@ -309,7 +290,7 @@ impl<V: OnRelease> Table<V> {
                 next_expiry,
             };
         }
-        let entry = Arc::new(Entry::new(make(), now, owner));
+        let entry = Arc::new(Entry::new(make(), now));
         map.insert(key.clone(), entry.clone());
         Insert {
             result: Ok((entry, true)),
@@ -323,7 +304,7 @@ impl<V: OnRelease> Table<V> {
     /// (and so must dispose of it).
     pub(crate) fn close_and_remove(
         &self,
-        key: &SessionId,
+        key: &SessionKey,
         entry: &Arc<Entry<V>>,
         close: impl FnOnce(&Entry<V>) -> bool,
     ) -> bool {
@@ -342,7 +323,7 @@ impl<V: OnRelease> Table<V> {
     /// removes it closes it, or not at all, and its opener closes it.
     pub(crate) fn publish(
         &self,
-        key: &SessionId,
+        key: &SessionKey,
         entry: &Arc<Entry<V>>,
         publish: impl FnOnce(),
     ) -> bool {
@@ -355,7 +336,7 @@ impl<V: OnRelease> Table<V> {
     }
 
     /// Closes and removes `key`'s entry whatever its references.
-    pub(crate) fn remove_key(&self, key: &SessionId) -> Option<Arc<Entry<V>>> {
+    pub(crate) fn remove_key(&self, key: &SessionKey) -> Option<Arc<Entry<V>>> {
         let mut map = self.write();
         let entry = map.remove(key)?;
         entry.close();
@@ -366,7 +347,7 @@ impl<V: OnRelease> Table<V> {
     /// Candidates are found under the read lock; they are removed in batches
     /// under the write lock, each one only if still unreferenced.
     pub(crate) fn take_idle(&self, now: u64, max_idle_ms: u64) -> Removed<V> {
-        let candidates: Vec<(SessionId, Arc<Entry<V>>)> = self
+        let candidates: Vec<(SessionKey, Arc<Entry<V>>)> = self
             .read()
             .iter()
             .filter(|(_, e)| e.refs() == 0 && e.idle_ms(now) >= max_idle_ms)
@@ -404,7 +385,7 @@ impl<V: OnRelease> Table<V> {
     }
 
     /// The entry for `key`, without taking a reference or touching its idle time.
-    pub(crate) fn peek(&self, key: &SessionId) -> Option<Arc<Entry<V>>> {
+    pub(crate) fn peek(&self, key: &SessionKey) -> Option<Arc<Entry<V>>> {
         self.read().get(key).cloned()
     }
 
@@ -425,8 +406,8 @@ mod tests {
 
     use super::*;
 
-    fn sid(s: &str) -> SessionId {
-        SessionId::new(s)
+    fn sid(s: &str) -> SessionKey {
+        SessionKey::new(mcp_group_core::SessionId::new(s))
     }
 
     /// Defect: LRU eviction picked an entry that was CLOSED (by the lookup's
@@ -442,8 +423,8 @@ mod tests {
             lru: true,
             wait: false,
         };
-        let (_held, _) = table.insert(&sid("a"), None, 0, room, || 0).result.unwrap();
-        let (x, _) = table.insert(&sid("x"), None, 0, room, || 1).result.unwrap();
+        let (_held, _) = table.insert(&sid("a"), 0, room, || 0).result.unwrap();
+        let (x, _) = table.insert(&sid("x"), 0, room, || 1).result.unwrap();
         // Closed with no reference left, as `release_creation` closed a
         // failed creation's entry before its removal (now both happen under
         // the write lock, so this state is only reachable by hand).
@@ -452,7 +433,7 @@ mod tests {
 
         let (done, finished) = mpsc::channel();
         thread::spawn(move || {
-            let insert = table.insert(&sid("y"), None, 1, room, || 2);
+            let insert = table.insert(&sid("y"), 1, room, || 2);
             let _ = done.send(insert.result.err());
         });
         // A watchdog, not a wait for an event: the insert takes microseconds;

@@ -14,7 +14,9 @@ use std::{
     time::Duration,
 };
 
-use mcp_group_core::{Connection, Error as CoreError, ServerDescription, SessionId, Transport};
+use mcp_group_core::{
+    Connection, Error as CoreError, ServerDescription, SessionId, SessionKey, Transport,
+};
 use rmcp::{
     ServerHandler, ServiceExt,
     model::{ServerCapabilities, ServerConfig},
@@ -49,7 +51,7 @@ impl InMemory {
 
 #[mcp_group_core::async_trait]
 impl Transport for InMemory {
-    async fn connect(&self, _session: &SessionId) -> Result<Connection, CoreError> {
+    async fn connect(&self, _session: &SessionKey) -> Result<Connection, CoreError> {
         self.connects.fetch_add(1, Ordering::SeqCst);
         let (client, server) = tokio::io::duplex(16 * 1024);
         tokio::spawn(async move {
@@ -73,8 +75,8 @@ fn config() -> RegistryConfig {
     RegistryConfig::new(10, Duration::from_secs(60)).with_reap_interval(None)
 }
 
-fn sid(s: &str) -> SessionId {
-    SessionId::new(s)
+fn sid(s: &str) -> SessionKey {
+    SessionKey::new(SessionId::new(s))
 }
 
 type Task = Pin<Box<dyn Future<Output = ()>>>;
@@ -159,7 +161,7 @@ async fn shutdown_is_woken_when_an_expired_handle_releases_the_last_reference() 
     let (registry, shutdown) = expired_session_and_a_shutdown().await;
     let mut handle = {
         // Resolving the handle refreshes the session; let it expire again.
-        let handle = registry.handle(&sid("s"), None).await.unwrap();
+        let handle = registry.handle(&sid("s")).await.unwrap();
         tokio::time::sleep(Duration::from_secs(11)).await;
         handle
     };

@@ -11,7 +11,8 @@ use std::{
 };
 
 use mcp_group_core::{
-    Connection, Error as CoreError, ServerDescription, SessionId, Transport, async_trait,
+    Connection, Error as CoreError, ServerDescription, SessionId, SessionKey, Transport,
+    async_trait,
 };
 use mcp_group_registry::{Error, Registry, RegistryConfig, SessionLimitPolicy};
 use rmcp::{
@@ -79,7 +80,7 @@ impl Scripted {
 
 #[async_trait]
 impl Transport for Scripted {
-    async fn connect(&self, _session: &SessionId) -> Result<Connection, CoreError> {
+    async fn connect(&self, _session: &SessionKey) -> Result<Connection, CoreError> {
         self.connects.fetch_add(1, Ordering::SeqCst);
         let step = self.steps.lock().unwrap().pop_front().unwrap_or(Step::Ok);
         match step {
@@ -134,8 +135,8 @@ fn config() -> RegistryConfig {
     RegistryConfig::new(100, Duration::from_secs(60)).with_reap_interval(None)
 }
 
-fn sid(s: &str) -> SessionId {
-    SessionId::new(s)
+fn sid(s: &str) -> SessionKey {
+    SessionKey::new(SessionId::new(s))
 }
 
 #[tokio::test]
@@ -656,30 +657,112 @@ async fn shutdown_wakes_waiters_of_the_wait_policy_with_shutdown() {
     assert_eq!(started.elapsed(), Duration::ZERO);
 }
 
+fn as_principal(principal: Option<&str>, s: &str) -> SessionKey {
+    SessionKey::with_principal(principal, SessionId::new(s))
+}
+
 #[tokio::test]
-async fn a_session_bound_to_a_principal_is_refused_to_others() {
+async fn two_principals_with_one_session_id_get_two_connections() {
     let registry = Registry::new(Scripted::new([]), config());
-    let s = sid("conversation-42");
-    let alice = registry
-        .acquire_as(&s, Some("alice"))
-        .await
-        .unwrap()
-        .connection()
-        .id();
-    for intruder in [Some("mallory"), None] {
-        let err = registry.acquire_as(&s, intruder).await.unwrap_err();
-        assert!(
-            matches!(&err, Error::SessionForbidden { session } if session == "conversation-42"),
-            "{intruder:?}: {err:?}"
-        );
+    let alice = as_principal(Some("alice"), "conversation-42");
+    let bob = as_principal(Some("bob"), "conversation-42");
+    let nobody = as_principal(None, "conversation-42");
+    let a = registry.acquire(&alice).await.unwrap();
+    let b = registry.acquire(&bob).await.unwrap();
+    let n = registry.acquire(&nobody).await.unwrap();
+    let ids = [
+        a.connection().id(),
+        b.connection().id(),
+        n.connection().id(),
+    ];
+    assert!(
+        ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2],
+        "{ids:?}"
+    );
+    assert_eq!(registry.session_count(), 3);
+    // Each principal keeps its own: never another's.
+    for (key, id) in [(&alice, ids[0]), (&bob, ids[1]), (&nobody, ids[2])] {
+        let again = registry.acquire(key).await.unwrap();
+        assert_eq!(again.connection().id(), id, "{key}");
+        assert_eq!(again.key(), key);
     }
-    let again = registry
-        .acquire_as(&s, Some("alice"))
+    let mut handle = registry.handle(&bob).await.unwrap();
+    assert_eq!(handle.acquire().await.unwrap().connection().id(), ids[1]);
+}
+
+#[tokio::test]
+async fn a_session_reaped_or_evicted_then_used_by_another_principal_is_a_new_session() {
+    // Reaped: alice's session goes idle and is cleaned up.
+    let transport = Scripted::new([]);
+    let registry = Registry::new(transport.clone(), config());
+    let alice = as_principal(Some("alice"), "s");
+    let mallory = as_principal(Some("mallory"), "s");
+    let first = registry.acquire(&alice).await.unwrap().connection().id();
+    assert_eq!(registry.cleanup_sessions(Some(Duration::ZERO)).await, 1);
+    let claimed = registry.acquire(&mallory).await.unwrap().connection().id();
+    assert_ne!(claimed, first);
+    let back = registry.acquire(&alice).await.unwrap().connection().id();
+    assert!(
+        back != claimed && back != first,
+        "alice gets a new session, not mallory's"
+    );
+    assert_eq!(transport.connects(), 3);
+
+    // Evicted: with one slot, mallory's use of the id evicts alice's idle
+    // session (LRU) and opens a new one; alice's next use evicts it in turn.
+    let registry = Registry::new(
+        Scripted::new([]),
+        RegistryConfig::new(1, Duration::from_secs(60))
+            .with_reap_interval(None)
+            .with_full_policy(FullPolicy::EvictLruIdle),
+    );
+    let first = registry.acquire(&alice).await.unwrap().connection().id();
+    let claimed = registry.acquire(&mallory).await.unwrap().connection().id();
+    assert_ne!(claimed, first);
+    let back = registry.acquire(&alice).await.unwrap().connection().id();
+    assert!(back != claimed && back != first);
+    assert_eq!(registry.peek(&mallory).map(|i| i.connection_id), None);
+}
+
+#[tokio::test]
+async fn no_error_reveals_that_another_principals_session_id_exists() {
+    // One slot, held by alice: a new session is refused for anyone, whether
+    // or not the id exists under another principal — the same error.
+    let registry = Registry::new(
+        Scripted::new([]),
+        RegistryConfig::new(1, Duration::from_secs(60))
+            .with_reap_interval(None)
+            .with_full_policy(FullPolicy::Reject),
+    );
+    let _held = registry
+        .acquire(&as_principal(Some("alice"), "known"))
         .await
-        .unwrap()
-        .connection()
-        .id();
-    assert_eq!(alice, again);
+        .unwrap();
+    let existing = registry
+        .acquire(&as_principal(Some("mallory"), "known"))
+        .await
+        .unwrap_err();
+    let unknown = registry
+        .acquire(&as_principal(Some("mallory"), "never-used"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(existing, Error::SessionLimitReached { limit: 1 }),
+        "{existing:?}"
+    );
+    assert_eq!(format!("{existing:?}"), format!("{unknown:?}"));
+    assert_eq!(existing.to_string(), unknown.to_string());
+    // With room, the known id under another principal is just a new session.
+    let registry = Registry::new(Scripted::new([]), config());
+    let alice = registry
+        .acquire(&as_principal(Some("alice"), "known"))
+        .await
+        .unwrap();
+    let mallory = registry
+        .acquire(&as_principal(Some("mallory"), "known"))
+        .await
+        .unwrap();
+    assert_ne!(alice.connection().id(), mallory.connection().id());
 }
 
 #[tokio::test(start_paused = true)]
@@ -728,7 +811,7 @@ async fn peek_does_not_refresh_idle_time() {
 async fn a_session_handle_leases_without_the_map_and_re_resolves_after_removal() {
     let transport = Scripted::new([]);
     let registry = Registry::new(transport.clone(), config());
-    let mut handle = registry.handle(&sid("s"), None).await.unwrap();
+    let mut handle = registry.handle(&sid("s")).await.unwrap();
     let first = handle.acquire().await.unwrap().connection().id();
     let second = handle.acquire().await.unwrap().connection().id();
     assert_eq!(first, second);

@@ -26,13 +26,14 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use mcp_group_core::{SessionId, Transport};
+//! use mcp_group_core::{SessionId, SessionKey, Transport};
 //! use mcp_group_test_kit::{Answer, ScriptedTransport};
 //!
 //! # async fn example() {
 //! let transport = Arc::new(ScriptedTransport::new([Answer::refused(), Answer::Connect]));
-//! assert!(transport.connect(&SessionId::new("s")).await.is_err());
-//! assert!(transport.connect(&SessionId::new("s")).await.is_ok());
+//! let s = SessionKey::new(SessionId::new("s"));
+//! assert!(transport.connect(&s).await.is_err());
+//! assert!(transport.connect(&s).await.is_ok());
 //! transport.assert_done();
 //! # }
 //! ```

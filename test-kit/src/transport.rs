@@ -14,7 +14,9 @@ use std::{
     time::Duration,
 };
 
-use mcp_group_core::{Connection, Error, ServerDescription, SessionId, Transport, async_trait};
+use mcp_group_core::{
+    Connection, Error, ServerDescription, SessionId, SessionKey, Transport, async_trait,
+};
 use rmcp::ServerHandler;
 
 use crate::server::{EmptyServer, connect_in_memory};
@@ -71,7 +73,7 @@ impl<S> Transport for InMemoryTransport<S>
 where
     S: ServerHandler + Clone + Send + Sync + 'static,
 {
-    async fn connect(&self, _session: &SessionId) -> Result<Connection, Error> {
+    async fn connect(&self, _session: &SessionKey) -> Result<Connection, Error> {
         self.connects.fetch_add(1, Ordering::SeqCst);
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
@@ -128,7 +130,7 @@ impl fmt::Debug for Answer {
 #[derive(Debug)]
 struct Expected {
     /// The session the connect must be for; `None`: any.
-    session: Option<SessionId>,
+    session: Option<SessionKey>,
     answer: Answer,
 }
 
@@ -167,10 +169,16 @@ impl ScriptedTransport {
         }
     }
 
-    /// Then expects a connect for `session`, answered with `answer`.
+    /// Then expects a connect for the session named `session`, without a
+    /// principal, answered with `answer`.
     pub fn expect_for(self, session: impl AsRef<str>, answer: Answer) -> Self {
+        self.expect_for_key(SessionKey::new(SessionId::new(session)), answer)
+    }
+
+    /// Then expects a connect for `key`, answered with `answer`.
+    pub fn expect_for_key(self, key: SessionKey, answer: Answer) -> Self {
         lock(&self.script).push_back(Expected {
-            session: Some(SessionId::new(session)),
+            session: Some(key),
             answer,
         });
         self
@@ -194,7 +202,7 @@ impl ScriptedTransport {
     }
 
     /// The next scripted answer, if it is meant for `session`.
-    fn next_for(&self, session: &SessionId) -> Option<Answer> {
+    fn next_for(&self, session: &SessionKey) -> Option<Answer> {
         let mut script = lock(&self.script);
         let fits = script
             .front()
@@ -214,7 +222,7 @@ impl ScriptedTransport {
 
 #[async_trait]
 impl Transport for ScriptedTransport {
-    async fn connect(&self, session: &SessionId) -> Result<Connection, Error> {
+    async fn connect(&self, session: &SessionKey) -> Result<Connection, Error> {
         self.connects.fetch_add(1, Ordering::SeqCst);
         match self.next_for(session) {
             Some(Answer::Connect) => {}

@@ -7,13 +7,13 @@ use std::{
     time::Duration,
 };
 
-use mcp_group_core::{Error, SessionId, Transport};
+use mcp_group_core::{Error, SessionId, SessionKey, Transport};
 use mcp_group_test_kit::{
     Answer, Captured, EchoServer, InMemoryTransport, ScriptedTransport, eventually, wait_for,
 };
 
-fn sid(s: &str) -> SessionId {
-    SessionId::new(s)
+fn sid(s: &str) -> SessionKey {
+    SessionKey::new(SessionId::new(s))
 }
 
 /// The message of `assert_done`'s panic, or `None` if it passed.

@@ -8,7 +8,8 @@
 //! What this crate adds:
 //!
 //! - `custom_headers` from the configuration on every request, and a
-//!   per-session [`HeaderProvider`] (given the session id, the headers to add,
+//!   per-session [`HeaderProvider`] (given the session's key — its id and
+//!   principal — the headers to add,
 //!   e.g. each end user's `Authorization: Bearer …`), so that every session's
 //!   client carries its own credentials;
 //! - secrets stay secret: header values are marked sensitive for the HTTP
@@ -38,16 +39,19 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use mcp_group_core::{SessionId, Transport};
+//! use mcp_group_core::{SessionId, SessionKey, Transport};
 //! use mcp_group_transport_http::{HttpConfig, StreamableHttpTransport};
 //!
+//! # fn token_of(principal: Option<&str>) -> String { String::new() }
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = HttpConfig::new("http://127.0.0.1:3001/mcp")?.header("X-Team", "search");
 //! let transport = StreamableHttpTransport::new(config)?
-//!     .with_header_provider(Arc::new(|session: &SessionId| {
-//!         vec![("authorization".to_owned(), format!("Bearer token-of-{session}"))]
+//!     .with_header_provider(Arc::new(|key: &SessionKey| {
+//!         // The end user the session was opened for.
+//!         vec![("authorization".to_owned(), format!("Bearer {}", token_of(key.principal())))]
 //!     }));
-//! let connection = transport.connect(&SessionId::new("alice")).await?;
+//! let alice = SessionKey::with_principal(Some("alice"), SessionId::new("chat-1"));
+//! let connection = transport.connect(&alice).await?;
 //! connection.close().await; // sends DELETE for the MCP session
 //! # Ok(()) }
 //! ```
@@ -58,7 +62,7 @@ use std::{collections::BTreeMap, fmt, sync::Arc, time::Duration};
 
 pub use error::Error;
 use mcp_group_core::{
-    ClientOptions, Connection, Error as CoreError, Redacted, ServerDescription, SessionId,
+    ClientOptions, Connection, Error as CoreError, Redacted, ServerDescription, SessionKey,
     Transport, is_secret_name, redact_url,
 };
 pub use oauth::ClientCredentials;
@@ -205,15 +209,16 @@ impl HttpConfig {
 /// Headers for one session's requests — typically that end user's
 /// credentials. Called each time the session opens a connection.
 pub trait HeaderProvider: Send + Sync + 'static {
-    /// The headers to add for `session`, as `(name, value)` pairs.
-    fn headers(&self, session: &SessionId) -> Vec<(String, String)>;
+    /// The headers to add for `session` (its id, and the principal it was
+    /// opened for), as `(name, value)` pairs.
+    fn headers(&self, session: &SessionKey) -> Vec<(String, String)>;
 }
 
 impl<F> HeaderProvider for F
 where
-    F: Fn(&SessionId) -> Vec<(String, String)> + Send + Sync + 'static,
+    F: Fn(&SessionKey) -> Vec<(String, String)> + Send + Sync + 'static,
 {
-    fn headers(&self, session: &SessionId) -> Vec<(String, String)> {
+    fn headers(&self, session: &SessionKey) -> Vec<(String, String)> {
         self(session)
     }
 }
@@ -319,7 +324,7 @@ impl HttpEndpoint {
     /// an error if one carries a credential that may not go to this URL.
     pub fn headers(
         &self,
-        session: &SessionId,
+        session: &SessionKey,
     ) -> Result<std::collections::HashMap<HeaderName, HeaderValue>, Error> {
         let session_headers = self
             .provider
@@ -401,7 +406,7 @@ impl StreamableHttpTransport {
 
     fn transport_config(
         &self,
-        session: &SessionId,
+        session: &SessionKey,
     ) -> Result<StreamableHttpClientTransportConfig, CoreError> {
         let custom_headers = self
             .endpoint
@@ -444,7 +449,7 @@ fn classify(error: CoreError) -> CoreError {
 
 #[mcp_group_core::async_trait]
 impl Transport for StreamableHttpTransport {
-    async fn connect(&self, session: &SessionId) -> Result<Connection, CoreError> {
+    async fn connect(&self, session: &SessionKey) -> Result<Connection, CoreError> {
         let mut config = self.transport_config(session)?;
         if let Some(oauth) = &self.oauth {
             let shown = self.config().display_url();
@@ -475,13 +480,18 @@ impl Transport for StreamableHttpTransport {
             inner: self.endpoint.client().clone(),
             open_standalone: match self.standalone {
                 StandaloneStreams::Every => true,
-                StandaloneStreams::DefaultSessionOnly => *session == SessionId::default_session(),
+                StandaloneStreams::DefaultSessionOnly => *session == SessionKey::default_session(),
             },
         };
         let transport = StreamableHttpClientTransport::with_client(client, config);
-        Connection::establish_with(transport, self.config().display_url(), &self.options)
-            .await
-            .map_err(classify)
+        Connection::establish_with(
+            transport,
+            self.config().display_url(),
+            &self.options,
+            session,
+        )
+        .await
+        .map_err(classify)
     }
 
     fn description(&self) -> ServerDescription {
@@ -545,7 +555,10 @@ mod tests {
             HttpConfig::new(format!("http://127.0.0.1:{port}/mcp")).unwrap(),
         )
         .unwrap();
-        let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
+        let err = transport
+            .connect(&mcp_group_core::SessionId::new("s").into())
+            .await
+            .unwrap_err();
         assert!(matches!(err, CoreError::Connect { .. }), "{err:?}");
     }
 }

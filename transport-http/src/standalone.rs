@@ -29,12 +29,12 @@ use sse_stream::{Error as SseError, Sse};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum StandaloneStreams {
-    /// Only the group's default session ([`SessionId::default_session`]),
+    /// Only the group's default session ([`SessionKey::default_session`]),
     /// the one whose tool list the group publishes: server-wide
     /// notifications such as `notifications/tools/list_changed` still
     /// arrive, and per-user sessions cost no idle connection. The default.
     ///
-    /// [`SessionId::default_session`]: mcp_group_core::SessionId::default_session
+    /// [`SessionKey::default_session`]: mcp_group_core::SessionKey::default_session
     #[default]
     DefaultSessionOnly,
     /// Every session (rmcp's behaviour): one idle connection per session.

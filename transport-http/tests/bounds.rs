@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use mcp_group_core::{ClientCredentials, Error as CoreError, SessionId, Transport};
+use mcp_group_core::{ClientCredentials, Error as CoreError, SessionId, SessionKey, Transport};
 use mcp_group_transport_http::{Error, HttpConfig, StreamableHttpTransport};
 use support::{Reply, Request, Server, mcp_answer};
 use tokio::time::timeout;
@@ -52,7 +52,7 @@ async fn an_oauth_metadata_request_never_answered_is_a_typed_timeout() {
     let server = oauth_server(|| Reply::Hang).await;
     let transport = transport(&server).with_client_credentials(credentials());
 
-    let err = timeout(HANG, transport.connect(&SessionId::new("s")))
+    let err = timeout(HANG, transport.connect(&SessionId::new("s").into()))
         .await
         .expect("the read timeout ends the wait")
         .unwrap_err();
@@ -77,7 +77,7 @@ async fn endless_oauth_metadata_is_refused_at_one_mib() {
     .await;
     let transport = transport(&server).with_client_credentials(credentials());
 
-    let err = timeout(HANG, transport.connect(&SessionId::new("s")))
+    let err = timeout(HANG, transport.connect(&SessionId::new("s").into()))
         .await
         .expect("the body is not read to its end")
         .unwrap_err();
@@ -95,10 +95,13 @@ async fn endless_oauth_metadata_is_refused_at_one_mib() {
 async fn a_stalled_response_is_noticed_by_the_read_timeout() {
     let server = Server::start(|_| |_: &Request| Reply::Hang).await;
 
-    let err = timeout(HANG, transport(&server).connect(&SessionId::new("s")))
-        .await
-        .expect("the read timeout ends the wait")
-        .unwrap_err();
+    let err = timeout(
+        HANG,
+        transport(&server).connect(&SessionId::new("s").into()),
+    )
+    .await
+    .expect("the read timeout ends the wait")
+    .unwrap_err();
 
     // rmcp keeps reqwest's error inside its own, without a source chain.
     assert!(
@@ -123,7 +126,7 @@ async fn a_stalled_standalone_stream_is_noticed_and_reopened() {
     .await;
 
     let _connection = transport(&server)
-        .connect(&SessionId::default_session())
+        .connect(&SessionKey::default_session())
         .await
         .unwrap();
 

@@ -42,7 +42,10 @@ async fn without_ca_certificates_plain_http_works_and_https_is_a_typed_error() {
     .await;
     let transport =
         StreamableHttpTransport::new(HttpConfig::new(server.url("/mcp")).unwrap()).unwrap();
-    transport.connect(&SessionId::new("s")).await.unwrap();
+    transport
+        .connect(&SessionId::new("s").into())
+        .await
+        .unwrap();
 
     let err = StreamableHttpTransport::new(HttpConfig::new("https://mcp.example.com/mcp").unwrap())
         .unwrap_err();

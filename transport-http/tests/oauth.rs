@@ -103,7 +103,10 @@ async fn connect(server: &Server, credentials: ClientCredentials) -> Result<(), 
     let transport = StreamableHttpTransport::new(HttpConfig::new(server.url("/mcp")).unwrap())
         .unwrap()
         .with_client_credentials(credentials);
-    transport.connect(&SessionId::new("s")).await.map(|_| ())
+    transport
+        .connect(&SessionId::new("s").into())
+        .await
+        .map(|_| ())
 }
 
 /// The HTTP transport's error behind a failed connect.
@@ -342,8 +345,14 @@ async fn a_token_said_to_live_u64_max_seconds_is_cached_without_a_panic() {
         .unwrap()
         .with_client_credentials(secret());
 
-    transport.connect(&SessionId::new("a")).await.unwrap();
-    transport.connect(&SessionId::new("b")).await.unwrap();
+    transport
+        .connect(&SessionId::new("a").into())
+        .await
+        .unwrap();
+    transport
+        .connect(&SessionId::new("b").into())
+        .await
+        .unwrap();
 
     assert_eq!(server.requests_to("/token").len(), 1, "the token is cached");
 }

@@ -7,7 +7,7 @@ mod support;
 
 use std::sync::Arc;
 
-use mcp_group_core::{ClientCredentials, Error as CoreError, SessionId, Transport};
+use mcp_group_core::{ClientCredentials, Error as CoreError, SessionId, SessionKey, Transport};
 use mcp_group_transport_http::{Error, HttpConfig, StreamableHttpTransport};
 use support::{Reply, Request, Server, mcp_answer};
 
@@ -29,7 +29,7 @@ async fn attempt(
     setup: impl FnOnce(StreamableHttpTransport) -> StreamableHttpTransport,
 ) -> Result<(), Error> {
     let transport = setup(StreamableHttpTransport::new(config)?);
-    match transport.connect(&SessionId::new("s")).await {
+    match transport.connect(&SessionId::new("s").into()).await {
         Ok(_) => Ok(()),
         Err(CoreError::Start { source, .. } | CoreError::Connect { source, .. }) => {
             Err(*source.downcast::<Error>().unwrap())
@@ -61,7 +61,7 @@ async fn a_configured_credential_header_is_not_sent_over_plain_http_to_a_remote_
 #[tokio::test]
 async fn a_per_session_credential_header_is_not_sent_over_plain_http_to_a_remote_host() {
     let (server, url) = remote().await;
-    let provider = Arc::new(|_: &SessionId| vec![("X-Api-Key".to_owned(), "k3y".to_owned())]);
+    let provider = Arc::new(|_: &SessionKey| vec![("X-Api-Key".to_owned(), "k3y".to_owned())]);
 
     let header = refused_header(
         attempt(HttpConfig::new(url).unwrap(), |t| {

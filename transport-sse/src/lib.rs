@@ -21,7 +21,7 @@
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let transport = SseTransport::new(HttpConfig::new("http://127.0.0.1:3001/sse")?)?;
-//! let connection = transport.connect(&SessionId::new("alice")).await?;
+//! let connection = transport.connect(&SessionId::new("alice").into()).await?;
 //! connection.close().await; // drops the event stream
 //! # Ok(()) }
 //! ```
@@ -37,7 +37,7 @@ use std::{pin::Pin, sync::Arc};
 
 use futures::{Stream, StreamExt};
 use mcp_group_core::{
-    ClientOptions, Connection, Error as CoreError, ServerDescription, SessionId, Transport,
+    ClientOptions, Connection, Error as CoreError, ServerDescription, SessionKey, Transport,
 };
 pub use mcp_group_transport_http::{HeaderProvider, HttpConfig, HttpEndpoint};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
@@ -143,7 +143,7 @@ impl SseTransport {
     }
 
     /// Opens the event stream and waits for the endpoint.
-    async fn open(&self, session: &SessionId) -> Result<SseClient, Error> {
+    async fn open(&self, session: &SessionKey) -> Result<SseClient, Error> {
         let headers: HeaderMap = self
             .endpoint
             .headers(session)
@@ -198,7 +198,7 @@ impl SseTransport {
 
 #[mcp_group_core::async_trait]
 impl Transport for SseTransport {
-    async fn connect(&self, session: &SessionId) -> Result<Connection, CoreError> {
+    async fn connect(&self, session: &SessionKey) -> Result<Connection, CoreError> {
         let url = &self.config().display_url();
         let client = self.open(session).await.map_err(|e| match e {
             // A header or client that cannot be used will not get better.
@@ -218,7 +218,7 @@ impl Transport for SseTransport {
                 source: Box::new(e),
             },
         })?;
-        Connection::establish_with(client, url.clone(), &self.options).await
+        Connection::establish_with(client, url.clone(), &self.options, session).await
     }
 
     fn description(&self) -> ServerDescription {
@@ -404,7 +404,10 @@ mod tests {
         let transport =
             SseTransport::new(HttpConfig::new(format!("http://127.0.0.1:{port}/sse")).unwrap())
                 .unwrap();
-        let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
+        let err = transport
+            .connect(&mcp_group_core::SessionId::new("s").into())
+            .await
+            .unwrap_err();
         assert!(matches!(err, CoreError::Connect { .. }), "{err:?}");
     }
 }

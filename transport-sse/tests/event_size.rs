@@ -23,7 +23,10 @@ async fn a_150_mib_event_without_terminator_is_a_typed_error_with_bounded_memory
     let transport = SseTransport::new(HttpConfig::new(server.url("/sse")).unwrap()).unwrap();
     let before = peak_rss_kib();
 
-    let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
+    let err = transport
+        .connect(&SessionId::new("s").into())
+        .await
+        .unwrap_err();
 
     let grown_mib = peak_rss_kib().saturating_sub(before) / 1024;
     let source = match &err {

@@ -39,7 +39,10 @@ async fn an_endpoint_on_another_origin_is_refused_and_receives_nothing() {
         .header("Authorization", "Bearer s3cret");
     let transport = SseTransport::new(config).unwrap();
 
-    let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
+    let err = transport
+        .connect(&SessionId::new("s").into())
+        .await
+        .unwrap_err();
 
     assert!(
         matches!(sse_error(&err), Some(Error::CrossOriginEndpoint { origin }) if *origin == thief.url("")),
@@ -64,7 +67,10 @@ async fn a_credential_header_is_not_sent_over_plain_http_to_a_remote_host() {
             mcp_group_transport_http::Error::InsecureCredentials { .. }
         ),
         Ok(transport) => {
-            let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
+            let err = transport
+                .connect(&SessionId::new("s").into())
+                .await
+                .unwrap_err();
             panic!("expected a refusal, got {err:?}");
         }
     };

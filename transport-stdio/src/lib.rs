@@ -29,7 +29,7 @@
 //!
 //! # async fn run() -> Result<(), mcp_group_core::Error> {
 //! let transport = StdioTransport::new(StdioConfig::new("npx").arg("-y").arg("@modelcontextprotocol/server-everything"));
-//! let connection = transport.connect(&SessionId::new("alice")).await?;
+//! let connection = transport.connect(&SessionId::new("alice").into()).await?;
 //! let output = connection
 //!     .call_tool("echo", serde_json::from_str(r#"{"message":"hi"}"#).unwrap(), std::time::Duration::from_secs(5))
 //!     .await?;
@@ -49,7 +49,7 @@
 use std::{collections::BTreeMap, fmt, path::PathBuf, process::Stdio, time::Duration};
 
 use mcp_group_core::{
-    Cleanup, ClientOptions, Connection, Redacted, ServerDescription, SessionId, Transport,
+    Cleanup, ClientOptions, Connection, Redacted, ServerDescription, SessionKey, Transport,
     redact_args,
 };
 use tokio::{
@@ -332,7 +332,7 @@ fn spawner() -> Option<&'static std::sync::mpsc::Sender<SpawnJob>> {
 
 #[mcp_group_core::async_trait]
 impl Transport for StdioTransport {
-    async fn connect(&self, session: &SessionId) -> Result<Connection, mcp_group_core::Error> {
+    async fn connect(&self, session: &SessionKey) -> Result<Connection, mcp_group_core::Error> {
         let command_line = self.config.display_command_line();
         // From here on the guard owns the process: any early return or a
         // dropped future kills the group.
@@ -354,7 +354,8 @@ impl Transport for StdioTransport {
         };
         tokio::spawn(forward_stderr(stderr, pid));
         let connection =
-            Connection::establish_with((stdout, stdin), command_line, &self.options).await?;
+            Connection::establish_with((stdout, stdin), command_line, &self.options, session)
+                .await?;
         Ok(connection.with_cleanup(guard))
     }
 

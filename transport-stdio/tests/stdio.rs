@@ -47,8 +47,12 @@ fn silent_server(dir: &Path) -> StdioConfig {
 async fn an_abandoned_connect_kills_the_server_and_its_children() {
     let dir = scratch("abandon");
     let transport = StdioTransport::new(silent_server(&dir));
-    let attempt =
-        tokio::spawn(async move { transport.connect(&SessionId::new("s")).await.map(|_| ()) });
+    let attempt = tokio::spawn(async move {
+        transport
+            .connect(&SessionId::new("s").into())
+            .await
+            .map(|_| ())
+    });
     let pid: u32 = read_when_written(&dir.join("pid"))
         .await
         .trim()
@@ -73,7 +77,10 @@ async fn an_abandoned_connect_kills_the_server_and_its_children() {
 #[tokio::test]
 async fn a_missing_program_is_a_spawn_error_naming_the_command() {
     let transport = StdioTransport::new(StdioConfig::new("/nonexistent/server").arg("--flag"));
-    let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
+    let err = transport
+        .connect(&SessionId::new("s").into())
+        .await
+        .unwrap_err();
     let Error::Start { endpoint, source } = err else {
         panic!("expected a start error, got {err:?}");
     };
@@ -90,7 +97,10 @@ async fn a_missing_program_is_a_spawn_error_naming_the_command() {
 #[tokio::test]
 async fn a_server_that_exits_at_once_fails_the_handshake() {
     let transport = StdioTransport::new(StdioConfig::new("sh").arg("-c").arg("exit 7"));
-    let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
+    let err = transport
+        .connect(&SessionId::new("s").into())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Handshake { .. }), "{err:?}");
 }
 
@@ -108,8 +118,12 @@ async fn env_and_cwd_reach_the_server() {
         .env("MCP_GROUP_TEST", "hello")
         .cwd(&dir);
     let transport = StdioTransport::new(config);
-    let attempt =
-        tokio::spawn(async move { transport.connect(&SessionId::new("s")).await.map(|_| ()) });
+    let attempt = tokio::spawn(async move {
+        transport
+            .connect(&SessionId::new("s").into())
+            .await
+            .map(|_| ())
+    });
     let seen = read_when_written(&out).await;
     attempt.abort();
     let canonical = dir.canonicalize().unwrap();
@@ -127,8 +141,12 @@ async fn server_stderr_is_forwarded_to_tracing() {
     );
     // The current-thread runtime runs the forwarding task on this thread,
     // under the default subscriber set above.
-    let attempt =
-        tokio::spawn(async move { transport.connect(&SessionId::new("s")).await.map(|_| ()) });
+    let attempt = tokio::spawn(async move {
+        transport
+            .connect(&SessionId::new("s").into())
+            .await
+            .map(|_| ())
+    });
     eventually(PATIENCE, || captured.text().contains("flux capacitor")).await;
     attempt.abort();
     let text = captured.text();
@@ -174,7 +192,10 @@ async fn invalid_utf8_on_stderr_does_not_kill_the_server() {
     // Every message makes the server write bytes that are not UTF-8 to
     // stderr; a closed stderr pipe would kill it (SIGPIPE).
     let transport = StdioTransport::new(sh_server(r"printf 'caf\351 \377\376\n' >&2"));
-    let connection = transport.connect(&SessionId::new("s")).await.unwrap();
+    let connection = transport
+        .connect(&SessionId::new("s").into())
+        .await
+        .unwrap();
     for _ in 0..3 {
         let output = connection
             .call_tool("anything", serde_json::Map::new(), Duration::from_secs(10))
@@ -206,8 +227,12 @@ async fn a_50_mib_stderr_line_keeps_memory_bounded() {
     // Reset the peak (Linux: "5" to clear_refs), then measure from here.
     std::fs::write("/proc/self/clear_refs", "5").unwrap();
     let before = peak_rss_kib();
-    let attempt =
-        tokio::spawn(async move { transport.connect(&SessionId::new("s")).await.map(|_| ()) });
+    let attempt = tokio::spawn(async move {
+        transport
+            .connect(&SessionId::new("s").into())
+            .await
+            .map(|_| ())
+    });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let text = loop {
         let text = captured.text();
@@ -238,7 +263,10 @@ async fn a_50_mib_stderr_line_keeps_memory_bounded() {
 /// The names of the environment variables a stdio server sees.
 async fn server_env(config: StdioConfig) -> Vec<String> {
     let transport = StdioTransport::new(config);
-    let connection = transport.connect(&SessionId::new("env")).await.unwrap();
+    let connection = transport
+        .connect(&SessionId::new("env").into())
+        .await
+        .unwrap();
     let output = connection
         .call_tool("env", Default::default(), Duration::from_secs(10))
         .await
@@ -292,7 +320,10 @@ async fn secrets_stay_out_of_debug_descriptions_and_spawn_errors() {
     let debug = format!("{config:?}");
     let transport = StdioTransport::new(config);
     let description = format!("{:?}", transport.description());
-    let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
+    let err = transport
+        .connect(&SessionId::new("s").into())
+        .await
+        .unwrap_err();
     let mut shown = format!("{debug}\n{description}\n{err:?}");
     let mut source: Option<&dyn std::error::Error> = Some(&err);
     while let Some(cause) = source {

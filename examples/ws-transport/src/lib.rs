@@ -17,7 +17,7 @@
 //!
 //! # async fn run() -> Result<(), mcp_group_core::Error> {
 //! let transport = WebSocketTransport::new("ws://127.0.0.1:9000/mcp");
-//! let connection = transport.connect(&SessionId::new("alice")).await?;
+//! let connection = transport.connect(&SessionId::new("alice").into()).await?;
 //! connection.close().await;
 //! # Ok(()) }
 //! ```
@@ -26,7 +26,7 @@
 
 use futures::{SinkExt, StreamExt, future::ready};
 use mcp_group_core::{
-    Connection, Error, ServerDescription, SessionId, Transport, async_trait,
+    Connection, Error, ServerDescription, SessionKey, Transport, async_trait,
     rmcp::{
         RoleClient,
         service::{RxJsonRpcMessage, TxJsonRpcMessage},
@@ -77,7 +77,7 @@ fn decode(frame: Result<Message, tungstenite::Error>) -> Option<RxJsonRpcMessage
 
 #[async_trait]
 impl Transport for WebSocketTransport {
-    async fn connect(&self, _session: &SessionId) -> Result<Connection, Error> {
+    async fn connect(&self, _session: &SessionKey) -> Result<Connection, Error> {
         let mut request = self
             .url
             .as_str()

@@ -66,8 +66,14 @@ async fn start_server() -> String {
 async fn lists_and_calls_tools_over_websocket() {
     let url = start_server().await;
     let transport = WebSocketTransport::new(url);
-    let a = transport.connect(&SessionId::new("a")).await.unwrap();
-    let b = transport.connect(&SessionId::new("b")).await.unwrap();
+    let a = transport
+        .connect(&SessionId::new("a").into())
+        .await
+        .unwrap();
+    let b = transport
+        .connect(&SessionId::new("b").into())
+        .await
+        .unwrap();
     assert_ne!(a.id(), b.id(), "one socket per session");
     let tools = a.list_tools(Duration::from_secs(5)).await.unwrap();
     assert_eq!(
@@ -90,6 +96,9 @@ async fn lists_and_calls_tools_over_websocket() {
 #[tokio::test]
 async fn nothing_listening_is_a_connect_error() {
     let transport = WebSocketTransport::new(format!("ws://127.0.0.1:{}/mcp", free_port()));
-    let err = transport.connect(&SessionId::new("s")).await.unwrap_err();
+    let err = transport
+        .connect(&SessionId::new("s").into())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Connect { .. }), "{err:?}");
 }
