@@ -714,7 +714,7 @@ async fn a_session_reaped_or_evicted_then_used_by_another_principal_is_a_new_ses
         Scripted::new([]),
         RegistryConfig::new(1, Duration::from_secs(60))
             .with_reap_interval(None)
-            .with_full_policy(FullPolicy::EvictLruIdle),
+            .with_full_policy(SessionLimitPolicy::EvictLruIdle),
     );
     let first = registry.acquire(&alice).await.unwrap().connection().id();
     let claimed = registry.acquire(&mallory).await.unwrap().connection().id();
@@ -732,7 +732,7 @@ async fn no_error_reveals_that_another_principals_session_id_exists() {
         Scripted::new([]),
         RegistryConfig::new(1, Duration::from_secs(60))
             .with_reap_interval(None)
-            .with_full_policy(FullPolicy::Reject),
+            .with_full_policy(SessionLimitPolicy::Reject),
     );
     let _held = registry
         .acquire(&as_principal(Some("alice"), "known"))
