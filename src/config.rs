@@ -80,9 +80,11 @@ pub struct McpClientConfig {
     /// Prepended to every exposed name, so two servers' tools never collide.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name_prefix: Option<String>,
-    /// The MCP protocol version offered in the handshake (default
-    /// `"2025-11-25"`, which current servers and the conformance suite
-    /// accept; rmcp's own default, 2026-07-28, is refused by many).
+    /// The MCP protocol version: `"auto"` (the default) negotiates the era
+    /// — `server/discover` offering 2026-07-28, falling back to the
+    /// `initialize` handshake offering 2025-11-25 for a server of the
+    /// 2025 era; a version pins it (`"2026-07-28"`: modern servers only;
+    /// `"2025-11-25"` or earlier: the handshake only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol_version: Option<String>,
     /// NeMo Agent Toolkit's function-group type (`_type`, or `type`):

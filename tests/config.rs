@@ -289,10 +289,7 @@ fn filters_and_prefix_load_and_bad_ones_are_rejected() {
 #[test]
 fn the_offered_protocol_version_is_configurable_and_checked() {
     let config = McpClientConfig::from_toml_str(STDIO).unwrap();
-    assert_eq!(
-        config.client_options().unwrap().protocol_version(),
-        "2025-11-25"
-    );
+    assert_eq!(config.client_options().unwrap().protocol_version(), "auto");
     let config =
         McpClientConfig::from_toml_str(&format!("protocol_version = \"2025-06-18\"\n{STDIO}"))
             .unwrap();

@@ -10,19 +10,60 @@ use std::{
 };
 
 use rmcp::{
-    ClientHandler, RoleClient, ServiceExt,
+    ClientHandler, RoleClient,
     model::{
         CallToolRequestParams, ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult,
         ElicitationAction, ElicitationCapability, FormElicitationCapability, Implementation,
         JsonObject, ServerPeerInfo,
     },
-    service::{Peer, RunningService, RxJsonRpcMessage, TxJsonRpcMessage},
+    service::{ClientServiceExt, Peer, RunningService, RxJsonRpcMessage, TxJsonRpcMessage},
     transport::{IntoTransport, Transport},
 };
 
 /// The most server-initiated requests (elicitations) of one session handled
 /// at once; the server gets an error for each request beyond it.
 pub const MAX_SERVER_REQUESTS_PER_SESSION: usize = 8;
+
+/// The most `input_required` rounds (SEP-2322) one call may take before it
+/// fails.
+pub const MAX_INPUT_ROUNDS: usize = 10;
+
+/// The protocol era of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Era {
+    /// 2025-11-25 and earlier: the `initialize` handshake and, over HTTP, a
+    /// protocol session (`Mcp-Session-Id`).
+    Legacy,
+    /// 2026-07-28 and later: no handshake and no protocol session; every
+    /// request carries its own `_meta`.
+    Modern,
+}
+
+impl Era {
+    /// The era of a protocol version.
+    pub fn of(version: &rmcp::model::ProtocolVersion) -> Self {
+        if version.has_initialize() {
+            Self::Legacy
+        } else {
+            Self::Modern
+        }
+    }
+
+    /// `"legacy"` or `"modern"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Legacy => "legacy",
+            Self::Modern => "modern",
+        }
+    }
+}
+
+impl fmt::Display for Era {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The most pages of one `tools/list` this client follows.
 pub const MAX_TOOL_LIST_PAGES: usize = 100;
@@ -97,11 +138,8 @@ impl fmt::Debug for ClientAgent {
 }
 
 impl ClientAgent {
-    /// A client that names itself `mcp-group` and offers protocol 2025-11-25.
-    ///
-    /// rmcp 3.11 offers 2026-07-28 by default, which many deployed servers
-    /// (and the conformance suite's 0.1 releases) reject; 2025-11-25 is the
-    /// newest version that every current server negotiates.
+    /// A client that names itself `mcp-group` and negotiates the protocol
+    /// era (see [`ClientOptions::with_protocol_version`]).
     pub fn new() -> Self {
         Self::with_options(ClientOptions::new(), SessionKey::default_session())
     }
@@ -119,7 +157,7 @@ impl ClientAgent {
             capabilities,
             Implementation::new("mcp-group", env!("CARGO_PKG_VERSION")),
         )
-        .with_protocol_version(options.rmcp_protocol_version());
+        .with_protocol_version(options.initialize_version());
         Self {
             info,
             options,
@@ -204,8 +242,9 @@ impl ClientHandler for ClientAgent {
 pub struct Connection {
     id: u64,
     endpoint: Arc<str>,
-    peer: Peer<RoleClient>,
-    service: Mutex<Option<RunningService<RoleClient, ClientAgent>>>,
+    /// rmcp's running client: its peer sends requests, and it drives MRTR
+    /// rounds through the [`ClientAgent`]. Dropping it cancels rmcp's task.
+    service: RunningService<RoleClient, ClientAgent>,
     cleanup: Mutex<Option<Box<dyn Cleanup>>>,
     closed: AtomicBool,
     /// Closed (never sent on) when rmcp's protocol task drops the transport.
@@ -270,17 +309,23 @@ impl Connection {
         let agent = ClientAgent::with_options(options.clone(), session.clone());
         let tools_changed = agent.tools_changed.subscribe();
         let (transport, ended) = Watched::new(transport.into_transport());
-        let service = agent.serve(transport).await.map_err(|e| Error::Handshake {
-            endpoint: endpoint.clone(),
-            source: Box::new(e),
-        })?;
+        let service = agent
+            .serve_with_lifecycle(transport, options.lifecycle())
+            .await
+            .map_err(|e| Error::Handshake {
+                endpoint: endpoint.clone(),
+                source: Box::new(e),
+            })?;
         let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(connection = id, %endpoint, "MCP connection established");
+        let era = service
+            .peer()
+            .peer_info()
+            .map(|info| Era::of(&info.protocol_version));
+        tracing::debug!(connection = id, %endpoint, ?era, "MCP connection established");
         Ok(Self {
             id,
             endpoint: Arc::from(endpoint),
-            peer: service.peer().clone(),
-            service: Mutex::new(Some(service)),
+            service,
             cleanup: Mutex::new(None),
             closed: AtomicBool::new(false),
             ended,
@@ -306,14 +351,29 @@ impl Connection {
         &self.endpoint
     }
 
-    /// What the server said about itself in the handshake.
+    /// What the server said about itself in the handshake (`initialize`)
+    /// or discovery (`server/discover`).
     pub fn server_info(&self) -> Option<Arc<ServerPeerInfo>> {
-        self.peer.peer_info()
+        self.service.peer_info()
+    }
+
+    /// The protocol version negotiated with the server.
+    pub fn protocol_version(&self) -> Option<String> {
+        self.service
+            .peer_info()
+            .map(|info| info.protocol_version.to_string())
+    }
+
+    /// The protocol era negotiated with the server.
+    pub fn era(&self) -> Option<Era> {
+        self.service
+            .peer_info()
+            .map(|info| Era::of(&info.protocol_version))
     }
 
     /// The rmcp peer, for requests this crate does not wrap.
     pub fn peer(&self) -> &Peer<RoleClient> {
-        &self.peer
+        self.service.peer()
     }
 
     /// Whether the connection has ended (closed by us, or the transport ended).
@@ -370,7 +430,7 @@ impl Connection {
         for _ in 0..MAX_TOOL_LIST_PAGES {
             let params = rmcp::model::PaginatedRequestParams::default().with_cursor(cursor);
             let page = self
-                .peer
+                .service
                 .list_tools(Some(params))
                 .await
                 .map_err(|e| Error::from_service(e, "tools/list"))?;
@@ -404,9 +464,16 @@ impl Connection {
     /// A result with `isError: true` is returned as `Ok`; check
     /// [`ToolOutput::is_error`].
     ///
+    /// On a 2026-07-28 server the call may answer `input_required` (SEP-2322):
+    /// each of its input requests goes to this session's elicitation handler,
+    /// the call is sent again with the answers and the server's
+    /// `requestState` unchanged, for at most [`MAX_INPUT_ROUNDS`] rounds;
+    /// `timeout` bounds the whole exchange.
+    ///
     /// # Cancel safety
     /// Dropping the future (or hitting `timeout`) sends
-    /// `notifications/cancelled` for the request; the connection stays usable.
+    /// `notifications/cancelled` for the request in flight and stops the
+    /// rounds; the connection stays usable.
     pub async fn call_tool(
         &self,
         name: &str,
@@ -414,7 +481,10 @@ impl Connection {
         timeout: Duration,
     ) -> Result<ToolOutput, Error> {
         let params = CallToolRequestParams::new(name.to_owned()).with_arguments(arguments);
-        let result = tokio::time::timeout(timeout, self.peer.call_tool(params))
+        let call = self
+            .service
+            .call_tool_with_mrtr_max_rounds(params, MAX_INPUT_ROUNDS);
+        let result = tokio::time::timeout(timeout, call)
             .await
             .map_err(|_| Error::Timeout {
                 operation: "tools/call",
@@ -424,19 +494,29 @@ impl Connection {
         Ok(ToolOutput::new(result))
     }
 
-    /// Sends a `ping` and waits for the answer.
+    /// Asks the server whether it is there and waits for the answer: a
+    /// `ping` in the legacy era; `server/discover` in the modern one, which
+    /// has no `ping`.
     pub async fn ping(&self, timeout: Duration) -> Result<(), Error> {
-        use rmcp::model::{ClientRequest, PingRequest, ServerResult};
-        let request = ClientRequest::PingRequest(PingRequest::default());
-        let response = tokio::time::timeout(timeout, self.peer.send_request(request))
+        use rmcp::model::{
+            ClientRequest, DiscoverRequest, DiscoverRequestParams, PingRequest, ServerResult,
+        };
+        let (request, operation) = match self.era() {
+            Some(Era::Modern) => (
+                ClientRequest::DiscoverRequest(DiscoverRequest::new(DiscoverRequestParams {})),
+                "server/discover",
+            ),
+            _ => (ClientRequest::PingRequest(PingRequest::default()), "ping"),
+        };
+        let response = tokio::time::timeout(timeout, self.service.send_request(request))
             .await
             .map_err(|_| Error::Timeout {
-                operation: "ping",
+                operation,
                 after: timeout,
             })?
-            .map_err(|e| Error::from_service(e, "ping"))?;
+            .map_err(|e| Error::from_service(e, operation))?;
         match response {
-            ServerResult::EmptyResult(_) => Ok(()),
+            ServerResult::EmptyResult(_) | ServerResult::DiscoverResult(_) => Ok(()),
             _ => Err(Error::UnexpectedResponse),
         }
     }
@@ -450,11 +530,17 @@ impl Connection {
     /// by their `Drop` (for stdio: the process group is killed).
     pub async fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        let service = self.service.lock().ok().and_then(|mut s| s.take());
-        if let Some(mut service) = service {
-            if let Err(e) = service.close_with_timeout(CLOSE_TIMEOUT).await {
-                tracing::warn!(connection = self.id, error = %e, "MCP service task failed");
-            }
+        // Cancelling rmcp's task makes it close and drop the transport, which
+        // is what `closed` waits for.
+        self.service.cancellation_token().cancel();
+        if tokio::time::timeout(CLOSE_TIMEOUT, self.closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                connection = self.id,
+                "MCP service task did not stop within {CLOSE_TIMEOUT:?}"
+            );
         }
         let cleanup = self.cleanup.lock().ok().and_then(|mut c| c.take());
         if let Some(cleanup) = cleanup {

@@ -87,13 +87,13 @@ mod types;
 
 pub use async_trait::async_trait;
 pub use connection::{
-    Cleanup, ClientAgent, Connection, MAX_SERVER_REQUESTS_PER_SESSION, MAX_TOOL_LIST_BYTES,
-    MAX_TOOL_LIST_PAGES, MAX_TOOLS,
+    Cleanup, ClientAgent, Connection, Era, MAX_INPUT_ROUNDS, MAX_SERVER_REQUESTS_PER_SESSION,
+    MAX_TOOL_LIST_BYTES, MAX_TOOL_LIST_PAGES, MAX_TOOLS,
 };
 pub use credentials::ClientCredentials;
 pub use error::{BoxError, Error};
 pub use options::{
-    AcceptDefaults, ClientOptions, Elicitation, ElicitationAnswer, PROTOCOL_VERSIONS,
+    AUTO, AcceptDefaults, ClientOptions, Elicitation, ElicitationAnswer, PROTOCOL_VERSIONS,
     apply_defaults,
 };
 pub use rmcp;

@@ -3,7 +3,10 @@
 
 use std::{fmt, sync::Arc};
 
-use rmcp::model::{JsonObject, ProtocolVersion};
+use rmcp::{
+    model::{JsonObject, ProtocolVersion},
+    service::ClientLifecycleMode,
+};
 use serde_json::Value;
 
 use crate::{Error, SessionKey};
@@ -14,6 +17,10 @@ use crate::{Error, SessionKey};
 /// use std::sync::Arc;
 /// use mcp_group_core::{AcceptDefaults, ClientOptions};
 ///
+/// // By default the client negotiates the era: it probes with
+/// // `server/discover` (2026-07-28) and falls back to `initialize`.
+/// assert_eq!(ClientOptions::new().protocol_version(), "auto");
+///
 /// let options = ClientOptions::new()
 ///     .with_protocol_version("2025-06-18")
 ///     .unwrap()
@@ -22,7 +29,8 @@ use crate::{Error, SessionKey};
 /// ```
 #[derive(Clone)]
 pub struct ClientOptions {
-    protocol_version: ProtocolVersion,
+    /// `None`: negotiate (`"auto"`).
+    protocol_version: Option<ProtocolVersion>,
     elicitation: Option<Arc<dyn Elicitation>>,
 }
 
@@ -41,7 +49,8 @@ impl fmt::Debug for ClientOptions {
     }
 }
 
-/// The protocol versions a client may offer.
+/// The protocol versions a client may be pinned to; besides these,
+/// [`ClientOptions::with_protocol_version`] takes `"auto"`.
 pub const PROTOCOL_VERSIONS: [&str; 5] = [
     "2024-11-05",
     "2025-03-26",
@@ -51,36 +60,70 @@ pub const PROTOCOL_VERSIONS: [&str; 5] = [
 ];
 
 impl ClientOptions {
-    /// Offers protocol 2025-11-25 (see [`crate::ClientAgent::new`] for why)
-    /// and declines every elicitation.
+    /// Negotiates the protocol era (`"auto"`) and declines every
+    /// elicitation.
     pub fn new() -> Self {
         Self {
-            protocol_version: ProtocolVersion::V_2025_11_25,
+            protocol_version: None,
             elicitation: None,
         }
     }
 
-    /// Offers `version` in the `initialize` handshake; one of
-    /// [`PROTOCOL_VERSIONS`], or [`Error::UnsupportedProtocolVersion`].
+    /// Pins the protocol version, or negotiates it with `"auto"`; one of
+    /// [`PROTOCOL_VERSIONS`] or `"auto"`, else
+    /// [`Error::UnsupportedProtocolVersion`].
+    ///
+    /// - `"auto"`: probe with `server/discover` offering 2026-07-28; a
+    ///   server that answers it with a JSON-RPC error is a 2025-era server,
+    ///   and the same connection falls back to `initialize` offering
+    ///   2025-11-25.
+    /// - `"2026-07-28"`: `server/discover` only; a legacy server is an error.
+    /// - an earlier version: the `initialize` handshake offering it.
     pub fn with_protocol_version(mut self, version: &str) -> Result<Self, Error> {
         let unsupported = || Error::UnsupportedProtocolVersion {
             version: version.to_owned(),
         };
+        if version == AUTO {
+            self.protocol_version = None;
+            return Ok(self);
+        }
         if !PROTOCOL_VERSIONS.contains(&version) {
             return Err(unsupported());
         }
         self.protocol_version =
-            serde_json::from_value(Value::from(version)).map_err(|_| unsupported())?;
+            Some(serde_json::from_value(Value::from(version)).map_err(|_| unsupported())?);
         Ok(self)
     }
 
-    /// The protocol version offered.
+    /// The protocol version pinned, or `"auto"`.
     pub fn protocol_version(&self) -> String {
-        self.protocol_version.to_string()
+        match &self.protocol_version {
+            Some(version) => version.to_string(),
+            None => AUTO.to_owned(),
+        }
     }
 
-    pub(crate) fn rmcp_protocol_version(&self) -> ProtocolVersion {
-        self.protocol_version.clone()
+    /// The version the `initialize` handshake offers: the pinned one, or
+    /// 2025-11-25 (the newest with a handshake) when negotiating.
+    pub(crate) fn initialize_version(&self) -> ProtocolVersion {
+        match &self.protocol_version {
+            Some(version) if version.has_initialize() => version.clone(),
+            _ => ProtocolVersion::LATEST_WITH_INITIALIZE,
+        }
+    }
+
+    /// How rmcp opens the connection for these options.
+    pub(crate) fn lifecycle(&self) -> ClientLifecycleMode {
+        match &self.protocol_version {
+            None => ClientLifecycleMode::Auto {
+                preferred_versions: vec![ProtocolVersion::LATEST],
+                legacy_version: Some(ProtocolVersion::LATEST_WITH_INITIALIZE),
+            },
+            Some(version) if version.has_initialize() => ClientLifecycleMode::Initialize,
+            Some(version) => ClientLifecycleMode::Discover {
+                preferred_versions: vec![version.clone()],
+            },
+        }
     }
 
     /// Answers servers' form elicitations with `handler` (and advertises the
@@ -95,6 +138,9 @@ impl ClientOptions {
         self.elicitation.as_ref()
     }
 }
+
+/// The value of [`ClientOptions::with_protocol_version`] that negotiates.
+pub const AUTO: &str = "auto";
 
 /// How a form elicitation was answered.
 #[derive(Debug, Clone, PartialEq)]

@@ -69,10 +69,13 @@ async fn a_downstream_transport_lists_and_calls_tools() {
     assert_eq!(output.to_text(), "Echo: Ada");
 
     connection.ping(Duration::from_secs(5)).await.unwrap();
+    // The in-memory rmcp server speaks both eras; negotiation picks the
+    // newer.
     assert_eq!(
         connection.server_info().unwrap().protocol_version.as_str(),
-        "2025-11-25"
+        "2026-07-28"
     );
+    assert_eq!(connection.era(), Some(mcp_group_core::Era::Modern));
 
     assert!(!connection.is_closed());
     connection.close().await;
@@ -91,12 +94,19 @@ async fn closed_resolves_when_the_server_goes_away() {
     let (client, server) = tokio::io::duplex(64 * 1024);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        let running = rmcp::ServiceExt::serve(EchoServer::new(), server)
-            .await
-            .unwrap();
-        let _ = stopped.await;
-        // The server ends its side of the pipe.
-        let _ = running.cancel().await;
+        // A modern-era server settles its lifecycle only at the first
+        // request, so `serve` may still be running when the stop comes;
+        // either way, dropping it ends the server's side of the pipe.
+        let serving = async {
+            let running = rmcp::ServiceExt::serve(EchoServer::new(), server).await;
+            if let Ok(running) = running {
+                let _ = running.waiting().await;
+            }
+        };
+        tokio::select! {
+            () = serving => {}
+            _ = stopped => {}
+        }
     });
     let (read, write) = tokio::io::split(client);
     let connection = Connection::establish((read, write), "in-memory")

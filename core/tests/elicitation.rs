@@ -84,7 +84,12 @@ async fn a_server_flooding_elicitations_gets_at_most_the_bound_in_the_handler_an
         released: false.into(),
         sessions: Mutex::new(Vec::new()),
     });
-    let options = ClientOptions::new().with_elicitation(handler.clone());
+    // Server-initiated requests are the 2025 era's (the modern era asks
+    // through `input_required` results instead).
+    let options = ClientOptions::new()
+        .with_protocol_version("2025-11-25")
+        .unwrap()
+        .with_elicitation(handler.clone());
     let key = SessionKey::with_principal(Some("alice"), SessionId::new("chat-7"));
 
     let (client_end, server_end) = tokio::io::duplex(64 * 1024);

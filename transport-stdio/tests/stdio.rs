@@ -170,7 +170,8 @@ fn command_lines_split_like_a_shell() {
     ));
 }
 
-/// A minimal MCP server in `sh`: it answers `initialize` and every
+/// A minimal MCP server of the 2025 era in `sh`: it refuses
+/// `server/discover` (so the client falls back), answers `initialize` and every
 /// `tools/call` (with "still here"), and runs `on_message` (shell code)
 /// before each answer.
 fn sh_server(on_message: &str) -> StdioConfig {
@@ -179,6 +180,7 @@ fn sh_server(on_message: &str) -> StdioConfig {
   {on_message}
   id=$(printf '%s' "$line" | sed -n 's/^{{"jsonrpc":"2.0","id":\([0-9]*\),.*/\1/p')
   case "$line" in
+    *'"method":"server/discover"'*) printf '{{"jsonrpc":"2.0","id":%s,"error":{{"code":-32601,"message":"Method not found"}}}}\n' "$id" ;;
     *'"method":"initialize"'*) printf '{{"jsonrpc":"2.0","id":%s,"result":{{"protocolVersion":"2025-11-25","capabilities":{{"tools":{{}}}},"serverInfo":{{"name":"sh","version":"0"}}}}}}\n' "$id" ;;
     *'"method":"tools/call"'*) printf '{{"jsonrpc":"2.0","id":%s,"result":{{"content":[{{"type":"text","text":"still here"}}]}}}}\n' "$id" ;;
   esac
