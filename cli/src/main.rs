@@ -95,6 +95,10 @@ enum Command {
         /// Serve streamable HTTP on this address (e.g. 127.0.0.1:0).
         #[arg(long)]
         http: Option<String>,
+        /// The protocol eras to accept: legacy (2025-11-25, `initialize`),
+        /// modern (2026-07-28, `server/discover`) or both.
+        #[arg(long, value_enum, default_value_t = demo_server::Era::Both)]
+        era: demo_server::Era,
     },
 }
 
@@ -221,7 +225,7 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
         })
         .transpose()?;
     match cli.command {
-        Command::DemoServer { http } => demo_server::run(http.as_deref()).await,
+        Command::DemoServer { http, era } => demo_server::run(http.as_deref(), era).await,
         Command::Demo { sessions } => demo::run(sessions, timeout).await,
         Command::Conformance { url } => conformance::run(&url, timeout).await,
         Command::Ping { server } => tools::ping(&server, timeout).await,

@@ -35,7 +35,17 @@ fn tools_list_prints_names_and_descriptions() {
         .collect();
     assert_eq!(
         names,
-        ["add", "echo", "fail", "sleep", "tallied", "tally", "whoami"]
+        [
+            "add",
+            "ask",
+            "background",
+            "echo",
+            "fail",
+            "sleep",
+            "tallied",
+            "tally",
+            "whoami"
+        ]
     );
     assert!(text.contains("echo\tEcho the message back"), "{text}");
 }
@@ -88,10 +98,10 @@ fn tools_list_json_is_machine_readable() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let tools: Vec<Value> = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(tools.len(), 7);
-    assert_eq!(tools[1]["name"], "echo");
+    assert_eq!(tools.len(), 9);
+    assert_eq!(tools[3]["name"], "echo");
     assert_eq!(
-        tools[1]["input_schema"]["required"],
+        tools[3]["input_schema"]["required"],
         serde_json::json!(["message"])
     );
 }

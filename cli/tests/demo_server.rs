@@ -73,7 +73,17 @@ async fn tools_are_listed_with_descriptions_and_schemas() {
     let names: Vec<&str> = functions.iter().map(|f| f.name()).collect();
     assert_eq!(
         names,
-        ["add", "echo", "fail", "sleep", "tallied", "tally", "whoami"]
+        [
+            "add",
+            "ask",
+            "background",
+            "echo",
+            "fail",
+            "sleep",
+            "tallied",
+            "tally",
+            "whoami"
+        ]
     );
     let echo = group.function("echo").unwrap();
     assert!(

@@ -11,6 +11,10 @@ pub const SERVER_EVERYTHING: &str = "npm/node_modules/@modelcontextprotocol/serv
 /// under [`fixtures_dir`].
 pub const PYTHON: &str = "venv/bin/python";
 
+/// The Python of the legacy fixtures' virtual environment (an `mcp` 1.x
+/// release that speaks only the 2025-11-25 era), under [`fixtures_dir`].
+pub const PYTHON_LEGACY: &str = "venv-legacy/bin/python";
+
 /// The workspace's root folder (the one with `Cargo.lock`).
 pub fn workspace_root() -> PathBuf {
     let kit = Path::new(env!("CARGO_MANIFEST_DIR"));

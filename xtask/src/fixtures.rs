@@ -1,16 +1,25 @@
 //! `cargo xtask fixtures`: installs the third-party MCP servers the tests
 //! run against, from the package registries, into `target/fixtures/`
 //! (or `MCP_GROUP_FIXTURES`): `@modelcontextprotocol/server-everything`
-//! (npm) and Python's `mcp` package (a venv). Idempotent: a finished install
-//! is not repeated.
+//! (npm), Python's `mcp` package (2.x, which serves both protocol eras) in
+//! one venv, and a legacy-only `mcp` 1.x release (it answers `server/discover`
+//! with a JSON-RPC error and speaks 2025-11-25 after `initialize`) in a
+//! second one, `venv-legacy`. Idempotent: a finished install is not repeated.
 
-use std::{env, path::PathBuf, process::Command};
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use crate::{Result, read, root, run, write};
 
 /// Pinned versions of the servers no one here wrote.
 const SERVER_EVERYTHING: &str = "@modelcontextprotocol/server-everything@2026.8.31";
 const PYTHON_MCP: &str = "mcp==2.3.0";
+/// A release from before the 2026-07-28 revision, for the era fallback: its
+/// newest protocol version is 2025-11-25.
+const PYTHON_MCP_LEGACY: &str = "mcp==1.23.3";
 
 pub(crate) fn task() -> Result<()> {
     install().map(|_| ())
@@ -39,19 +48,25 @@ pub(crate) fn install() -> Result<PathBuf> {
         write(&stamp, SERVER_EVERYTHING)?;
     }
 
-    let venv = dir.join("venv");
+    venv(&dir.join("venv"), PYTHON_MCP)?;
+    venv(&dir.join("venv-legacy"), PYTHON_MCP_LEGACY)?;
+    eprintln!("xtask: fixtures ready in {}", dir.display());
+    Ok(dir)
+}
+
+/// A Python virtual environment at `venv` with `requirement` installed.
+fn venv(venv: &Path, requirement: &str) -> Result<()> {
     let stamp = venv.join(".installed");
-    if read(&stamp) != PYTHON_MCP {
+    if read(&stamp) != requirement {
         let python = env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
-        run(Command::new(python).args(["-m", "venv"]).arg(&venv))?;
+        run(Command::new(python).args(["-m", "venv"]).arg(venv))?;
         run(Command::new(venv.join("bin").join("pip")).args([
             "install",
             "--quiet",
             "--disable-pip-version-check",
-            PYTHON_MCP,
+            requirement,
         ]))?;
-        write(&stamp, PYTHON_MCP)?;
+        write(&stamp, requirement)?;
     }
-    eprintln!("xtask: fixtures ready in {}", dir.display());
-    Ok(dir)
+    Ok(())
 }
