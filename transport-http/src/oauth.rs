@@ -449,7 +449,10 @@ async fn first_json(
 const MAX_BODY: usize = 1 << 20;
 
 /// `response`'s body, up to [`MAX_BODY`].
-async fn read_body(mut response: reqwest::Response, url: &str) -> Result<Vec<u8>, Error> {
+pub(crate) async fn read_body(
+    mut response: reqwest::Response,
+    url: &str,
+) -> Result<Vec<u8>, Error> {
     let too_large = || Error::OAuthBodyTooLarge {
         url: mcp_group_core::redact_url(url),
         limit: MAX_BODY,
