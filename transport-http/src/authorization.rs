@@ -336,6 +336,14 @@ pub(crate) fn find_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Op
         if let Some(ours) = error.downcast_ref::<Error>() {
             return Some(ours);
         }
+        // rmcp's handshake error does not name its transport error as the
+        // source: step into it by hand.
+        if let Some(rmcp::service::ClientInitializeError::TransportError { error, .. }) =
+            error.downcast_ref::<rmcp::service::ClientInitializeError>()
+        {
+            next = Some(error.error.as_ref());
+            continue;
+        }
         if let Some(ours) = error
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
@@ -357,16 +365,25 @@ where
         F: Fn(Option<String>) -> Fut,
         Fut: Future<Output = HttpResult<T>>,
     {
-        let mut authorized = false;
+        // A refused token is refreshed first; refused again (revoked, or
+        // minted by an authorization server the resource left), the user
+        // authorizes anew; refused a third time, the error stands.
+        let mut recoveries = 0;
         let mut step_ups = 0;
         loop {
             let (generation, token) = self.principal.token().await.map_err(carry)?;
             match call(token.clone()).await {
-                Err(StreamableHttpError::AuthRequired(challenge)) if !authorized => {
-                    authorized = true;
-                    self.authorize(generation, token, &challenge.www_authenticate_header)
-                        .await
-                        .map_err(carry)?;
+                Err(StreamableHttpError::AuthRequired(challenge)) if recoveries < 2 => {
+                    recoveries += 1;
+                    let refresh = recoveries == 1;
+                    self.authorize(
+                        generation,
+                        token,
+                        &challenge.www_authenticate_header,
+                        refresh,
+                    )
+                    .await
+                    .map_err(carry)?;
                 }
                 Err(StreamableHttpError::InsufficientScope(challenge))
                     if step_ups < MAX_STEP_UPS && token.is_some() =>
@@ -381,13 +398,14 @@ where
         }
     }
 
-    /// After a `401` answered `sent` (of `generation`): refresh, or
-    /// authorize anew, unless another session already did.
+    /// After a `401` answered `sent` (of `generation`): refresh (if
+    /// `refresh`), or authorize anew, unless another session already did.
     async fn authorize(
         &self,
         generation: u64,
         sent: Option<String>,
         challenge: &str,
+        refresh: bool,
     ) -> Result<(), Error> {
         let principal = &self.principal;
         let _flow = principal.flow.lock().await;
@@ -398,7 +416,7 @@ where
         if now != generation {
             return Ok(());
         }
-        if let (Some(manager), Some(_)) = (&manager, &sent) {
+        if let (Some(manager), Some(_), true) = (&manager, &sent, refresh) {
             // The token was refused: one refresh before a new authorization.
             let manager = manager.lock().await;
             if manager.refresh_token().await.is_ok() {
