@@ -18,6 +18,15 @@
 //!   `token`, `secret`, `key`, `auth` or `password`); those headers and
 //!   OAuth tokens are never sent over plain http to a host that is not
 //!   loopback unless [`HttpConfig::allow_insecure_http`] says so;
+//! - end-user authorization: with [`StreamableHttpTransport::with_user_authorization`]
+//!   and an [`Authorizer`](mcp_group_core::Authorizer) in the client
+//!   options, a server's `401` starts the OAuth authorization-code flow on
+//!   rmcp's `auth` module (discovery, registration, PKCE, `iss` check),
+//!   once per principal; tokens are kept per principal, issuer and resource
+//!   in a [`TokenStore`], refreshed single-flight, and never sent for
+//!   another principal; `403 insufficient_scope` asks for more scopes
+//!   ([`MAX_STEP_UPS`] per request). [`FollowRedirect`] is an authorizer for
+//!   authorization servers that approve on their own;
 //! - connection failures (refused, reset) are reported as
 //!   [`mcp_group_core::Error::Connect`], which callers retry with backoff,
 //!   distinct from a server that answered but failed the handshake
