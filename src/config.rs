@@ -101,8 +101,8 @@ pub struct McpClientConfig {
     /// call, whatever its session, uses the default session's client.
     #[serde(default = "defaults::yes")]
     pub session_aware_tools: bool,
-    /// How long a call may wait for an end user's sign-in (default 300 s).
-    /// No provider this client supports asks for one, so nothing waits yet.
+    /// How long a call may wait for an end user's sign-in (default 300 s):
+    /// the wait of `server.auth` in mode `wait`.
     #[serde(default = "defaults::auth_flow_timeout", with = "duration")]
     pub auth_flow_timeout: Duration,
     /// NeMo Agent Toolkit's function middleware (names of its workflow's
@@ -170,6 +170,10 @@ pub struct HttpServer {
     /// discovered from the MCP server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth_client_credentials: Option<ClientCredentials>,
+    /// End-user authorization (`[server.auth]`): each session's user signs
+    /// in with the OAuth authorization-code flow when the server demands it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Box<AuthConfig>>,
     /// The name of an auth provider in a NeMo Agent Toolkit workflow's
     /// `authentication` section; [`McpClientConfig::from_workflow`] resolves
     /// it (into `oauth_client_credentials` and `custom_headers`) and clears it.
@@ -179,6 +183,135 @@ pub struct HttpServer {
     /// `http://` to a host that is not loopback (default false: refused).
     #[serde(default, skip_serializing_if = "is_false")]
     pub allow_insecure_http: bool,
+}
+
+/// `[server.auth]`: how end users authorize this client (the OAuth
+/// authorization-code flow). Registration follows the MCP specification's
+/// order: `client_id` (pre-registered), else `client_metadata_url` (a Client
+/// ID Metadata Document) when the authorization server supports it, else
+/// dynamic registration. `Debug` redacts the secret.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AuthConfig {
+    /// Where the authorization server sends the user back (required).
+    pub redirect_url: String,
+    /// A pre-registered client id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The pre-registered client's secret (needs `client_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// The https URL of this client's metadata document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_metadata_url: Option<String>,
+    /// Scopes to ask for; empty: the server's challenge or metadata decides.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// Pins the authorization server by its issuer identifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// The client name sent in dynamic registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<String>,
+    /// What an unauthorized session's first call does: `wait` for the user
+    /// (up to `auth_flow_timeout`, the default) or `fail` at once with the
+    /// URL to show them.
+    #[serde(default)]
+    pub mode: AuthMode,
+}
+
+/// `server.auth.mode`.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum AuthMode {
+    /// Wait for the user, up to `auth_flow_timeout`.
+    #[default]
+    Wait,
+    /// Fail at once with the authorization URL.
+    Fail,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("redirect_url", &redact_url(&self.redirect_url))
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("client_metadata_url", &self.client_metadata_url)
+            .field("scopes", &self.scopes)
+            .field("issuer", &self.issuer)
+            .field("client_name", &self.client_name)
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+impl AuthConfig {
+    /// The transport's view of it.
+    pub fn user_authorization(&self) -> mcp_group_core::UserAuthorization {
+        let mut user = mcp_group_core::UserAuthorization::new(self.redirect_url.clone())
+            .with_scopes(self.scopes.iter().cloned());
+        if let Some(id) = &self.client_id {
+            user = user.with_client(id.clone(), self.client_secret.clone());
+        }
+        if let Some(url) = &self.client_metadata_url {
+            user = user.with_client_metadata_url(url.clone());
+        }
+        if let Some(issuer) = &self.issuer {
+            user = user.with_issuer(issuer.clone());
+        }
+        user.client_name = self.client_name.clone();
+        user
+    }
+
+    /// `server.auth`'s problems, with the field named.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field: &'static str, reason: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        let http_url = |url: &str| url.starts_with("http://") || url.starts_with("https://");
+        if !http_url(&self.redirect_url) {
+            return invalid(
+                "server.auth.redirect_url",
+                "must be an http:// or https:// URL",
+            );
+        }
+        if self.client_secret.is_some() && self.client_id.is_none() {
+            return invalid(
+                "server.auth.client_secret",
+                "needs `client_id`: a secret belongs to a pre-registered client",
+            );
+        }
+        if let Some(url) = &self.client_metadata_url {
+            if !url.starts_with("https://") {
+                return invalid("server.auth.client_metadata_url", "must be an https:// URL");
+            }
+        }
+        if let Some(issuer) = &self.issuer {
+            if !http_url(issuer) {
+                return invalid("server.auth.issuer", "must be an http:// or https:// URL");
+            }
+        }
+        if self
+            .scopes
+            .iter()
+            .any(|s| s.is_empty() || s.contains(char::is_whitespace))
+        {
+            return invalid(
+                "server.auth.scopes",
+                "each scope must be one non-empty word",
+            );
+        }
+        Ok(())
+    }
 }
 
 /// A legacy HTTP+SSE server.
@@ -219,6 +352,7 @@ impl std::fmt::Debug for HttpServer {
             .field("url", &redact_url(&self.url))
             .field("custom_headers", &Redacted(&self.custom_headers))
             .field("oauth_client_credentials", &self.oauth_client_credentials)
+            .field("auth", &self.auth)
             .field("auth_provider", &self.auth_provider)
             .field("allow_insecure_http", &self.allow_insecure_http)
             .finish()
@@ -710,6 +844,20 @@ impl McpClientConfig {
                         &format!("`{}` is not an http:// or https:// URL", redact_url(url)),
                     );
                 }
+            }
+        }
+        if let ServerConfig::StreamableHttp(HttpServer {
+            auth: Some(auth),
+            oauth_client_credentials,
+            ..
+        }) = &self.server
+        {
+            auth.validate()?;
+            if oauth_client_credentials.is_some() {
+                return invalid(
+                    "server.auth",
+                    "cannot be combined with `oauth_client_credentials`: a server gets one kind of token",
+                );
             }
         }
         if let ServerConfig::StreamableHttp(server) = &self.server {

@@ -717,11 +717,24 @@ pub fn build_transport_with(
                     &server.custom_headers,
                     server.allow_insecure_http,
                 )?;
+                let mut options = options;
+                if let (Some(_), Some(auth)) = (&server.auth, options.authorizer().cloned()) {
+                    let mode = match server.auth.as_ref().map(|a| a.mode) {
+                        Some(crate::AuthMode::Fail) => mcp_group_core::AuthorizationMode::Fail,
+                        _ => mcp_group_core::AuthorizationMode::Wait {
+                            timeout: config.auth_flow_timeout,
+                        },
+                    };
+                    options = options.with_authorizer(auth, mode);
+                }
                 let mut transport = mcp_group_transport_http::StreamableHttpTransport::new(http)
                     .map_err(start)?
                     .with_client_options(options);
                 if let Some(credentials) = &server.oauth_client_credentials {
                     transport = transport.with_client_credentials(credentials.clone());
+                }
+                if let Some(auth) = &server.auth {
+                    transport = transport.with_user_authorization(auth.user_authorization());
                 }
                 Ok(Arc::new(transport))
             }

@@ -53,8 +53,8 @@ pub mod nat;
 mod reconnect;
 
 pub use config::{
-    ConfigError, HttpServer, McpClientConfig, ParseError, ServerConfig, SessionLimitPolicy,
-    SseServer, StdioServer, TransportKind,
+    AuthConfig, AuthMode, ConfigError, HttpServer, McpClientConfig, ParseError, ServerConfig,
+    SessionLimitPolicy, SseServer, StdioServer, TransportKind,
 };
 pub use error::Error;
 pub use group::{

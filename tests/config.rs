@@ -492,3 +492,71 @@ fn a_credential_over_plain_http_to_a_remote_host_needs_allow_insecure_http() {
         assert!(mcp_group::build_transport(&allowed).is_ok(), "{transport}");
     }
 }
+
+const HTTP_AUTH: &str = r#"
+[server]
+transport = "streamable-http"
+url = "https://mcp.example.com/mcp"
+
+[server.auth]
+redirect_url = "http://127.0.0.1:8765/callback"
+client_id = "agent"
+client_secret = "s3cret-value"
+scopes = ["files:read", "files:write"]
+issuer = "https://login.example.com"
+mode = "fail"
+"#;
+
+#[test]
+fn server_auth_loads_and_its_secret_is_redacted() {
+    let config = McpClientConfig::from_toml_str(HTTP_AUTH).unwrap();
+    let ServerConfig::StreamableHttp(server) = &config.server else {
+        panic!("expected streamable-http");
+    };
+    let auth = server.auth.as_ref().unwrap();
+    assert_eq!(auth.mode, mcp_group::AuthMode::Fail);
+    assert_eq!(auth.scopes, ["files:read", "files:write"]);
+    let user = auth.user_authorization();
+    assert_eq!(user.client_id.as_deref(), Some("agent"));
+    assert_eq!(user.issuer.as_deref(), Some("https://login.example.com"));
+    let shown = format!("{config:?} {user:?}");
+    assert!(!shown.contains("s3cret-value"), "{shown}");
+}
+
+#[test]
+fn server_auth_errors_name_the_field() {
+    let bad = |from: &str, to: &str| McpClientConfig::from_toml_str(&HTTP_AUTH.replace(from, to));
+    assert_eq!(
+        invalid_field(bad(
+            "redirect_url = \"http://127.0.0.1:8765/callback\"",
+            "redirect_url = \"callback\""
+        )),
+        "server.auth.redirect_url"
+    );
+    assert_eq!(
+        invalid_field(bad("client_id = \"agent\"\n", "")),
+        "server.auth.client_secret"
+    );
+    assert_eq!(
+        invalid_field(bad(
+            "mode = \"fail\"",
+            "client_metadata_url = \"http://plain.example.com/client.json\""
+        )),
+        "server.auth.client_metadata_url"
+    );
+    assert_eq!(
+        invalid_field(bad("\"files:write\"", "\"two words\"")),
+        "server.auth.scopes"
+    );
+    assert_eq!(
+        invalid_field(bad(
+            "issuer = \"https://login.example.com\"",
+            "issuer = \"login.example.com\""
+        )),
+        "server.auth.issuer"
+    );
+    let message = toml_error(McpClientConfig::from_toml_str(
+        &HTTP_AUTH.replace("mode = \"fail\"", "mode = \"later\""),
+    ));
+    assert!(message.contains("later"), "{message}");
+}

@@ -21,22 +21,16 @@ pub(crate) async fn run(url: &str, timeout: Option<Duration>) -> Result<ExitCode
         .ok()
         .and_then(|c| serde_json::from_str(&c).ok())
         .unwrap_or_default();
-    if let (Some(id), ServerConfig::StreamableHttp(server)) =
-        (context["client_id"].as_str(), &mut config.server)
-    {
-        server.oauth_client_credentials = Some(mcp_group::ClientCredentials {
-            client_id: id.to_owned(),
-            client_secret: context["client_secret"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            private_key_pem: context["private_key_pem"].as_str().map(str::to_owned),
-            ..mcp_group::ClientCredentials::default()
-        });
+    if let ServerConfig::StreamableHttp(server) = &mut config.server {
+        configure_auth(server, &scenario, &context);
     }
     let options = config
         .client_options()?
-        .with_elicitation(std::sync::Arc::new(mcp_group::core::AcceptDefaults));
+        .with_elicitation(std::sync::Arc::new(mcp_group::core::AcceptDefaults))
+        .with_authorizer(
+            std::sync::Arc::new(mcp_group::http::FollowRedirect::new()?),
+            mcp_group::core::AuthorizationMode::default(),
+        );
     let group = FunctionGroup::connect_with(config, options).await?;
     let mut failed = false;
     for tool in group.functions().iter() {
@@ -63,6 +57,37 @@ pub(crate) async fn run(url: &str, timeout: Option<Duration>) -> Result<ExitCode
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The suite's client identity: client credentials for the
+/// `auth/client-credentials-*` scenarios, else the authorization-code flow
+/// (the suite's authorization server approves on its own, so following the
+/// authorization URL is the user's consent) with the client the scenario
+/// pre-registered, or the suite's Client ID Metadata Document URL.
+fn configure_auth(server: &mut mcp_group::HttpServer, scenario: &str, context: &serde_json::Value) {
+    let id = context["client_id"].as_str();
+    let secret = context["client_secret"].as_str().map(str::to_owned);
+    if scenario.starts_with("auth/client-credentials") {
+        if let Some(id) = id {
+            server.oauth_client_credentials = Some(mcp_group::ClientCredentials {
+                client_id: id.to_owned(),
+                client_secret: secret.unwrap_or_default(),
+                private_key_pem: context["private_key_pem"].as_str().map(str::to_owned),
+                ..mcp_group::ClientCredentials::default()
+            });
+        }
+        return;
+    }
+    let mut auth = mcp_group::AuthConfig::default();
+    auth.redirect_url = "http://localhost:3000/callback".to_owned();
+    auth.client_metadata_url =
+        Some("https://conformance-test.local/client-metadata.json".to_owned());
+    auth.client_name = Some("mcp-group conformance".to_owned());
+    if let Some(id) = id {
+        auth.client_id = Some(id.to_owned());
+        auth.client_secret = secret;
+    }
+    server.auth = Some(Box::new(auth));
 }
 
 /// Arguments for a tool built from its input schema: each property's

@@ -95,6 +95,25 @@ pub enum Error {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// The server demands OAuth and the session's user has not authorized
+    /// this client yet: show them `url`. The authorization runs in the
+    /// background ([`crate::AuthorizationMode::Fail`]); a later call uses
+    /// its token.
+    #[error("the user must authorize this client at {url}")]
+    AuthorizationRequired {
+        /// The authorization server's URL to send the user to.
+        url: String,
+    },
+    /// Authorizing the session's user failed: discovery, registration, the
+    /// [`crate::Authorizer`], or the token exchange.
+    #[error("authorization with {endpoint} failed")]
+    Authorization {
+        /// The MCP server.
+        endpoint: String,
+        /// Why.
+        #[source]
+        source: BoxError,
+    },
     /// The protocol version asked for is not one this client speaks.
     #[error("unsupported MCP protocol version `{version}`")]
     UnsupportedProtocolVersion {

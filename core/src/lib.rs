@@ -20,7 +20,9 @@
 //! requested schema's defaults); [`Connection::establish_with`] takes them,
 //! with the [`SessionKey`] of the connection, which the handler receives
 //! with each question (at most [`MAX_SERVER_REQUESTS_PER_SESSION`] of one
-//! session at once).
+//! session at once). For servers that demand OAuth, [`ClientOptions`] also
+//! carry the application's [`Authorizer`], which signs a session's end user
+//! in; the HTTP transport runs the flow.
 //!
 //! # Writing a transport
 //!
@@ -78,6 +80,7 @@
 //!
 //! [mcp-group]: https://docs.rs/mcp-group
 
+mod authorization;
 mod connection;
 mod credentials;
 mod error;
@@ -86,6 +89,9 @@ mod transport;
 mod types;
 
 pub use async_trait::async_trait;
+pub use authorization::{
+    AuthorizationMode, AuthorizationRedirect, Authorizer, CredentialKey, UserAuthorization,
+};
 pub use connection::{
     Cleanup, ClientAgent, Connection, Era, MAX_INPUT_ROUNDS, MAX_SERVER_REQUESTS_PER_SESSION,
     MAX_TOOL_LIST_BYTES, MAX_TOOL_LIST_PAGES, MAX_TOOLS,

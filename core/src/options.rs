@@ -9,7 +9,7 @@ use rmcp::{
 };
 use serde_json::Value;
 
-use crate::{Error, SessionKey};
+use crate::{AuthorizationMode, Authorizer, Error, SessionKey};
 
 /// Options of the client side of every connection a transport opens.
 ///
@@ -32,6 +32,8 @@ pub struct ClientOptions {
     /// `None`: negotiate (`"auto"`).
     protocol_version: Option<ProtocolVersion>,
     elicitation: Option<Arc<dyn Elicitation>>,
+    authorizer: Option<Arc<dyn Authorizer>>,
+    authorization_mode: AuthorizationMode,
 }
 
 impl Default for ClientOptions {
@@ -45,6 +47,8 @@ impl fmt::Debug for ClientOptions {
         f.debug_struct("ClientOptions")
             .field("protocol_version", &self.protocol_version())
             .field("elicitation", &self.elicitation.is_some())
+            .field("authorizer", &self.authorizer.is_some())
+            .field("authorization_mode", &self.authorization_mode)
             .finish()
     }
 }
@@ -66,6 +70,8 @@ impl ClientOptions {
         Self {
             protocol_version: None,
             elicitation: None,
+            authorizer: None,
+            authorization_mode: AuthorizationMode::default(),
         }
     }
 
@@ -136,6 +142,28 @@ impl ClientOptions {
 
     pub(crate) fn elicitation(&self) -> Option<&Arc<dyn Elicitation>> {
         self.elicitation.as_ref()
+    }
+
+    /// Signs sessions' end users in with `authorizer` when a server demands
+    /// OAuth, in `mode`. Without one, such a server's sessions fail.
+    pub fn with_authorizer(
+        mut self,
+        authorizer: Arc<dyn Authorizer>,
+        mode: AuthorizationMode,
+    ) -> Self {
+        self.authorizer = Some(authorizer);
+        self.authorization_mode = mode;
+        self
+    }
+
+    /// The authorizer, if any.
+    pub fn authorizer(&self) -> Option<&Arc<dyn Authorizer>> {
+        self.authorizer.as_ref()
+    }
+
+    /// What an unauthorized session's first call does.
+    pub fn authorization_mode(&self) -> AuthorizationMode {
+        self.authorization_mode
     }
 }
 

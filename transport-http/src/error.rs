@@ -152,4 +152,43 @@ pub enum Error {
         /// What the metadata names (control characters removed).
         found: String,
     },
+    /// The server demands OAuth and the user has not authorized yet; the
+    /// authorization runs in the background.
+    #[error("the user must authorize this client at {url}")]
+    AuthorizationRequired {
+        /// The authorization URL to show the user.
+        url: String,
+    },
+    /// The user did not complete the authorization in time.
+    #[error("the authorization did not complete within {after:?}")]
+    AuthorizationTimeout {
+        /// The limit.
+        after: std::time::Duration,
+    },
+    /// The application's authorizer failed (the user declined, say).
+    #[error("the authorizer failed")]
+    Authorizer {
+        /// The authorizer's error.
+        #[source]
+        source: mcp_group_core::BoxError,
+    },
+    /// rmcp's OAuth flow failed: discovery, registration, the token
+    /// exchange (including an `iss` that does not match), a refresh.
+    #[error("OAuth authorization failed")]
+    OAuth {
+        /// What rmcp reported.
+        #[source]
+        source: rmcp::transport::auth::AuthError,
+    },
+    /// The configuration asks for end-user authorization, but the client
+    /// options carry no authorizer.
+    #[error("end-user authorization is configured but no authorizer is set")]
+    NoAuthorizer,
+    /// The authorization server's answer carries no redirect with a code
+    /// and a state (the user declined, or it was not a redirect).
+    #[error("no authorization code in the redirect from {url}")]
+    NoAuthorizationCode {
+        /// The authorization URL.
+        url: String,
+    },
 }

@@ -18,6 +18,15 @@
 //!   `token`, `secret`, `key`, `auth` or `password`); those headers and
 //!   OAuth tokens are never sent over plain http to a host that is not
 //!   loopback unless [`HttpConfig::allow_insecure_http`] says so;
+//! - end-user authorization: with [`StreamableHttpTransport::with_user_authorization`]
+//!   and an [`Authorizer`](mcp_group_core::Authorizer) in the client
+//!   options, a server's `401` starts the OAuth authorization-code flow on
+//!   rmcp's `auth` module (discovery, registration, PKCE, `iss` check),
+//!   once per principal; tokens are kept per principal, issuer and resource
+//!   in a [`TokenStore`], refreshed single-flight, and never sent for
+//!   another principal; `403 insufficient_scope` asks for more scopes
+//!   ([`MAX_STEP_UPS`] per request). [`FollowRedirect`] is an authorizer for
+//!   authorization servers that approve on their own;
 //! - connection failures (refused, reset) are reported as
 //!   [`mcp_group_core::Error::Connect`], which callers retry with backoff,
 //!   distinct from a server that answered but failed the handshake
@@ -60,7 +69,9 @@
 
 use std::{collections::BTreeMap, fmt, sync::Arc, time::Duration};
 
+pub use authorization::{InMemoryTokenStore, MAX_STEP_UPS, TokenStore};
 pub use error::Error;
+pub use follow::{FollowRedirect, redirect_parameters};
 use mcp_group_core::{
     ClientOptions, Connection, Error as CoreError, Redacted, ServerDescription, SessionKey,
     Transport, is_secret_name, redact_url,
@@ -68,7 +79,9 @@ use mcp_group_core::{
 pub use oauth::ClientCredentials;
 pub use standalone::StandaloneStreams;
 
+mod authorization;
 mod error;
+mod follow;
 mod oauth;
 
 mod standalone;
@@ -348,12 +361,28 @@ impl HttpEndpoint {
 }
 
 /// The MCP streamable HTTP transport.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct StreamableHttpTransport {
     endpoint: HttpEndpoint,
     standalone: StandaloneStreams,
     options: ClientOptions,
     oauth: Option<Arc<oauth::TokenSource>>,
+    user: Option<mcp_group_core::UserAuthorization>,
+    store: Arc<dyn TokenStore>,
+    /// Built from `user`, the options' authorizer and `store`.
+    user_auth: Option<Arc<authorization::UserAuth>>,
+}
+
+impl fmt::Debug for StreamableHttpTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamableHttpTransport")
+            .field("endpoint", &self.endpoint)
+            .field("standalone", &self.standalone)
+            .field("options", &self.options)
+            .field("oauth", &self.oauth)
+            .field("user_authorization", &self.user)
+            .finish()
+    }
 }
 
 impl StreamableHttpTransport {
@@ -365,7 +394,47 @@ impl StreamableHttpTransport {
             standalone: StandaloneStreams::default(),
             options: ClientOptions::new(),
             oauth: None,
+            user: None,
+            store: Arc::new(InMemoryTokenStore::default()),
+            user_auth: None,
         })
+    }
+
+    /// Authorizes each session's end user with the OAuth authorization-code
+    /// flow when the server demands it, through the [`Authorizer`] of the
+    /// client options ([`ClientOptions::with_authorizer`]). Tokens are kept
+    /// per principal, authorization server and resource in the token store
+    /// (in memory unless [`Self::with_token_store`] says otherwise).
+    ///
+    /// [`Authorizer`]: mcp_group_core::Authorizer
+    pub fn with_user_authorization(mut self, config: mcp_group_core::UserAuthorization) -> Self {
+        self.user = Some(config);
+        self.rebuild_user_auth();
+        self
+    }
+
+    /// Keeps end users' tokens in `store`.
+    pub fn with_token_store(mut self, store: Arc<dyn TokenStore>) -> Self {
+        self.store = store;
+        self.rebuild_user_auth();
+        self
+    }
+
+    fn rebuild_user_auth(&mut self) {
+        self.user_auth = match (&self.user, self.options.authorizer()) {
+            (Some(config), Some(authorizer)) => Some(Arc::new(authorization::UserAuth::new(
+                config.clone(),
+                authorizer.clone(),
+                self.options.authorization_mode(),
+                self.store.clone(),
+                self.endpoint.config().url.clone(),
+                authorization::GuardedHttp {
+                    client: self.endpoint.client().clone(),
+                    allow_insecure_http: self.endpoint.config().allow_insecure_http,
+                },
+            ))),
+            _ => None,
+        };
     }
 
     /// Authorizes with OAuth client credentials: discovers the authorization
@@ -382,6 +451,7 @@ impl StreamableHttpTransport {
     /// The client side's options: offered protocol version, elicitation.
     pub fn with_client_options(mut self, options: ClientOptions) -> Self {
         self.options = options;
+        self.rebuild_user_auth();
         self
     }
 
@@ -447,6 +517,28 @@ fn classify(error: CoreError) -> CoreError {
     }
 }
 
+/// A handshake that failed in the authorization flow says so: the URL to
+/// show the user, a timeout, or [`CoreError::Authorization`].
+fn authorization_error(error: CoreError) -> CoreError {
+    let (endpoint, source) = match error {
+        CoreError::Handshake { endpoint, source } | CoreError::Connect { endpoint, source } => {
+            (endpoint, source)
+        }
+        other => return other,
+    };
+    match authorization::find_error(source.as_ref()) {
+        Some(Error::AuthorizationRequired { url }) => {
+            CoreError::AuthorizationRequired { url: url.clone() }
+        }
+        Some(Error::AuthorizationTimeout { after }) => CoreError::Timeout {
+            operation: "authorization",
+            after: *after,
+        },
+        Some(_) => CoreError::Authorization { endpoint, source },
+        None => classify(CoreError::Handshake { endpoint, source }),
+    }
+}
+
 #[mcp_group_core::async_trait]
 impl Transport for StreamableHttpTransport {
     async fn connect(&self, session: &SessionKey) -> Result<Connection, CoreError> {
@@ -483,6 +575,41 @@ impl Transport for StreamableHttpTransport {
                 StandaloneStreams::DefaultSessionOnly => *session == SessionKey::default_session(),
             },
         };
+        if self.user.is_some() {
+            let shown = self.config().display_url();
+            let Some(auth) = &self.user_auth else {
+                return Err(CoreError::Start {
+                    endpoint: shown,
+                    source: Box::new(Error::NoAuthorizer),
+                });
+            };
+            if config
+                .custom_headers
+                .contains_key(&reqwest::header::AUTHORIZATION)
+                || self.oauth.is_some()
+            {
+                return Err(CoreError::Start {
+                    endpoint: shown,
+                    source: Box::new(Error::ConflictingAuthorization),
+                });
+            }
+            self.config()
+                .check_credentials(std::iter::once("Authorization"))
+                .map_err(|e| CoreError::Start {
+                    endpoint: shown.clone(),
+                    source: Box::new(e),
+                })?;
+            let client = authorization::AuthorizingClient {
+                inner: client,
+                principal: auth.principal(session),
+                auth: auth.clone(),
+                session: session.clone(),
+            };
+            let transport = StreamableHttpClientTransport::with_client(client, config);
+            return Connection::establish_with(transport, shown, &self.options, session)
+                .await
+                .map_err(authorization_error);
+        }
         let transport = StreamableHttpClientTransport::with_client(client, config);
         Connection::establish_with(
             transport,

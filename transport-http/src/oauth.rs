@@ -20,9 +20,12 @@
 //! token endpoint. A token endpoint's refusal is shown as a short excerpt,
 //! control characters and the secret removed.
 //!
-//! Written here because rmcp's `auth` feature covers the interactive
-//! authorization-code flow (browser, redirect) and pulls the `oauth2` crate;
-//! a machine-to-machine agent needs only this one grant, a few requests long.
+//! Written here, not on rmcp's `auth` module (which the end-user flow in
+//! `authorization.rs` uses), because rmcp 3.11's client-credentials grant
+//! sends a client secret only in the form (`client_secret_post`), not with
+//! HTTP Basic, and signs assertions only behind its
+//! `auth-client-credentials-jwt` feature (the `jsonwebtoken` crate), while
+//! this grant is a few requests long.
 
 use std::{fmt, time::Duration};
 
@@ -449,7 +452,10 @@ async fn first_json(
 const MAX_BODY: usize = 1 << 20;
 
 /// `response`'s body, up to [`MAX_BODY`].
-async fn read_body(mut response: reqwest::Response, url: &str) -> Result<Vec<u8>, Error> {
+pub(crate) async fn read_body(
+    mut response: reqwest::Response,
+    url: &str,
+) -> Result<Vec<u8>, Error> {
     let too_large = || Error::OAuthBodyTooLarge {
         url: mcp_group_core::redact_url(url),
         limit: MAX_BODY,

@@ -1,0 +1,751 @@
+//! End-user authorization (the OAuth 2.1 authorization-code flow) on rmcp's
+//! `auth` module, per principal.
+//!
+//! Every request of a session goes through [`AuthorizingClient`], a wrapper
+//! of the HTTP client. It sends the principal's token when there is one;
+//! when the server answers `401` with a `WWW-Authenticate` challenge it
+//! refreshes the token (once), or runs the whole flow through rmcp —
+//! discovery from the challenge, registration (pre-registered, CIMD, then
+//! DCR), PKCE, the application's [`Authorizer`], the token exchange with its
+//! `iss` check — and retries; on `403 insufficient_scope` it asks for the
+//! union of the granted and the challenged scopes, at most
+//! [`MAX_STEP_UPS`] times per request.
+//!
+//! One [`Principal`] per end user holds the rmcp `AuthorizationManager`
+//! that all of that user's sessions share: its lock makes refresh
+//! single-flight, and authorization is single-flight too (a session that
+//! finds a newer authorization than the one its request failed with just
+//! retries). Tokens live in a [`TokenStore`] under a [`CredentialKey`] —
+//! principal, issuer, resource — so they never cross principals, servers or
+//! authorization servers.
+//!
+//! rmcp's OAuth requests go through [`GuardedHttp`]: https only (plain http
+//! on loopback, or when the configuration allows insecure http), no
+//! redirects, bodies read up to 1 MiB. A client secret goes only to an
+//! authorization server on the MCP server's host unless the issuer is
+//! pinned.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use futures::stream::BoxStream;
+use mcp_group_core::{
+    AuthorizationMode, Authorizer, CredentialKey, SessionKey, UserAuthorization, redact_url,
+};
+use reqwest::{
+    Url,
+    header::{HeaderName, HeaderValue},
+};
+use rmcp::{
+    model::ClientJsonRpcMessage,
+    transport::{
+        auth::{
+            AuthError, AuthorizationManager, AuthorizationRequest, AuthorizationSession,
+            CredentialRefreshGuard, CredentialStore, InMemoryCredentialStore, OAuthHttpClient,
+            OAuthHttpClientFuture, OAuthHttpRequest, StoredCredentials,
+        },
+        streamable_http_client::{
+            StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
+            StreamableHttpResponseLimits,
+        },
+    },
+};
+use sse_stream::{Error as SseError, Sse};
+
+use crate::{
+    Error,
+    trust::{excerpt, is_secure},
+};
+
+/// Step-up authorizations (`403 insufficient_scope`) tried for one request
+/// before its error is returned.
+pub const MAX_STEP_UPS: u32 = 2;
+
+/// Where tokens are kept: one rmcp [`CredentialStore`] per
+/// [`CredentialKey`]. A shared backend (Redis, a database) implements it
+/// by returning a store bound to the key, whose
+/// [`CredentialStore::acquire_refresh_guard`] locks that key, so a rotating
+/// refresh token is used once.
+pub trait TokenStore: Send + Sync + 'static {
+    /// The store of `key`'s credentials.
+    fn slot(&self, key: &CredentialKey) -> Arc<dyn CredentialStore>;
+}
+
+/// The default [`TokenStore`]: in memory, one slot per key, refresh
+/// serialized per key.
+#[derive(Default)]
+pub struct InMemoryTokenStore {
+    slots: std::sync::Mutex<HashMap<CredentialKey, Arc<MemorySlot>>>,
+}
+
+impl std::fmt::Debug for InMemoryTokenStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys = self.slots.lock().map(|s| s.len()).unwrap_or_default();
+        f.debug_struct("InMemoryTokenStore")
+            .field("keys", &keys)
+            .finish()
+    }
+}
+
+impl TokenStore for InMemoryTokenStore {
+    fn slot(&self, key: &CredentialKey) -> Arc<dyn CredentialStore> {
+        let mut slots = self
+            .slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        slots.entry(key.clone()).or_default().clone()
+    }
+}
+
+#[derive(Default)]
+struct MemorySlot {
+    credentials: InMemoryCredentialStore,
+    refresh: Arc<tokio::sync::Mutex<()>>,
+}
+
+#[async_trait::async_trait]
+impl CredentialStore for MemorySlot {
+    async fn load(&self) -> Result<Option<StoredCredentials>, AuthError> {
+        self.credentials.load().await
+    }
+
+    async fn save(&self, credentials: StoredCredentials) -> Result<(), AuthError> {
+        self.credentials.save(credentials).await
+    }
+
+    async fn clear(&self) -> Result<(), AuthError> {
+        self.credentials.clear().await
+    }
+
+    async fn acquire_refresh_guard(&self) -> Result<Option<CredentialRefreshGuard>, AuthError> {
+        let guard = self.refresh.clone().lock_owned().await;
+        Ok(Some(CredentialRefreshGuard::new(guard)))
+    }
+}
+
+/// A shared slot as rmcp's manager takes it (by value).
+struct Slot(Arc<dyn CredentialStore>);
+
+#[async_trait::async_trait]
+impl CredentialStore for Slot {
+    async fn load(&self) -> Result<Option<StoredCredentials>, AuthError> {
+        self.0.load().await
+    }
+
+    async fn save(&self, credentials: StoredCredentials) -> Result<(), AuthError> {
+        self.0.save(credentials).await
+    }
+
+    async fn clear(&self) -> Result<(), AuthError> {
+        self.0.clear().await
+    }
+
+    async fn on_refresh_token_rejected(
+        &self,
+        credentials: &StoredCredentials,
+    ) -> Result<(), AuthError> {
+        self.0.on_refresh_token_rejected(credentials).await
+    }
+
+    async fn acquire_refresh_guard(&self) -> Result<Option<CredentialRefreshGuard>, AuthError> {
+        self.0.acquire_refresh_guard().await
+    }
+}
+
+/// rmcp's OAuth HTTP requests on our pool, with our rules: https (or
+/// loopback, or insecure http allowed), no redirects, bounded bodies.
+pub(crate) struct GuardedHttp {
+    pub(crate) client: reqwest::Client,
+    pub(crate) allow_insecure_http: bool,
+}
+
+impl OAuthHttpClient for GuardedHttp {
+    fn execute(&self, request: OAuthHttpRequest) -> OAuthHttpClientFuture<'_> {
+        Box::pin(async move {
+            let request = reqwest::Request::try_from(request.request)?;
+            let url = request.url().clone();
+            if !(self.allow_insecure_http || is_secure(&url)) {
+                return Err(Box::new(Error::OAuthInsecureUrl {
+                    what: "endpoint",
+                    url: redact_url(url.as_str()),
+                }) as _);
+            }
+            let response =
+                self.client
+                    .execute(request)
+                    .await
+                    .map_err(|source| Error::OAuthRequest {
+                        url: redact_url(url.as_str()),
+                        source,
+                    })?;
+            let mut builder = http::Response::builder()
+                .status(response.status())
+                .version(response.version());
+            for (name, value) in response.headers() {
+                builder = builder.header(name, value);
+            }
+            let body = crate::oauth::read_body(response, url.as_str()).await?;
+            Ok(builder.body(body)?)
+        })
+    }
+}
+
+/// A principal's authorization state, shared by all its sessions.
+pub(crate) struct Principal {
+    principal: Option<Arc<str>>,
+    /// The manager holding the principal's client registration and token;
+    /// `None` until the first authorization.
+    manager: std::sync::Mutex<Option<Arc<tokio::sync::Mutex<AuthorizationManager>>>>,
+    /// Bumped whenever `manager` or its token is replaced by a flow.
+    generation: AtomicU64,
+    /// Single-flight of authorization flows.
+    flow: tokio::sync::Mutex<()>,
+    /// The authorization URL of a flow running in the background
+    /// ([`AuthorizationMode::Fail`]).
+    pending: std::sync::Mutex<Option<String>>,
+}
+
+/// What the transport's sessions share for end-user authorization.
+pub(crate) struct UserAuth {
+    pub(crate) config: UserAuthorization,
+    pub(crate) authorizer: Arc<dyn Authorizer>,
+    pub(crate) mode: AuthorizationMode,
+    pub(crate) store: Arc<dyn TokenStore>,
+    pub(crate) resource: String,
+    pub(crate) http: Arc<GuardedHttp>,
+    principals: std::sync::Mutex<HashMap<Option<Arc<str>>, Arc<Principal>>>,
+}
+
+impl UserAuth {
+    pub(crate) fn new(
+        config: UserAuthorization,
+        authorizer: Arc<dyn Authorizer>,
+        mode: AuthorizationMode,
+        store: Arc<dyn TokenStore>,
+        resource: String,
+        http: GuardedHttp,
+    ) -> Self {
+        Self {
+            config,
+            authorizer,
+            mode,
+            store,
+            resource,
+            http: Arc::new(http),
+            principals: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The authorization state of `session`'s principal.
+    pub(crate) fn principal(&self, session: &SessionKey) -> Arc<Principal> {
+        let principal: Option<Arc<str>> = session.principal().map(Arc::from);
+        let mut principals = self
+            .principals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        principals
+            .entry(principal.clone())
+            .or_insert_with(|| {
+                Arc::new(Principal {
+                    principal,
+                    manager: std::sync::Mutex::new(None),
+                    generation: AtomicU64::new(0),
+                    flow: tokio::sync::Mutex::new(()),
+                    pending: std::sync::Mutex::new(None),
+                })
+            })
+            .clone()
+    }
+}
+
+impl Principal {
+    fn current(&self) -> (u64, Option<Arc<tokio::sync::Mutex<AuthorizationManager>>>) {
+        let manager = self
+            .manager
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (self.generation.load(Ordering::Acquire), manager.clone())
+    }
+
+    fn install(&self, manager: AuthorizationManager) {
+        let mut slot = self
+            .manager
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *slot = Some(Arc::new(tokio::sync::Mutex::new(manager)));
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn set_pending(&self, url: Option<String>) {
+        *self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = url;
+    }
+
+    fn pending(&self) -> Option<String> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The token to send (refreshed first when it is about to expire, under
+    /// the manager's lock: one refresh per expiry), with the generation it
+    /// belongs to; `None` before any authorization.
+    async fn token(&self) -> Result<(u64, Option<String>), Error> {
+        let (generation, manager) = self.current();
+        let Some(manager) = manager else {
+            return Ok((generation, None));
+        };
+        let manager = manager.lock().await;
+        match manager.get_access_token().await {
+            Ok(token) => Ok((generation, Some(token))),
+            Err(AuthError::AuthorizationRequired) => Ok((generation, None)),
+            Err(source) => Err(Error::OAuth { source }),
+        }
+    }
+}
+
+/// The HTTP client of one session of a server that may demand OAuth.
+#[derive(Clone)]
+pub(crate) struct AuthorizingClient<C> {
+    pub(crate) inner: C,
+    pub(crate) auth: Arc<UserAuth>,
+    pub(crate) principal: Arc<Principal>,
+    pub(crate) session: SessionKey,
+}
+
+type HttpResult<T> = Result<T, StreamableHttpError<reqwest::Error>>;
+
+/// Our error, carried through rmcp's transport error (as an `io::Error`)
+/// so that `connect` can find it again.
+fn carry(error: Error) -> StreamableHttpError<reqwest::Error> {
+    StreamableHttpError::Io(std::io::Error::other(error))
+}
+
+/// The first of our errors in `error`'s chain.
+pub(crate) fn find_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(ours) = error.downcast_ref::<Error>() {
+            return Some(ours);
+        }
+        // rmcp's handshake error does not name its transport error as the
+        // source: step into it by hand.
+        if let Some(rmcp::service::ClientInitializeError::TransportError { error, .. }) =
+            error.downcast_ref::<rmcp::service::ClientInitializeError>()
+        {
+            next = Some(error.error.as_ref());
+            continue;
+        }
+        if let Some(ours) = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<Error>())
+        {
+            return Some(ours);
+        }
+        next = error.source();
+    }
+    None
+}
+
+impl<C> AuthorizingClient<C>
+where
+    C: StreamableHttpClient<Error = reqwest::Error> + Send + Sync,
+{
+    async fn call<T, F, Fut>(&self, call: F) -> HttpResult<T>
+    where
+        F: Fn(Option<String>) -> Fut,
+        Fut: Future<Output = HttpResult<T>>,
+    {
+        // A refused token is refreshed first; refused again (revoked, or
+        // minted by an authorization server the resource left), the user
+        // authorizes anew; refused a third time, the error stands.
+        let mut recoveries = 0;
+        let mut step_ups = 0;
+        loop {
+            let (generation, token) = self.principal.token().await.map_err(carry)?;
+            match call(token.clone()).await {
+                Err(StreamableHttpError::AuthRequired(challenge)) if recoveries < 2 => {
+                    recoveries += 1;
+                    let refresh = recoveries == 1;
+                    self.authorize(
+                        generation,
+                        token,
+                        &challenge.www_authenticate_header,
+                        refresh,
+                    )
+                    .await
+                    .map_err(carry)?;
+                }
+                Err(StreamableHttpError::InsufficientScope(challenge))
+                    if step_ups < MAX_STEP_UPS && token.is_some() =>
+                {
+                    step_ups += 1;
+                    self.step_up(generation, &challenge.www_authenticate_header)
+                        .await
+                        .map_err(carry)?;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// After a `401` answered `sent` (of `generation`): refresh (if
+    /// `refresh`), or authorize anew, unless another session already did.
+    async fn authorize(
+        &self,
+        generation: u64,
+        sent: Option<String>,
+        challenge: &str,
+        refresh: bool,
+    ) -> Result<(), Error> {
+        let principal = &self.principal;
+        let _flow = principal.flow.lock().await;
+        if let Some(url) = principal.pending() {
+            return Err(Error::AuthorizationRequired { url });
+        }
+        let (now, manager) = principal.current();
+        if now != generation {
+            return Ok(());
+        }
+        if let (Some(manager), Some(_), true) = (&manager, &sent, refresh) {
+            // The token was refused: one refresh before a new authorization.
+            let manager = manager.lock().await;
+            if manager.refresh_token().await.is_ok() {
+                principal.generation.fetch_add(1, Ordering::AcqRel);
+                return Ok(());
+            }
+        }
+        let auth = &self.auth;
+        let mut manager =
+            AuthorizationManager::new_with_oauth_http_client(&auth.resource, auth.http.clone())
+                .await
+                .map_err(oauth)?;
+        let resolution = manager
+            .resolve_metadata_from_challenge(Some(challenge))
+            .await
+            .map_err(oauth)?;
+        let metadata = resolution.metadata;
+        let issuer = metadata
+            .issuer
+            .clone()
+            .unwrap_or_else(|| origin_of(&metadata.authorization_endpoint));
+        self.check_issuer(&issuer)?;
+        manager.set_metadata(metadata);
+        let key = CredentialKey::new(
+            principal.principal.as_deref(),
+            issuer.clone(),
+            auth.resource.clone(),
+        );
+        manager.set_credential_store(Slot(auth.store.slot(&key)));
+        if sent.is_none() && manager.initialize_from_store().await.map_err(oauth)? {
+            // Another transport (or a previous run) stored a token for
+            // this key: try it before asking the user.
+            principal.install(manager);
+            return Ok(());
+        }
+        let config = &auth.config;
+        let mut request = AuthorizationRequest::new(config.redirect_url.clone())
+            .with_challenge(challenge.to_owned())
+            .with_client_name(
+                config
+                    .client_name
+                    .clone()
+                    .unwrap_or_else(|| "mcp-group".to_owned()),
+            );
+        if config.scopes.is_empty() {
+            request = request.with_initial_scope_selection();
+        } else {
+            request = request.with_scopes(config.scopes.iter().cloned());
+        }
+        if let Some(id) = &config.client_id {
+            request = request.with_preregistered_client(id.clone());
+            if let Some(secret) = &config.client_secret {
+                request = request.with_client_secret(secret.clone());
+            }
+        }
+        if let Some(url) = &config.client_metadata_url {
+            request = request.with_client_metadata_url(url.clone());
+        }
+        let session = AuthorizationSession::new(manager, request)
+            .await
+            .map_err(|(_, source)| oauth(source))?;
+        let url = session.get_authorization_url().to_owned();
+        match wait_limit(auth.mode) {
+            None => {
+                principal.set_pending(Some(url.clone()));
+                let authorizer = auth.authorizer.clone();
+                let principal = principal.clone();
+                let key = self.session.clone();
+                let shown = url.clone();
+                tokio::spawn(async move {
+                    let result = complete(&*authorizer, &key, session, &shown).await;
+                    match result {
+                        Ok(manager) => principal.install(manager),
+                        Err(error) => {
+                            tracing::warn!(session = %key, %error, "authorization failed");
+                        }
+                    }
+                    principal.set_pending(None);
+                });
+                Err(Error::AuthorizationRequired { url })
+            }
+            Some(timeout) => {
+                let flow = complete(&*auth.authorizer, &self.session, session, &url);
+                let manager = tokio::time::timeout(timeout, flow)
+                    .await
+                    .map_err(|_| Error::AuthorizationTimeout { after: timeout })??;
+                principal.install(manager);
+                Ok(())
+            }
+        }
+    }
+
+    /// After a `403 insufficient_scope`: authorize the union of the granted
+    /// and the challenged scopes with the principal's manager.
+    async fn step_up(&self, generation: u64, challenge: &str) -> Result<(), Error> {
+        let principal = &self.principal;
+        let _flow = principal.flow.lock().await;
+        let (now, manager) = principal.current();
+        if now != generation {
+            return Ok(());
+        }
+        let Some(manager) = manager else {
+            return Ok(());
+        };
+        let base = Url::parse(&self.auth.resource).map_err(|_| Error::NotHttpUrl {
+            url: redact_url(&self.auth.resource),
+        })?;
+        let params = rmcp::transport::auth::WWWAuthenticateParams::parse(challenge, &base);
+        let required = params.scope.unwrap_or_default();
+        let manager = manager.lock().await;
+        let url = manager
+            .request_scope_upgrade(&required)
+            .await
+            .map_err(oauth)?;
+        let redirect = match wait_limit(self.auth.mode) {
+            Some(timeout) => {
+                tokio::time::timeout(timeout, self.auth.authorizer.authorize(&self.session, &url))
+                    .await
+                    .map_err(|_| Error::AuthorizationTimeout { after: timeout })?
+                    .map_err(|source| Error::Authorizer { source })?
+            }
+            None => {
+                // A step-up needs the user too; without waiting there is
+                // nobody to hand the redirect to the manager held here.
+                return Err(Error::AuthorizationRequired { url });
+            }
+        };
+        manager
+            .exchange_code_for_token_with_issuer(
+                &redirect.code,
+                &redirect.state,
+                redirect.iss.as_deref(),
+            )
+            .await
+            .map_err(oauth)?;
+        principal.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// A secret leaves the MCP server's host only for a pinned issuer.
+    fn check_issuer(&self, issuer: &str) -> Result<(), Error> {
+        let config = &self.auth.config;
+        if let Some(pinned) = &config.issuer {
+            if pinned.trim_end_matches('/') != issuer.trim_end_matches('/') {
+                return Err(Error::OAuthIssuerMismatch {
+                    expected: pinned.clone(),
+                    found: excerpt(issuer, "", 200),
+                });
+            }
+            return Ok(());
+        }
+        if config.client_secret.is_some() {
+            let host = |url: &str| {
+                Url::parse(url)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_owned))
+            };
+            if host(issuer).is_none() || host(issuer) != host(&self.auth.resource) {
+                return Err(Error::OAuthIssuerNotPinned {
+                    issuer: excerpt(issuer, "", 200),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sends the user to `url` and exchanges the code the redirect brings.
+async fn complete(
+    authorizer: &dyn Authorizer,
+    key: &SessionKey,
+    session: AuthorizationSession,
+    url: &str,
+) -> Result<AuthorizationManager, Error> {
+    let redirect = authorizer
+        .authorize(key, url)
+        .await
+        .map_err(|source| Error::Authorizer { source })?;
+    session
+        .handle_callback_with_issuer(&redirect.code, &redirect.state, redirect.iss.as_deref())
+        .await
+        .map_err(oauth)?;
+    Ok(session.auth_manager)
+}
+
+/// How long a flow may wait for the user; `None`: not at all.
+fn wait_limit(mode: AuthorizationMode) -> Option<std::time::Duration> {
+    match mode {
+        AuthorizationMode::Wait { timeout } => Some(timeout),
+        _ => None,
+    }
+}
+
+fn oauth(source: AuthError) -> Error {
+    Error::OAuth { source }
+}
+
+/// `scheme://host:port` of a URL, for an authorization server whose
+/// metadata names no issuer.
+fn origin_of(url: &str) -> String {
+    Url::parse(url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|_| url.to_owned())
+}
+
+impl<C> StreamableHttpClient for AuthorizingClient<C>
+where
+    C: StreamableHttpClient<Error = reqwest::Error> + Send + Sync,
+{
+    type Error = reqwest::Error;
+
+    async fn post_message(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        _auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> HttpResult<StreamableHttpPostResponse> {
+        self.call(|token| {
+            self.inner.post_message(
+                uri.clone(),
+                message.clone(),
+                session_id.clone(),
+                token,
+                custom_headers.clone(),
+            )
+        })
+        .await
+    }
+
+    async fn post_message_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        _auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> HttpResult<StreamableHttpPostResponse> {
+        self.call(|token| {
+            self.inner.post_message_with_max_sse_event_size(
+                uri.clone(),
+                message.clone(),
+                session_id.clone(),
+                token,
+                custom_headers.clone(),
+                max_sse_event_size,
+            )
+        })
+        .await
+    }
+
+    async fn post_message_with_response_limits(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        _auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        limits: StreamableHttpResponseLimits,
+    ) -> HttpResult<StreamableHttpPostResponse> {
+        self.call(|token| {
+            self.inner.post_message_with_response_limits(
+                uri.clone(),
+                message.clone(),
+                session_id.clone(),
+                token,
+                custom_headers.clone(),
+                limits,
+            )
+        })
+        .await
+    }
+
+    async fn delete_session(
+        &self,
+        uri: Arc<str>,
+        session_id: Arc<str>,
+        _auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> HttpResult<()> {
+        // Never starts an authorization: a session that is closing does not
+        // ask the user for anything.
+        let (_, token) = self.principal.token().await.map_err(carry)?;
+        self.inner
+            .delete_session(uri, session_id, token, custom_headers)
+            .await
+    }
+
+    async fn get_stream(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        _auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> HttpResult<BoxStream<'static, Result<Sse, SseError>>> {
+        self.call(|token| {
+            self.inner.get_stream(
+                uri.clone(),
+                session_id.clone(),
+                last_event_id.clone(),
+                token,
+                custom_headers.clone(),
+            )
+        })
+        .await
+    }
+
+    async fn get_stream_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        _auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> HttpResult<BoxStream<'static, Result<Sse, SseError>>> {
+        self.call(|token| {
+            self.inner.get_stream_with_max_sse_event_size(
+                uri.clone(),
+                session_id.clone(),
+                last_event_id.clone(),
+                token,
+                custom_headers.clone(),
+                max_sse_event_size,
+            )
+        })
+        .await
+    }
+}
