@@ -16,6 +16,9 @@ pub(crate) async fn run(url: &str, timeout: Option<Duration>) -> Result<ExitCode
     tracing::info!(%scenario, %url, "conformance client");
     let mut config = McpClientConfig::new(ServerConfig::streamable_http(url));
     config.tool_call_timeout = timeout.unwrap_or(Duration::from_secs(20));
+    // The suite names the revision whose wire version the scenario runs
+    // at; without it the client negotiates.
+    config.protocol_version = std::env::var("MCP_CONFORMANCE_PROTOCOL_VERSION").ok();
     // Scenarios that hand out client credentials put them in the context.
     let context: serde_json::Value = std::env::var("MCP_CONFORMANCE_CONTEXT")
         .ok()
@@ -33,19 +36,18 @@ pub(crate) async fn run(url: &str, timeout: Option<Duration>) -> Result<ExitCode
         );
     let group = FunctionGroup::connect_with(config, options).await?;
     let mut failed = false;
-    for tool in group.functions().iter() {
-        let arguments = example_arguments(&tool.descriptor().input_schema);
-        match group.call(None, tool.name(), arguments).await {
+    for (name, arguments) in planned_calls(&group, &scenario, &context) {
+        match group.call(None, &name, arguments).await {
             Ok(output) => println!(
                 "{}: {}",
-                tool.name(),
+                crate::report::printable(&name),
                 crate::report::printable(&output.to_text())
             ),
             Err(error) => {
                 failed = true;
                 println!(
                     "{}: error: {}",
-                    tool.name(),
+                    crate::report::printable(&name),
                     crate::report::printable(&error.to_string())
                 );
             }
@@ -57,6 +59,48 @@ pub(crate) async fn run(url: &str, timeout: Option<Duration>) -> Result<ExitCode
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The tool calls a scenario asks for: the context's `toolCalls` when it
+/// names them; for `json-schema-2020-12-preservation`, the focal tool's
+/// input schema handed back verbatim to the echo tool (what the scenario
+/// asks of a client); otherwise every tool once, with arguments built from
+/// its schema.
+fn planned_calls(
+    group: &FunctionGroup,
+    scenario: &str,
+    context: &serde_json::Value,
+) -> Vec<(String, serde_json::Value)> {
+    if let Some(calls) = context["toolCalls"].as_array() {
+        return calls
+            .iter()
+            .filter_map(|call| {
+                let name = call["name"].as_str()?;
+                let arguments = call.get("arguments").cloned().unwrap_or_default();
+                Some((name.to_owned(), arguments))
+            })
+            .collect();
+    }
+    let functions = group.functions();
+    if scenario == "json-schema-2020-12-preservation" {
+        let focal = functions
+            .iter()
+            .find(|tool| tool.name() == "json_schema_2020_12_tool");
+        if let Some(focal) = focal {
+            let schema = serde_json::Value::Object((*focal.descriptor().input_schema).clone());
+            return vec![(
+                "json_schema_echo".to_owned(),
+                serde_json::json!({ "schema": schema }),
+            )];
+        }
+    }
+    functions
+        .iter()
+        .map(|tool| {
+            let arguments = example_arguments(&tool.descriptor().input_schema);
+            (tool.name().to_owned(), arguments)
+        })
+        .collect()
 }
 
 /// The suite's client identity: client credentials for the
@@ -90,18 +134,35 @@ fn configure_auth(server: &mut mcp_group::HttpServer, scenario: &str, context: &
     server.auth = Some(Box::new(auth));
 }
 
-/// Arguments for a tool built from its input schema: each property's
-/// `default`, else a plain value of its type.
+/// Arguments for a tool built from its input schema, as an agent fills in
+/// a form: each required property, plus each with a `default`; the value is
+/// the `default`, else the `const` or first `enum` value, else a plain value
+/// of its type.
 fn example_arguments(schema: &serde_json::Map<String, serde_json::Value>) -> serde_json::Value {
     use serde_json::{Value, json};
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|names| names.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
     let mut arguments = serde_json::Map::new();
     if let Some(Value::Object(properties)) = schema.get("properties") {
         for (name, property) in properties {
-            let value = match (
-                property.get("default"),
-                property.get("type").and_then(Value::as_str),
-            ) {
-                (Some(default), _) => default.clone(),
+            if let Some(default) = property.get("default") {
+                arguments.insert(name.clone(), default.clone());
+                continue;
+            }
+            if !required.contains(&name.as_str()) {
+                continue;
+            }
+            let chosen = property.get("const").cloned().or_else(|| {
+                property
+                    .get("enum")
+                    .and_then(Value::as_array)
+                    .and_then(|values| values.first().cloned())
+            });
+            let value = match (chosen, property.get("type").and_then(Value::as_str)) {
+                (Some(value), _) => value,
                 (None, Some("number" | "integer")) => json!(1),
                 (None, Some("string")) => json!("test"),
                 (None, Some("boolean")) => json!(true),
@@ -113,4 +174,33 @@ fn example_arguments(schema: &serde_json::Map<String, serde_json::Value>) -> ser
         }
     }
     Value::Object(arguments)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::example_arguments;
+
+    #[test]
+    fn example_arguments_fill_required_and_defaulted_fields_with_allowed_values() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "contact": {"type": "string", "enum": ["phone", "email"]},
+                "kind": {"const": "person"},
+                "count": {"type": "integer"},
+                "verbose": {"type": "boolean"},
+                "level": {"type": "string", "default": "info"},
+            },
+            "required": ["contact", "kind", "count"],
+        });
+        let serde_json::Value::Object(schema) = schema else {
+            unreachable!()
+        };
+        assert_eq!(
+            example_arguments(&schema),
+            json!({"contact": "phone", "kind": "person", "count": 1, "level": "info"})
+        );
+    }
 }

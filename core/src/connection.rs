@@ -14,7 +14,7 @@ use rmcp::{
     model::{
         CallToolRequestParams, ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult,
         ElicitationAction, ElicitationCapability, FormElicitationCapability, Implementation,
-        JsonObject, ServerPeerInfo,
+        JsonObject, RequestMetaObject, ServerPeerInfo,
     },
     service::{ClientServiceExt, Peer, RunningService, RxJsonRpcMessage, TxJsonRpcMessage},
     transport::{IntoTransport, Transport},
@@ -95,8 +95,12 @@ fn json_size(value: &impl serde::Serialize) -> usize {
 
 use crate::{
     ClientOptions, Error, SessionKey, ToolDescriptor, ToolOutput,
+    era::{EraMemory, Plan},
     options::{ElicitationAnswer, apply_defaults},
 };
+
+/// How long the discovery that learns a modern server's `ttlMs` may take.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long [`Connection::close`] waits for the protocol task to stop.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -305,23 +309,70 @@ impl Connection {
         T: IntoTransport<RoleClient, E, A>,
         E: std::error::Error + Send + Sync + 'static,
     {
+        Self::establish_remembering(transport, endpoint, options, session, &EraMemory::new()).await
+    }
+
+    /// Like [`Connection::establish_with`], starting from what `memory`
+    /// knows of the server's era and teaching it what this connection
+    /// finds: a modern server whose discovery is still fresh gets no
+    /// handshake at all, a legacy one no discovery probe (see
+    /// [`crate::era`]). Transports keep one memory each and open their
+    /// connections through [`crate::era::negotiate`].
+    pub async fn establish_remembering<T, E, A>(
+        transport: T,
+        endpoint: impl Into<String>,
+        options: &ClientOptions,
+        session: &SessionKey,
+        memory: &EraMemory,
+    ) -> Result<Self, Error>
+    where
+        T: IntoTransport<RoleClient, E, A>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
         let endpoint: String = endpoint.into();
         let agent = ClientAgent::with_options(options.clone(), session.clone());
         let tools_changed = agent.tools_changed.subscribe();
         let (transport, ended) = Watched::new(transport.into_transport());
-        let service = agent
-            .serve_with_lifecycle(transport, options.lifecycle())
-            .await
-            .map_err(|e| Error::Handshake {
-                endpoint: endpoint.clone(),
-                source: Box::new(e),
-            })?;
+        let (service, handshake) = match memory.plan(options) {
+            Plan::Direct(info) => (
+                rmcp::service::serve_directly(agent, transport, Some(*info)),
+                false,
+            ),
+            Plan::Handshake(lifecycle) => {
+                match agent.serve_with_lifecycle(transport, lifecycle).await {
+                    Ok(service) => (service, true),
+                    Err(error) => {
+                        memory.learn_from_failure(options, &error);
+                        return Err(Error::Handshake {
+                            endpoint,
+                            source: Box::new(error),
+                        });
+                    }
+                }
+            }
+        };
         let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
-        let era = service
-            .peer()
-            .peer_info()
-            .map(|info| Era::of(&info.protocol_version));
-        tracing::debug!(connection = id, %endpoint, ?era, "MCP connection established");
+        let info = service.peer().peer_info();
+        let era = info.as_ref().map(|info| Era::of(&info.protocol_version));
+        if handshake {
+            match (era, info) {
+                (Some(Era::Modern), Some(info)) => {
+                    // How long the server says its description holds: one
+                    // more discovery, once per expiry.
+                    let discovery = tokio::time::timeout(
+                        DISCOVERY_TIMEOUT,
+                        service.discover(RequestMetaObject::default()),
+                    )
+                    .await;
+                    if let Ok(Ok(result)) = discovery {
+                        memory.remember_modern((*info).clone(), result.ttl_ms);
+                    }
+                }
+                (Some(Era::Legacy), _) if options.negotiates() => memory.remember_legacy(),
+                _ => {}
+            }
+        }
+        tracing::debug!(connection = id, %endpoint, ?era, handshake, "MCP connection established");
         Ok(Self {
             id,
             endpoint: Arc::from(endpoint),

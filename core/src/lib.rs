@@ -83,6 +83,7 @@
 mod authorization;
 mod connection;
 mod credentials;
+pub mod era;
 mod error;
 mod options;
 mod transport;
@@ -97,6 +98,7 @@ pub use connection::{
     MAX_TOOL_LIST_BYTES, MAX_TOOL_LIST_PAGES, MAX_TOOLS,
 };
 pub use credentials::ClientCredentials;
+pub use era::{EraMemory, negotiate};
 pub use error::{BoxError, Error};
 pub use options::{
     AUTO, AcceptDefaults, ClientOptions, Elicitation, ElicitationAnswer, PROTOCOL_VERSIONS,

@@ -101,6 +101,20 @@ impl ClientOptions {
         Ok(self)
     }
 
+    /// These options for a transport of the 2025 era only (HTTP+SSE):
+    /// negotiating or a pinned 2026-07-28 become 2025-11-25, the newest
+    /// version with the `initialize` handshake; an older pin stays.
+    pub fn legacy_only(mut self) -> Self {
+        if !self
+            .protocol_version
+            .as_ref()
+            .is_some_and(ProtocolVersion::has_initialize)
+        {
+            self.protocol_version = Some(ProtocolVersion::LATEST_WITH_INITIALIZE);
+        }
+        self
+    }
+
     /// The protocol version pinned, or `"auto"`.
     pub fn protocol_version(&self) -> String {
         match &self.protocol_version {
@@ -116,6 +130,18 @@ impl ClientOptions {
             Some(version) if version.has_initialize() => version.clone(),
             _ => ProtocolVersion::LATEST_WITH_INITIALIZE,
         }
+    }
+
+    /// Whether the era is negotiated (`"auto"`).
+    pub(crate) fn negotiates(&self) -> bool {
+        self.protocol_version.is_none()
+    }
+
+    /// Whether a version without a handshake (2026-07-28) is pinned.
+    pub(crate) fn pins_modern(&self) -> bool {
+        self.protocol_version
+            .as_ref()
+            .is_some_and(|version| !version.has_initialize())
     }
 
     /// How rmcp opens the connection for these options.

@@ -73,8 +73,8 @@ pub use authorization::{InMemoryTokenStore, MAX_STEP_UPS, TokenStore};
 pub use error::Error;
 pub use follow::{FollowRedirect, redirect_parameters};
 use mcp_group_core::{
-    ClientOptions, Connection, Error as CoreError, Redacted, ServerDescription, SessionKey,
-    Transport, is_secret_name, redact_url,
+    ClientOptions, Connection, EraMemory, Error as CoreError, Redacted, ServerDescription,
+    SessionKey, Transport, is_secret_name, negotiate, redact_url,
 };
 pub use oauth::ClientCredentials;
 pub use standalone::StandaloneStreams;
@@ -371,6 +371,8 @@ pub struct StreamableHttpTransport {
     store: Arc<dyn TokenStore>,
     /// Built from `user`, the options' authorizer and `store`.
     user_auth: Option<Arc<authorization::UserAuth>>,
+    /// The server's protocol era, learned by the first connection.
+    era: Arc<EraMemory>,
 }
 
 impl fmt::Debug for StreamableHttpTransport {
@@ -397,6 +399,7 @@ impl StreamableHttpTransport {
             user: None,
             store: Arc::new(InMemoryTokenStore::default()),
             user_auth: None,
+            era: Arc::default(),
         })
     }
 
@@ -542,6 +545,23 @@ fn authorization_error(error: CoreError) -> CoreError {
 #[mcp_group_core::async_trait]
 impl Transport for StreamableHttpTransport {
     async fn connect(&self, session: &SessionKey) -> Result<Connection, CoreError> {
+        negotiate(&self.era, || self.connect_once(session)).await
+    }
+
+    fn description(&self) -> ServerDescription {
+        self.describe()
+    }
+}
+
+impl StreamableHttpTransport {
+    /// The protocol era the server was found to speak, once a connection
+    /// has found out (and, for a modern server, while its discovery is
+    /// fresh).
+    pub fn era(&self) -> Option<mcp_group_core::Era> {
+        self.era.era()
+    }
+
+    async fn connect_once(&self, session: &SessionKey) -> Result<Connection, CoreError> {
         let mut config = self.transport_config(session)?;
         if let Some(oauth) = &self.oauth {
             let shown = self.config().display_url();
@@ -606,22 +626,29 @@ impl Transport for StreamableHttpTransport {
                 session: session.clone(),
             };
             let transport = StreamableHttpClientTransport::with_client(client, config);
-            return Connection::establish_with(transport, shown, &self.options, session)
-                .await
-                .map_err(authorization_error);
+            return Connection::establish_remembering(
+                transport,
+                shown,
+                &self.options,
+                session,
+                &self.era,
+            )
+            .await
+            .map_err(authorization_error);
         }
         let transport = StreamableHttpClientTransport::with_client(client, config);
-        Connection::establish_with(
+        Connection::establish_remembering(
             transport,
             self.config().display_url(),
             &self.options,
             session,
+            &self.era,
         )
         .await
         .map_err(classify)
     }
 
-    fn description(&self) -> ServerDescription {
+    fn describe(&self) -> ServerDescription {
         ServerDescription {
             transport: "streamable-http",
             endpoint: self.config().display_url(),

@@ -1,4 +1,4 @@
-//! The legacy MCP HTTP+SSE transport (protocol 2024-11-05) of [mcp-group].
+//! The legacy MCP HTTP+SSE transport (protocol 2024-11-05, deprecated by the 2026-07-28 revision; connections always use the 2025-era `initialize` handshake) of [mcp-group].
 //!
 //! A connection opens a `GET` event stream, waits for the server's `endpoint`
 //! event, then `POST`s each JSON-RPC message to that endpoint while reading
@@ -218,7 +218,10 @@ impl Transport for SseTransport {
                 source: Box::new(e),
             },
         })?;
-        Connection::establish_with(client, url.clone(), &self.options, session).await
+        // HTTP+SSE is of the 2025 era (deprecated in 2026-07-28): the
+        // `initialize` handshake only, never a discovery probe.
+        let options = self.options.clone().legacy_only();
+        Connection::establish_with(client, url.clone(), &options, session).await
     }
 
     fn description(&self) -> ServerDescription {

@@ -189,6 +189,8 @@ pub enum Error {
 pub struct StdioTransport {
     config: StdioConfig,
     options: ClientOptions,
+    /// The server's protocol era, learned by the first connection.
+    era: std::sync::Arc<mcp_group_core::EraMemory>,
 }
 
 impl StdioTransport {
@@ -197,6 +199,7 @@ impl StdioTransport {
         Self {
             config,
             options: ClientOptions::new(),
+            era: Default::default(),
         }
     }
 
@@ -333,6 +336,25 @@ fn spawner() -> Option<&'static std::sync::mpsc::Sender<SpawnJob>> {
 #[mcp_group_core::async_trait]
 impl Transport for StdioTransport {
     async fn connect(&self, session: &SessionKey) -> Result<Connection, mcp_group_core::Error> {
+        mcp_group_core::negotiate(&self.era, || self.connect_once(session)).await
+    }
+
+    fn description(&self) -> ServerDescription {
+        self.describe()
+    }
+}
+
+impl StdioTransport {
+    /// The protocol era the server was found to speak, once a connection
+    /// has found out.
+    pub fn era(&self) -> Option<mcp_group_core::Era> {
+        self.era.era()
+    }
+
+    async fn connect_once(
+        &self,
+        session: &SessionKey,
+    ) -> Result<Connection, mcp_group_core::Error> {
         let command_line = self.config.display_command_line();
         // From here on the guard owns the process: any early return or a
         // dropped future kills the group.
@@ -353,13 +375,18 @@ impl Transport for StdioTransport {
             return Err(mcp_group_core::Error::ServerGone { source: None });
         };
         tokio::spawn(forward_stderr(stderr, pid));
-        let connection =
-            Connection::establish_with((stdout, stdin), command_line, &self.options, session)
-                .await?;
+        let connection = Connection::establish_remembering(
+            (stdout, stdin),
+            command_line,
+            &self.options,
+            session,
+            &self.era,
+        )
+        .await?;
         Ok(connection.with_cleanup(guard))
     }
 
-    fn description(&self) -> ServerDescription {
+    fn describe(&self) -> ServerDescription {
         ServerDescription {
             transport: "stdio",
             endpoint: self.config.display_command_line(),

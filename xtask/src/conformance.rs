@@ -55,25 +55,73 @@ const REVISIONS: &[(&str, &[&str])] = &[
     ("2025-11-25", MUST_PASS_2025_11_25),
     ("2026-07-28", MUST_PASS_2026_07_28),
 ];
-/// Must pass at 2025-11-25: what passes with today's client.
+/// Must pass at 2025-11-25: every scenario the revision scores (its
+/// frozen `requirements/2025-11-25.yaml` client list), and the not-scored
+/// ones that pass.
 const MUST_PASS_2025_11_25: &[&str] = &[
     "initialize",
     "tools_call",
     "elicitation-sep1034-client-defaults",
     "sse-retry",
+    "auth/metadata-default",
+    "auth/metadata-var1",
+    "auth/metadata-var2",
+    "auth/metadata-var3",
+    "auth/basic-cimd",
+    "auth/scope-from-www-authenticate",
+    "auth/scope-from-scopes-supported",
+    "auth/scope-omitted-when-undefined",
+    "auth/scope-step-up",
+    "auth/scope-retry-limit",
+    "auth/token-endpoint-auth-basic",
+    "auth/token-endpoint-auth-post",
+    "auth/token-endpoint-auth-none",
     "auth/pre-registration",
-    // Not scored (extensions), passing.
+    // Not scored (extensions, added after the release), passing.
     "auth/client-credentials-basic",
     "auth/client-credentials-jwt",
+    "json-schema-2020-12-preservation",
 ];
-/// Must pass at 2026-07-28: what passes with today's client.
+/// Must pass at 2026-07-28: every scenario the revision scores (its
+/// frozen `requirements/2026-07-28.yaml` client list), and the not-scored
+/// ones that pass.
 const MUST_PASS_2026_07_28: &[&str] = &[
+    "tools_call",
+    "request-metadata",
+    "auth/metadata-default",
+    "auth/metadata-var1",
+    "auth/metadata-var2",
+    "auth/metadata-var3",
+    "auth/basic-cimd",
+    "auth/scope-from-www-authenticate",
+    "auth/scope-from-scopes-supported",
+    "auth/scope-omitted-when-undefined",
+    "auth/scope-step-up",
+    "auth/scope-retry-limit",
+    "auth/token-endpoint-auth-basic",
+    "auth/token-endpoint-auth-post",
+    "auth/token-endpoint-auth-none",
     "auth/pre-registration",
+    "auth/resource-mismatch",
+    "auth/offline-access-scope",
+    "auth/offline-access-not-supported",
+    "auth/authorization-server-migration",
+    "auth/iss-supported",
+    "auth/iss-not-advertised",
+    "auth/iss-supported-missing",
+    "auth/iss-wrong-issuer",
+    "auth/iss-unexpected",
+    "auth/iss-normalized",
+    "auth/metadata-issuer-mismatch",
+    "sep-2322-client-request-state",
+    "http-standard-headers",
+    "http-custom-headers",
     "http-invalid-tool-headers",
     "json-schema-ref-no-deref",
-    // Not scored (extensions), passing.
+    // Not scored (extensions, added after the release), passing.
     "auth/client-credentials-basic",
     "auth/client-credentials-jwt",
+    "json-schema-2020-12-preservation",
 ];
 
 pub(crate) fn task() -> Result<()> {
