@@ -78,14 +78,20 @@
 //!
 //! [mcp-group]: https://docs.rs/mcp-group
 
+mod call;
 mod connection;
 mod credentials;
 mod error;
 mod options;
+mod trace;
 mod transport;
 mod types;
 
 pub use async_trait::async_trait;
+pub use call::{
+    MAX_INPUT_REQUESTS_PER_ROUND, MAX_TASK_INPUT_REQUESTS, MAX_TASK_POLL_INTERVAL,
+    MIN_TASK_POLL_INTERVAL,
+};
 pub use connection::{
     Cleanup, ClientAgent, Connection, Era, MAX_INPUT_ROUNDS, MAX_SERVER_REQUESTS_PER_SESSION,
     MAX_TOOL_LIST_BYTES, MAX_TOOL_LIST_PAGES, MAX_TOOLS,
