@@ -34,6 +34,11 @@
 //! - `stdio` (default): spawn servers as child processes.
 //! - `http` (default): MCP streamable HTTP.
 //! - `sse` (default): legacy HTTP+SSE.
+//! - `otel` (off by default): each request's `_meta` carries the W3C trace
+//!   context (`traceparent`, `tracestate`) of the call's `tracing` span, taken
+//!   from `tracing-opentelemetry`; without it no OpenTelemetry crate is built.
+//!   With or without it, every tool call runs in an `mcp.call` span recording
+//!   the session, tool, protocol era and outcome.
 //!
 //! With `default-features = false, features = ["stdio"]` no HTTP client is built.
 //!

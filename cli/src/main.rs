@@ -26,6 +26,7 @@ mod conformance;
 mod connect;
 mod demo;
 mod demo_server;
+mod progress;
 mod report;
 mod signals;
 mod tools;

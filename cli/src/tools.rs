@@ -6,7 +6,7 @@ use std::{process::ExitCode, time::Duration};
 use mcp_group::SessionId;
 use serde_json::Value;
 
-use crate::{BoxError, ServerArgs, connect::connect, report, signals};
+use crate::{BoxError, ServerArgs, connect::connect, progress, report, signals};
 
 /// `tools list [--detail] [--json]`.
 pub(crate) async fn list(
@@ -34,7 +34,9 @@ pub(crate) async fn call(
         serde_json::from_str(args).map_err(|e| format!("--args is not valid JSON: {e}"))?;
     let session = session.map(SessionId::try_new).transpose()?;
     signals::run_with_group(connect(server, timeout), |group| async move {
-        let output = group.call(session.as_ref(), tool, arguments).await?;
+        let call = group.call(session.as_ref(), tool, arguments);
+        let (output, _) = progress::with_progress(call, tool, progress::target()).await;
+        let output = output?;
         println!("{}", report::printable(&output.to_text()));
         Ok(ExitCode::SUCCESS)
     })

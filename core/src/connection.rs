@@ -14,7 +14,7 @@ use rmcp::{
     model::{
         CallToolRequestParams, ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult,
         ElicitationAction, ElicitationCapability, FormElicitationCapability, Implementation,
-        JsonObject, RequestMetaObject, ServerPeerInfo,
+        JsonObject, RequestMetaObject, ServerPeerInfo, TASKS_EXTENSION_ID,
     },
     service::{ClientServiceExt, Peer, RunningService, RxJsonRpcMessage, TxJsonRpcMessage},
     transport::{IntoTransport, Transport},
@@ -94,7 +94,7 @@ fn json_size(value: &impl serde::Serialize) -> usize {
 }
 
 use crate::{
-    ClientOptions, Error, SessionKey, ToolDescriptor, ToolOutput,
+    ClientOptions, Error, SessionKey, ToolDescriptor, ToolOutput, call,
     era::{EraMemory, Plan},
     options::{ElicitationAnswer, apply_defaults},
 };
@@ -157,6 +157,12 @@ impl ClientAgent {
             elicitation.form = Some(FormElicitationCapability::default());
             capabilities.elicitation = Some(elicitation);
         }
+        // `call_tool` follows a task to its end, so a server may answer
+        // with one (SEP-2663).
+        capabilities
+            .extensions
+            .get_or_insert_with(Default::default)
+            .insert(TASKS_EXTENSION_ID.to_owned(), JsonObject::new());
         let info = ClientConfig::new(
             capabilities,
             Implementation::new("mcp-group", env!("CARGO_PKG_VERSION")),
@@ -193,6 +199,25 @@ impl ClientHandler for ClientAgent {
         request: ElicitRequestParams,
         _context: rmcp::service::RequestContext<RoleClient>,
     ) -> Result<ElicitResult, rmcp::ErrorData> {
+        self.elicit(request).await.ok_or_else(|| {
+            rmcp::ErrorData::internal_error(
+                format!(
+                    "too many concurrent requests for this session (limit {MAX_SERVER_REQUESTS_PER_SESSION})"
+                ),
+                None,
+            )
+        })
+    }
+}
+
+impl ClientAgent {
+    /// Answers one elicitation through the session's [`crate::Elicitation`]
+    /// handler (declining when there is none, or for modes other than
+    /// form); `None` when [`MAX_SERVER_REQUESTS_PER_SESSION`] of the
+    /// session's requests are in the handler already. Elicitation requests
+    /// of the legacy era, `input_required` rounds and task input of the
+    /// modern one all come here.
+    pub(crate) async fn elicit(&self, request: ElicitRequestParams) -> Option<ElicitResult> {
         // Each request runs in a task of its own: without a bound, a server
         // could keep any number of them waiting on the end user.
         let Ok(_permit) = self.server_requests.clone().try_acquire_owned() else {
@@ -201,14 +226,9 @@ impl ClientHandler for ClientAgent {
                 limit = MAX_SERVER_REQUESTS_PER_SESSION,
                 "refusing an elicitation: too many server requests in flight for this session"
             );
-            return Err(rmcp::ErrorData::internal_error(
-                format!(
-                    "too many concurrent requests for this session (limit {MAX_SERVER_REQUESTS_PER_SESSION})"
-                ),
-                None,
-            ));
+            return None;
         };
-        let declined = Ok(ElicitResult::new(ElicitationAction::Decline));
+        let declined = Some(ElicitResult::new(ElicitationAction::Decline));
         let (
             Some(handler),
             ElicitRequestParams::FormElicitationParams {
@@ -228,12 +248,19 @@ impl ClientHandler for ClientAgent {
             ElicitationAnswer::Accept(mut content) => {
                 apply_defaults(&schema, &mut content);
                 tracing::debug!(fields = content.len(), "elicitation accepted");
-                Ok(ElicitResult::new(ElicitationAction::Accept)
-                    .with_content(serde_json::Value::Object(content)))
+                Some(
+                    ElicitResult::new(ElicitationAction::Accept)
+                        .with_content(serde_json::Value::Object(content)),
+                )
             }
             ElicitationAnswer::Decline => declined,
-            ElicitationAnswer::Cancel => Ok(ElicitResult::new(ElicitationAction::Cancel)),
+            ElicitationAnswer::Cancel => Some(ElicitResult::new(ElicitationAction::Cancel)),
         }
+    }
+
+    /// The session this client serves.
+    pub(crate) fn session(&self) -> &SessionKey {
+        &self.session
     }
 }
 
@@ -518,31 +545,60 @@ impl Connection {
     /// On a 2026-07-28 server the call may answer `input_required` (SEP-2322):
     /// each of its input requests goes to this session's elicitation handler,
     /// the call is sent again with the answers and the server's
-    /// `requestState` unchanged, for at most [`MAX_INPUT_ROUNDS`] rounds;
-    /// `timeout` bounds the whole exchange.
+    /// `requestState` unchanged, for at most [`MAX_INPUT_ROUNDS`] rounds.
+    ///
+    /// A server may also answer with a task (the `io.modelcontextprotocol/tasks`
+    /// extension, which this client declares): the call then polls
+    /// `tasks/get` until the task ends, waiting between polls as long as the
+    /// server's `pollIntervalMs` asks, or longer as the task runs on, within
+    /// [`crate::MIN_TASK_POLL_INTERVAL`]..=[`crate::MAX_TASK_POLL_INTERVAL`];
+    /// the task's input requests go to the same elicitation handler and back
+    /// with `tasks/update`. `timeout` bounds the whole exchange, rounds and
+    /// task included.
+    ///
+    /// Each call runs in an `mcp.call` `tracing` span with the session, the
+    /// tool, the era and the outcome (`ok`, `tool_error`, `timeout`,
+    /// `cancelled`, `error`, or `dropped` when the caller gave up); with the
+    /// `otel` feature its W3C trace context goes into every request's `_meta`.
     ///
     /// # Cancel safety
     /// Dropping the future (or hitting `timeout`) sends
-    /// `notifications/cancelled` for the request in flight and stops the
-    /// rounds; the connection stays usable.
+    /// `notifications/cancelled` for the request in flight, stops the rounds
+    /// and sends `tasks/cancel` for a task still running; the connection
+    /// stays usable.
     pub async fn call_tool(
         &self,
         name: &str,
         arguments: JsonObject,
         timeout: Duration,
     ) -> Result<ToolOutput, Error> {
+        let agent = self.service.service();
+        let span = tracing::info_span!(
+            "mcp.call",
+            session = %agent.session(),
+            tool = name,
+            era = self.era().map(Era::as_str),
+            outcome = tracing::field::Empty,
+        );
+        let mut outcome = Outcome(Some(span.clone()));
         let params = CallToolRequestParams::new(name.to_owned()).with_arguments(arguments);
-        let call = self
-            .service
-            .call_tool_with_mrtr_max_rounds(params, MAX_INPUT_ROUNDS);
-        let result = tokio::time::timeout(timeout, call)
-            .await
-            .map_err(|_| Error::Timeout {
+        let call = tokio::time::timeout(timeout, call::call_tool(self.peer(), agent, params));
+        let result = match tracing::Instrument::instrument(call, span).await {
+            Ok(Ok(result)) => Ok(ToolOutput::new(result)),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(Error::Timeout {
                 operation: "tools/call",
                 after: timeout,
-            })?
-            .map_err(|e| Error::from_service(e, "tools/call"))?;
-        Ok(ToolOutput::new(result))
+            }),
+        };
+        outcome.record(match &result {
+            Ok(output) if output.is_error() => "tool_error",
+            Ok(_) => "ok",
+            Err(Error::Timeout { .. }) => "timeout",
+            Err(Error::Cancelled) => "cancelled",
+            Err(_) => "error",
+        });
+        result
     }
 
     /// Asks the server whether it is there and waits for the answer: a
@@ -598,6 +654,24 @@ impl Connection {
             cleanup.cleanup().await;
         }
         tracing::debug!(connection = self.id, "MCP connection closed");
+    }
+}
+
+/// Records a call's outcome on its span: `dropped` unless the call
+/// recorded one before it ended.
+struct Outcome(Option<tracing::Span>);
+
+impl Outcome {
+    fn record(&mut self, outcome: &'static str) {
+        if let Some(span) = self.0.take() {
+            span.record("outcome", outcome);
+        }
+    }
+}
+
+impl Drop for Outcome {
+    fn drop(&mut self) {
+        self.record("dropped");
     }
 }
 

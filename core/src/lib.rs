@@ -81,17 +81,23 @@
 //! [mcp-group]: https://docs.rs/mcp-group
 
 mod authorization;
+mod call;
 mod connection;
 mod credentials;
 pub mod era;
 mod error;
 mod options;
+mod trace;
 mod transport;
 mod types;
 
 pub use async_trait::async_trait;
 pub use authorization::{
     AuthorizationMode, AuthorizationRedirect, Authorizer, CredentialKey, UserAuthorization,
+};
+pub use call::{
+    MAX_INPUT_REQUESTS_PER_ROUND, MAX_TASK_INPUT_REQUESTS, MAX_TASK_POLL_INTERVAL,
+    MIN_TASK_POLL_INTERVAL,
 };
 pub use connection::{
     Cleanup, ClientAgent, Connection, Era, MAX_INPUT_ROUNDS, MAX_SERVER_REQUESTS_PER_SESSION,
