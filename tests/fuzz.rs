@@ -51,6 +51,25 @@ impl Reply {
     }
 }
 
+/// The scripts speak the 2025 era: the `initialize` handshake, first.
+async fn establish_legacy(
+    (read, write): (
+        tokio::io::ReadHalf<tokio::io::DuplexStream>,
+        tokio::io::WriteHalf<tokio::io::DuplexStream>,
+    ),
+) -> Result<Connection, mcp_group::core::Error> {
+    let options = mcp_group::core::ClientOptions::new()
+        .with_protocol_version("2025-11-25")
+        .unwrap();
+    Connection::establish_with(
+        (read, write),
+        "script",
+        &options,
+        &mcp_group::core::SessionKey::default_session(),
+    )
+    .await
+}
+
 fn init_ok() -> Reply {
     Reply::Result(json!({
         "protocolVersion": "2025-11-25",
@@ -308,7 +327,7 @@ proptest! {
         paused_runtime().block_on(async {
             let established = tokio::time::timeout(
                 Duration::from_secs(30),
-                Connection::establish(scripted(script), "script"),
+                establish_legacy(scripted(script)),
             )
             .await;
             if let Ok(Ok(connection)) = established {
@@ -320,12 +339,9 @@ proptest! {
     #[test]
     fn any_tool_result_converts_or_is_a_typed_error(result in tool_result()) {
         paused_runtime().block_on(async {
-            let connection = Connection::establish(
-                scripted(vec![init_ok(), Reply::Result(result)]),
-                "script",
-            )
-            .await
-            .unwrap();
+            let connection = establish_legacy(scripted(vec![init_ok(), Reply::Result(result)]))
+                .await
+                .unwrap();
             match connection.call_tool("t", serde_json::Map::new(), Duration::from_secs(5)).await {
                 Ok(output) => {
                     let _ = output.to_text();
@@ -406,7 +422,7 @@ struct Script(Arc<Mutex<Vec<Reply>>>);
 impl Transport for Script {
     async fn connect(&self, _session: &mcp_group::SessionKey) -> Result<Connection, Error> {
         let script = self.0.lock().unwrap().clone();
-        Connection::establish(scripted(script), "script").await
+        establish_legacy(scripted(script)).await
     }
 
     fn description(&self) -> ServerDescription {
