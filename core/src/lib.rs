@@ -82,6 +82,7 @@ mod connection;
 mod credentials;
 mod error;
 mod options;
+mod tool_list;
 mod transport;
 mod types;
 
@@ -97,7 +98,8 @@ pub use options::{
     apply_defaults,
 };
 pub use rmcp;
-pub use rmcp::model::JsonObject;
+pub use rmcp::model::{CacheScope, JsonObject};
+pub use tool_list::{CacheHint, ToolList};
 pub use transport::{DynTransport, Transport};
 pub use types::{
     Redacted, ServerDescription, SessionId, SessionKey, ToolDescriptor, ToolOutput, is_secret_name,
