@@ -256,8 +256,8 @@ pub struct Connection {
     tools_changed_sender: Arc<tokio::sync::watch::Sender<u64>>,
     /// Set once a tool-list subscription was attempted.
     subscribed: tokio::sync::OnceCell<bool>,
-    /// What the layer above keeps with this connection.
-    extension: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
+    /// What the layer above keeps with this connection, one value per type.
+    extensions: Mutex<Vec<Arc<dyn std::any::Any + Send + Sync>>>,
 }
 
 impl fmt::Debug for Connection {
@@ -341,21 +341,28 @@ impl Connection {
             tools_changed,
             tools_changed_sender,
             subscribed: tokio::sync::OnceCell::new(),
-            extension: std::sync::OnceLock::new(),
+            extensions: Mutex::new(Vec::new()),
         })
     }
 
-    /// Data the layer above keeps with this connection, made by `init` on
-    /// first use; it lives as long as the connection (the facade keeps a
-    /// session's own tool list here, so it goes when the session does).
-    /// `None` if data of another type is already kept.
-    pub fn extension<T: std::any::Any + Send + Sync>(
-        &self,
-        init: impl FnOnce() -> T,
-    ) -> Option<&T> {
-        self.extension
-            .get_or_init(|| Box::new(init()))
-            .downcast_ref()
+    /// Data of type `T` the layer above keeps with this connection, made
+    /// by `init` on first use; it lives as long as the connection (the
+    /// facade keeps a session's own tool list here, so it goes when the
+    /// session does). One value per type.
+    pub fn extension<T: std::any::Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Arc<T> {
+        let mut extensions = match self.extensions.lock() {
+            Ok(extensions) => extensions,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(found) = extensions
+            .iter()
+            .find_map(|e| e.clone().downcast::<T>().ok())
+        {
+            return found;
+        }
+        let made = Arc::new(init());
+        extensions.push(made.clone());
+        made
     }
 
     /// Attaches work to run when the connection closes (kept alive until then).
@@ -537,6 +544,9 @@ impl Connection {
                 .map_err(|e| Error::from_service(e, "tools/list"))?
             {
                 ServerResult::ListToolsResult(page) => page,
+                ServerResult::CustomResult(custom) => {
+                    tool_list::lenient_page(custom.0).ok_or(Error::UnexpectedResponse)?
+                }
                 _ => return Err(Error::UnexpectedResponse),
             };
             hint.page(page.ttl_ms, page.cache_scope);

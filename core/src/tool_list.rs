@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use rmcp::{
     RoleClient,
-    model::{CacheScope, ServerNotification, SubscriptionFilter},
+    model::{CacheScope, ListToolsResult, ServerNotification, SubscriptionFilter},
     service::{Peer, Subscription},
 };
 use tokio::time::Instant;
@@ -100,6 +100,19 @@ impl HintMerger {
             scope: self.scope.flatten(),
         }
     }
+}
+
+/// A `tools/list` page rmcp could not read because its `ttlMs` does not fit
+/// an `i64` (rmcp reads it as one; a server may send `u64::MAX` or more):
+/// read again with such a ttl as `i64::MAX`, which the caller clamps anyway.
+/// Anything else that did not parse stays unreadable.
+pub(crate) fn lenient_page(mut value: serde_json::Value) -> Option<ListToolsResult> {
+    let ttl = value.get_mut("ttlMs")?;
+    if !ttl.is_u64() || ttl.is_i64() {
+        return None;
+    }
+    *ttl = serde_json::Value::from(i64::MAX);
+    serde_json::from_value(value).ok()
 }
 
 /// About thirty years from now: later than any clamp applied to a ttl.
@@ -215,6 +228,15 @@ mod tests {
         let hint = merger.finish();
         assert_eq!(hint, CacheHint::new(None, None));
         assert!(!hint.is_private());
+    }
+
+    #[test]
+    fn a_page_with_a_ttl_beyond_i64_is_read_with_the_largest_one() {
+        let page = serde_json::json!({"tools": [], "ttlMs": u64::MAX, "cacheScope": "public"});
+        let page = lenient_page(page).unwrap();
+        assert_eq!(page.ttl_ms, Some(i64::MAX as u64));
+        assert_eq!(page.cache_scope, Some(CacheScope::Public));
+        assert!(lenient_page(serde_json::json!({"tools": 1, "ttlMs": 5})).is_none());
     }
 
     #[tokio::test(start_paused = true)]
