@@ -342,10 +342,41 @@ impl Shared {
 /// Each session id gets its own MCP connection (its own server process, for
 /// stdio), opened on its first call and shared by its concurrent calls. Calls
 /// without a session id share the default session: the group's base client,
-/// which listed the tools, listens for `notifications/tools/list_changed`, and
+/// which listed the tools, follows the server's tool-list changes, and
 /// stays open for the group's lifetime. If its server dies, the group
 /// reconnects it and lists the tools again ([`FunctionGroup::subscribe`]rs
 /// hear of it), without waiting for a call to fail.
+///
+/// # Cached tool lists
+///
+/// A call resolves the exposed name and checks its arguments against a tool
+/// list kept as the server's cache hint says (SEP-2549, `ttlMs` and
+/// `cacheScope` on `tools/list`):
+///
+/// | the server says | whose list | listed by |
+/// |---|---|---|
+/// | `public`, or nothing (the schema's default, and every 2025-11-25 server) | every session's, whatever its principal | the base session, once for the group |
+/// | `private` | the session's own (so its principal's) | each session, on its first call |
+///
+/// A list is kept for its `ttlMs`, bounded to [`MIN_LIST_TTL`]..=[`MAX_LIST_TTL`]
+/// (so a `ttlMs: 0` costs at most one `tools/list` per
+/// [`MIN_LIST_TTL`] per list, not one per call; no `ttlMs` keeps it for the
+/// maximum), then re-listed by the next call that needs it (its concurrent
+/// calls wait for the one listing; if it fails the old list is served for
+/// another [`MIN_LIST_TTL`]). A change the server announces re-lists it
+/// too, at most once a second: in the 2025-11-25 era as
+/// `notifications/tools/list_changed` on the connection that listed it; in
+/// the 2026-07-28 era on a `subscriptions/listen` — one for the group, on
+/// the base session, and one more per session only while the list is
+/// private. The overrides are applied to every listing. A session's own list
+/// lives with its connection: it counts toward the session and goes when
+/// the session is reaped or evicted (at most `max_sessions` lists, each
+/// within the connection's caps on `tools/list`).
+/// [`FunctionGroup::functions`] is the group's list;
+/// [`FunctionGroup::functions_as`] the one a session's calls use.
+///
+/// [`MIN_LIST_TTL`]: crate::MIN_LIST_TTL
+/// [`MAX_LIST_TTL`]: crate::MAX_LIST_TTL
 pub struct FunctionGroup {
     shared: Arc<Shared>,
     watcher: Mutex<Option<JoinHandle<()>>>,
@@ -481,9 +512,10 @@ impl FunctionGroup {
         self.shared.catalog().unknown_overrides.clone()
     }
 
-    /// Notifications of function-list refreshes (after the server announced
-    /// `notifications/tools/list_changed`, or after the default session's
-    /// connection was replaced).
+    /// Notifications of refreshes of the group's function list (after the
+    /// server announced a change, after the list expired, or after the
+    /// default session's connection was replaced). Sessions' own lists
+    /// (private ones) are not announced.
     pub fn subscribe(&self) -> broadcast::Receiver<ToolsChanged> {
         self.shared.changes.subscribe()
     }

@@ -22,6 +22,15 @@
 //! with each question (at most [`MAX_SERVER_REQUESTS_PER_SESSION`] of one
 //! session at once).
 //!
+//! [`Connection::list_tools_with_hint`] returns a server's whole tool list
+//! ([`ToolList`], within [`MAX_TOOL_LIST_PAGES`], [`MAX_TOOLS`] and
+//! [`MAX_TOOL_LIST_BYTES`]) with the cache hint its pages carried
+//! ([`CacheHint`]: `ttlMs`, `cacheScope`); the caching policy is the
+//! caller's. [`Connection::tools_changed`] changes when the server announces
+//! a tool-list change: as a notification in the 2025-11-25 era, on the
+//! `subscriptions/listen` that [`Connection::subscribe_tool_changes`] opens
+//! in the 2026-07-28 era.
+//!
 //! # Writing a transport
 //!
 //! 1. Depend on `mcp-group-core` (and on `rmcp` only if you need one of its
