@@ -16,6 +16,7 @@ use crate::{
     Error, McpClientConfig, ServerConfig,
     arguments::{ArgumentChecker, PATTERN_LIST_BUDGET, PatternBudget},
     backoff::Backoff,
+    listing::{Listing, MIN_REFRESH_INTERVAL, SessionList},
 };
 
 /// How many tool-list problems (per name) are remembered as already warned.
@@ -149,7 +150,11 @@ pub struct ToolsChanged {
 
 struct Shared {
     registry: Registry<DynTransport>,
-    catalog: RwLock<Arc<Catalog>>,
+    /// The group's list, listed by the base session: every session's when
+    /// the server said it is public, the base session's own when private.
+    listing: RwLock<Arc<Listing<Catalog>>>,
+    /// Held while the group's list is re-listed.
+    refresh_gate: tokio::sync::Mutex<()>,
     overrides: Overrides,
     config: McpClientConfig,
     warned: Mutex<HashSet<String>>,
@@ -158,9 +163,20 @@ struct Shared {
 
 impl Shared {
     fn catalog(&self) -> Arc<Catalog> {
-        match self.catalog.read() {
-            Ok(catalog) => catalog.clone(),
+        self.listing().catalog.clone()
+    }
+
+    fn listing(&self) -> Arc<Listing<Catalog>> {
+        match self.listing.read() {
+            Ok(listing) => listing.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set_listing(&self, listing: Arc<Listing<Catalog>>) {
+        match self.listing.write() {
+            Ok(mut slot) => *slot = listing,
+            Err(poisoned) => *poisoned.into_inner() = listing,
         }
     }
 
@@ -214,17 +230,110 @@ impl Shared {
         })
     }
 
+    /// Lists the tools on `lease` (overrides applied) as a listing that
+    /// keeps what the server said about caching them.
+    async fn list(&self, lease: &Lease<DynTransport>) -> Result<Listing<Catalog>, Error> {
+        let changes = lease.tools_changed_count();
+        let list = lease
+            .list_tools_with_hint(self.config.tool_call_timeout)
+            .await?;
+        let catalog = Arc::new(self.build_catalog(list.tools)?);
+        Ok(Listing::new(catalog, &list.cache, changes))
+    }
+
+    /// Re-lists the group's list on the base session's `lease`.
     async fn refresh(&self, lease: &Lease<DynTransport>) -> Result<(), Error> {
-        let descriptors = lease.list_tools(self.config.tool_call_timeout).await?;
-        let catalog = Arc::new(self.build_catalog(descriptors)?);
-        if let Ok(mut slot) = self.catalog.write() {
-            *slot = catalog.clone();
-        }
-        tracing::info!(functions = catalog.tools.len(), "function list refreshed");
+        let _gate = self.refresh_gate.lock().await;
+        self.relist(lease).await.map(drop)
+    }
+
+    async fn relist(&self, lease: &Lease<DynTransport>) -> Result<Arc<Listing<Catalog>>, Error> {
+        let listing = Arc::new(self.list(lease).await?);
+        self.set_listing(listing.clone());
+        tracing::info!(
+            functions = listing.catalog.tools.len(),
+            private = listing.private,
+            "function list refreshed"
+        );
         let _ = self.changes.send(ToolsChanged {
-            functions: Functions(catalog),
+            functions: Functions(listing.catalog.clone()),
         });
-        Ok(())
+        Ok(listing)
+    }
+
+    /// The group's list, re-listed first on the base session if it expired.
+    /// Concurrent callers wait for one re-listing. If it fails, the old list
+    /// is kept (and served) for another [`crate::listing::MIN_LIST_TTL`].
+    async fn fresh_listing(&self) -> Arc<Listing<Catalog>> {
+        let listing = self.listing();
+        if tokio::time::Instant::now() < listing.expires_at {
+            return listing;
+        }
+        let _gate = self.refresh_gate.lock().await;
+        let listing = self.listing();
+        if tokio::time::Instant::now() < listing.expires_at {
+            return listing;
+        }
+        let relisted = match self.registry.acquire(&SessionKey::default_session()).await {
+            Ok(lease) => {
+                let relisted = self.relist(&lease).await;
+                if let Err(error) = &relisted
+                    && error.is_connection_lost()
+                {
+                    lease.invalidate();
+                }
+                relisted
+            }
+            Err(error) => Err(error.into()),
+        };
+        relisted.unwrap_or_else(|error| {
+            tracing::warn!(%error, "the function list expired and re-listing failed; keeping the old one");
+            let kept = Arc::new(listing.retry_later());
+            self.set_listing(kept.clone());
+            kept
+        })
+    }
+
+    /// The session's own list (the server said the group's list is
+    /// private), kept with the session's connection: listed on first use,
+    /// again once it expires or the server announces a change (in the
+    /// 2026-07-28 era the session then follows changes on a subscription of
+    /// its own). Concurrent calls of the session wait for one listing.
+    async fn session_catalog(&self, lease: &Lease<DynTransport>) -> Result<Arc<Catalog>, Error> {
+        let slot = lease
+            .connection()
+            .extension(SessionList::<Catalog>::default);
+        let fresh = |slot: &SessionList<Catalog>| {
+            slot.current().filter(|listing| {
+                listing.is_fresh(tokio::time::Instant::now(), lease.tools_changed_count())
+            })
+        };
+        if let Some(listing) = fresh(&slot) {
+            return Ok(listing.catalog.clone());
+        }
+        let _gate = slot.gate.lock().await;
+        if let Some(listing) = fresh(&slot) {
+            return Ok(listing.catalog.clone());
+        }
+        lease
+            .subscribe_tool_changes(self.config.tool_call_timeout)
+            .await;
+        match self.list(lease).await {
+            Ok(listing) => {
+                let listing = Arc::new(listing);
+                slot.set(listing.clone());
+                tracing::debug!(session = %lease.key(), functions = listing.catalog.tools.len(), "session's own function list refreshed");
+                Ok(listing.catalog.clone())
+            }
+            Err(error) => match slot.current() {
+                Some(old) if !error.is_connection_lost() => {
+                    tracing::warn!(%error, session = %lease.key(), "re-listing the session's functions failed; keeping the old list");
+                    slot.set(Arc::new(old.retry_later()));
+                    Ok(old.catalog.clone())
+                }
+                _ => Err(error),
+            },
+        }
     }
 }
 
@@ -233,10 +342,41 @@ impl Shared {
 /// Each session id gets its own MCP connection (its own server process, for
 /// stdio), opened on its first call and shared by its concurrent calls. Calls
 /// without a session id share the default session: the group's base client,
-/// which listed the tools, listens for `notifications/tools/list_changed`, and
+/// which listed the tools, follows the server's tool-list changes, and
 /// stays open for the group's lifetime. If its server dies, the group
 /// reconnects it and lists the tools again ([`FunctionGroup::subscribe`]rs
 /// hear of it), without waiting for a call to fail.
+///
+/// # Cached tool lists
+///
+/// A call resolves the exposed name and checks its arguments against a tool
+/// list kept as the server's cache hint says (SEP-2549, `ttlMs` and
+/// `cacheScope` on `tools/list`):
+///
+/// | the server says | whose list | listed by |
+/// |---|---|---|
+/// | `public`, or nothing (the schema's default, and every 2025-11-25 server) | every session's, whatever its principal | the base session, once for the group |
+/// | `private` | the session's own (so its principal's) | each session, on its first call |
+///
+/// A list is kept for its `ttlMs`, bounded to [`MIN_LIST_TTL`]..=[`MAX_LIST_TTL`]
+/// (so a `ttlMs: 0` costs at most one `tools/list` per
+/// [`MIN_LIST_TTL`] per list, not one per call; no `ttlMs` keeps it for the
+/// maximum), then re-listed by the next call that needs it (its concurrent
+/// calls wait for the one listing; if it fails the old list is served for
+/// another [`MIN_LIST_TTL`]). A change the server announces re-lists it
+/// too, at most once a second: in the 2025-11-25 era as
+/// `notifications/tools/list_changed` on the connection that listed it; in
+/// the 2026-07-28 era on a `subscriptions/listen` — one for the group, on
+/// the base session, and one more per session only while the list is
+/// private. The overrides are applied to every listing. A session's own list
+/// lives with its connection: it counts toward the session and goes when
+/// the session is reaped or evicted (at most `max_sessions` lists, each
+/// within the connection's caps on `tools/list`).
+/// [`FunctionGroup::functions`] is the group's list;
+/// [`FunctionGroup::functions_as`] the one a session's calls use.
+///
+/// [`MIN_LIST_TTL`]: crate::MIN_LIST_TTL
+/// [`MAX_LIST_TTL`]: crate::MAX_LIST_TTL
 pub struct FunctionGroup {
     shared: Arc<Shared>,
     watcher: Mutex<Option<JoinHandle<()>>>,
@@ -312,24 +452,29 @@ impl FunctionGroup {
             .with_limit_wait(config.session_limit_wait);
         let registry = Registry::new(transport, registry_config);
         let base = registry.acquire(&SessionKey::default_session()).await?;
-        let descriptors = base.list_tools(config.tool_call_timeout).await?;
+        // In the 2026-07-28 era, the group's one subscription to tool-list
+        // changes, opened before the first listing so no change is missed.
+        base.subscribe_tool_changes(config.tool_call_timeout).await;
+        let empty = Arc::new(Catalog {
+            tools: ToolMap::default(),
+            checkers: HashMap::new(),
+            unknown_overrides: Vec::new(),
+            unusable: Vec::new(),
+        });
         let shared = Shared {
             registry,
-            catalog: RwLock::new(Arc::new(Catalog {
-                tools: ToolMap::default(),
-                checkers: HashMap::new(),
-                unknown_overrides: Vec::new(),
-                unusable: Vec::new(),
-            })),
+            listing: RwLock::new(Arc::new(Listing::new(
+                empty,
+                &mcp_group_core::CacheHint::default(),
+                0,
+            ))),
+            refresh_gate: tokio::sync::Mutex::new(()),
             overrides: config.overrides(),
             config,
             warned: Mutex::new(HashSet::new()),
             changes: broadcast::channel(16).0,
         };
-        let catalog = Arc::new(shared.build_catalog(descriptors)?);
-        if let Ok(mut slot) = shared.catalog.write() {
-            *slot = catalog;
-        }
+        shared.set_listing(Arc::new(shared.list(&base).await?));
         let shared = Arc::new(shared);
         let watcher = tokio::spawn(watch_tool_list(Arc::downgrade(&shared), base));
         Ok(Self {
@@ -367,9 +512,10 @@ impl FunctionGroup {
         self.shared.catalog().unknown_overrides.clone()
     }
 
-    /// Notifications of function-list refreshes (after the server announced
-    /// `notifications/tools/list_changed`, or after the default session's
-    /// connection was replaced).
+    /// Notifications of refreshes of the group's function list (after the
+    /// server announced a change, after the list expired, or after the
+    /// default session's connection was replaced). Sessions' own lists
+    /// (private ones) are not announced.
     pub fn subscribe(&self) -> broadcast::Receiver<ToolsChanged> {
         self.shared.changes.subscribe()
     }
@@ -428,8 +574,12 @@ impl FunctionGroup {
     ) -> Result<ToolOutput, Error> {
         let key = self.key_for(session, principal);
         tracing::Span::current().record("session", tracing::field::display(&key));
-        let (original, arguments) = self.prepare(tool, arguments)?;
-        let lease = self.shared.registry.acquire(&key).await?;
+        let (catalog, lease) = self.catalog_for(&key).await?;
+        let (original, arguments) = prepare(&catalog, tool, arguments)?;
+        let lease = match lease {
+            Some(lease) => lease,
+            None => self.shared.registry.acquire(&key).await?,
+        };
         let result = lease
             .call_tool(&original, arguments, self.shared.config.tool_call_timeout)
             .await;
@@ -459,29 +609,44 @@ impl FunctionGroup {
         SessionKey::with_principal(principal, session)
     }
 
-    /// Resolves the exposed name and checks the arguments: everything a call
-    /// does before it touches a session.
-    fn prepare(&self, tool: &str, arguments: Value) -> Result<(String, JsonObject), Error> {
-        let catalog = self.shared.catalog();
-        let function = catalog.tools.get(tool).ok_or_else(|| Error::ToolNotFound {
-            name: tool.to_owned(),
-        })?;
-        let arguments = match arguments {
-            Value::Object(map) => map,
-            Value::Null => JsonObject::new(),
-            other => {
-                return Err(Error::InvalidArguments {
-                    tool: tool.to_owned(),
-                    field: None,
-                    reason: format!("arguments must be a JSON object, not {}", json_kind(&other)),
-                });
+    /// The functions a call in `key`'s session resolves names and checks
+    /// arguments against: the group's list, re-listed first if it expired,
+    /// when the server said it is public (or said nothing) and for the base
+    /// session; otherwise the session's own list, with the session's lease
+    /// (leased to list it).
+    async fn catalog_for(
+        &self,
+        key: &SessionKey,
+    ) -> Result<(Arc<Catalog>, Option<Lease<DynTransport>>), Error> {
+        let listing = self.shared.fresh_listing().await;
+        if !listing.private || *key == SessionKey::default_session() {
+            return Ok((listing.catalog.clone(), None));
+        }
+        let lease = self.shared.registry.acquire(key).await?;
+        match self.shared.session_catalog(&lease).await {
+            Ok(catalog) => Ok((catalog, Some(lease))),
+            Err(error) => {
+                if error.is_connection_lost() {
+                    lease.invalidate();
+                }
+                Err(error)
             }
-        };
-        let arguments = match catalog.checkers.get(tool) {
-            Some(checker) => checker.prepare(tool, arguments)?,
-            None => arguments,
-        };
-        Ok((function.original_name().to_owned(), arguments))
+        }
+    }
+
+    /// The functions a call in `session` of `principal` would see now
+    /// (chosen as [`FunctionGroup::call_as`] chooses the session): the
+    /// group's list when the server said it is public or said nothing, the
+    /// session's own list when it said `private` (listed first if the
+    /// session has none yet, which opens the session).
+    pub async fn functions_as(
+        &self,
+        session: Option<&SessionId>,
+        principal: Option<&str>,
+    ) -> Result<Functions, Error> {
+        let key = self.key_for(session, principal);
+        let (catalog, _lease) = self.catalog_for(&key).await?;
+        Ok(Functions(catalog))
     }
 
     /// Leases `session`'s connection (without a principal; opening it if
@@ -573,11 +738,6 @@ impl FunctionGroup {
     }
 }
 
-/// At most one re-listing per this long: notifications that arrive sooner
-/// are folded into the next one (a server announcing changes without end
-/// costs one `tools/list` a second, not one per notification).
-const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
-
 /// A base connection that lived this long resets the reconnect backoff; one
 /// that died sooner makes the next replacement wait longer.
 const STABLE_CONNECTION: Duration = Duration::from_secs(10);
@@ -614,6 +774,8 @@ async fn watch_tool_list(shared: std::sync::Weak<Shared>, mut lease: Lease<DynTr
                 .await
             {
                 Ok(new) => {
+                    new.subscribe_tool_changes(shared.config.tool_call_timeout)
+                        .await;
                     if let Err(error) = shared.refresh(&new).await {
                         tracing::warn!(%error, "refreshing the function list failed; keeping the old one");
                     }
@@ -661,6 +823,30 @@ async fn follow_changes(shared: &std::sync::Weak<Shared>, lease: &Lease<DynTrans
         }
         last_refresh = Some(tokio::time::Instant::now());
     }
+}
+
+/// Resolves the exposed name and checks the arguments against `catalog`:
+/// everything a call does before it is sent.
+fn prepare(catalog: &Catalog, tool: &str, arguments: Value) -> Result<(String, JsonObject), Error> {
+    let function = catalog.tools.get(tool).ok_or_else(|| Error::ToolNotFound {
+        name: tool.to_owned(),
+    })?;
+    let arguments = match arguments {
+        Value::Object(map) => map,
+        Value::Null => JsonObject::new(),
+        other => {
+            return Err(Error::InvalidArguments {
+                tool: tool.to_owned(),
+                field: None,
+                reason: format!("arguments must be a JSON object, not {}", json_kind(&other)),
+            });
+        }
+    };
+    let arguments = match catalog.checkers.get(tool) {
+        Some(checker) => checker.prepare(tool, arguments)?,
+        None => arguments,
+    };
+    Ok((function.original_name().to_owned(), arguments))
 }
 
 fn json_kind(value: &Value) -> &'static str {

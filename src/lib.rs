@@ -54,6 +54,7 @@ mod backoff;
 mod config;
 mod error;
 mod group;
+mod listing;
 pub mod nat;
 mod reconnect;
 
@@ -65,6 +66,7 @@ pub use error::Error;
 pub use group::{
     Function, FunctionGroup, Functions, ToolsChanged, build_transport, build_transport_with,
 };
+pub use listing::{MAX_LIST_TTL, MIN_LIST_TTL};
 #[doc(inline)]
 pub use mcp_group_core as core;
 pub use mcp_group_core::{ClientCredentials, SessionId, SessionKey, ToolDescriptor, ToolOutput};

@@ -94,9 +94,10 @@ fn json_size(value: &impl serde::Serialize) -> usize {
 }
 
 use crate::{
-    ClientOptions, Error, SessionKey, ToolDescriptor, ToolOutput, call,
+    ClientOptions, Error, SessionKey, ToolDescriptor, ToolList, ToolOutput, call,
     era::{EraMemory, Plan},
     options::{ElicitationAnswer, apply_defaults},
+    tool_list,
 };
 
 /// How long the discovery that learns a modern server's `ttlMs` may take.
@@ -281,6 +282,13 @@ pub struct Connection {
     /// Closed (never sent on) when rmcp's protocol task drops the transport.
     ended: tokio::sync::watch::Receiver<()>,
     tools_changed: tokio::sync::watch::Receiver<u64>,
+    /// Bumped by `subscriptions/listen` notifications as the agent bumps it
+    /// for `notifications/tools/list_changed`.
+    tools_changed_sender: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Set once a tool-list subscription was attempted.
+    subscribed: tokio::sync::OnceCell<bool>,
+    /// What the layer above keeps with this connection, one value per type.
+    extensions: Mutex<Vec<Arc<dyn std::any::Any + Send + Sync>>>,
 }
 
 impl fmt::Debug for Connection {
@@ -359,6 +367,7 @@ impl Connection {
         let endpoint: String = endpoint.into();
         let agent = ClientAgent::with_options(options.clone(), session.clone());
         let tools_changed = agent.tools_changed.subscribe();
+        let tools_changed_sender = agent.tools_changed.clone();
         let (transport, ended) = Watched::new(transport.into_transport());
         let (service, handshake) = match memory.plan(options) {
             Plan::Direct(info) => (
@@ -408,7 +417,30 @@ impl Connection {
             closed: AtomicBool::new(false),
             ended,
             tools_changed,
+            tools_changed_sender,
+            subscribed: tokio::sync::OnceCell::new(),
+            extensions: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Data of type `T` the layer above keeps with this connection, made
+    /// by `init` on first use; it lives as long as the connection (the
+    /// facade keeps a session's own tool list here, so it goes when the
+    /// session does). One value per type.
+    pub fn extension<T: std::any::Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Arc<T> {
+        let mut extensions = match self.extensions.lock() {
+            Ok(extensions) => extensions,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(found) = extensions
+            .iter()
+            .find_map(|e| e.clone().downcast::<T>().ok())
+        {
+            return found;
+        }
+        let made = Arc::new(init());
+        extensions.push(made.clone());
+        made
     }
 
     /// Attaches work to run when the connection closes (kept alive until then).
@@ -483,6 +515,63 @@ impl Connection {
         receiver
     }
 
+    /// How many tool-list changes the server announced so far (the value
+    /// [`Connection::tools_changed`] watches).
+    pub fn tools_changed_count(&self) -> u64 {
+        *self.tools_changed.borrow()
+    }
+
+    /// In the 2026-07-28 era, where change notifications arrive only on a
+    /// subscription, opens one `subscriptions/listen` for tool-list changes
+    /// on this connection and follows it in a task for the connection's
+    /// life: each change bumps [`Connection::tools_changed`], as
+    /// `notifications/tools/list_changed` does in the 2025-11-25 era (where
+    /// this does nothing). Only the first call tries; it returns whether
+    /// changes are followed (false: a legacy connection, or the server
+    /// refused or did not acknowledge tool-list changes).
+    ///
+    /// # Cancel safety
+    /// Dropping the future before the server acknowledged abandons the
+    /// request (rmcp sends `notifications/cancelled`); a later call does not
+    /// try again.
+    pub async fn subscribe_tool_changes(&self, timeout: Duration) -> bool {
+        *self
+            .subscribed
+            .get_or_init(|| async {
+                if self.era() != Some(Era::Modern) {
+                    return false;
+                }
+                let peer = self.service.peer().clone();
+                let listen = tokio::time::timeout(timeout, peer.listen(tool_list::tools_filter()));
+                match listen.await {
+                    Ok(Ok(subscription)) if tool_list::accepts_tools(&subscription) => {
+                        tokio::spawn(tool_list::follow_subscription(
+                            peer,
+                            subscription,
+                            self.tools_changed_sender.clone(),
+                            self.ended.clone(),
+                            timeout,
+                        ));
+                        tracing::debug!(connection = self.id, "following tool-list changes");
+                        true
+                    }
+                    Ok(Ok(_)) => {
+                        tracing::debug!(connection = self.id, "the server does not announce tool-list changes");
+                        false
+                    }
+                    Ok(Err(error)) => {
+                        tracing::debug!(connection = self.id, %error, "subscriptions/listen failed");
+                        false
+                    }
+                    Err(_) => {
+                        tracing::debug!(connection = self.id, "subscriptions/listen timed out");
+                        false
+                    }
+                }
+            })
+            .await
+    }
+
     /// Lists every tool the server offers, following pagination to the end.
     ///
     /// # Cancel safety
@@ -493,6 +582,18 @@ impl Connection {
     /// [`MAX_TOOL_LIST_BYTES`] is [`Error::LimitExceeded`]; `timeout` bounds
     /// the whole listing.
     pub async fn list_tools(&self, timeout: Duration) -> Result<Vec<ToolDescriptor>, Error> {
+        Ok(self.list_tools_with_hint(timeout).await?.tools)
+    }
+
+    /// Like [`Connection::list_tools`], with the cache hint the server gave
+    /// (`ttlMs`, `cacheScope`, merged over the pages as [`CacheHint`](crate::CacheHint) says).
+    ///
+    /// Every page is asked of the server: rmcp's own response cache is not
+    /// consulted, so the caller's policy (clamps, invalidation) is the only one.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future abandons the request.
+    pub async fn list_tools_with_hint(&self, timeout: Duration) -> Result<ToolList, Error> {
         tokio::time::timeout(timeout, self.list_tool_pages())
             .await
             .map_err(|_| Error::Timeout {
@@ -501,17 +602,32 @@ impl Connection {
             })?
     }
 
-    async fn list_tool_pages(&self) -> Result<Vec<ToolDescriptor>, Error> {
+    async fn list_tool_pages(&self) -> Result<ToolList, Error> {
+        use rmcp::model::{ClientRequest, ListToolsRequest, ServerResult};
         let mut tools = Vec::new();
         let mut bytes = 0;
         let mut cursor = None;
+        let mut hint = tool_list::HintMerger::new();
         for _ in 0..MAX_TOOL_LIST_PAGES {
             let params = rmcp::model::PaginatedRequestParams::default().with_cursor(cursor);
-            let page = self
+            let request = ClientRequest::ListToolsRequest(ListToolsRequest {
+                method: Default::default(),
+                params: Some(params),
+                extensions: Default::default(),
+            });
+            let page = match self
                 .service
-                .list_tools(Some(params))
+                .send_request(request)
                 .await
-                .map_err(|e| Error::from_service(e, "tools/list"))?;
+                .map_err(|e| Error::from_service(e, "tools/list"))?
+            {
+                ServerResult::ListToolsResult(page) => page,
+                ServerResult::CustomResult(custom) => {
+                    tool_list::lenient_page(custom.0).ok_or(Error::UnexpectedResponse)?
+                }
+                _ => return Err(Error::UnexpectedResponse),
+            };
+            hint.page(page.ttl_ms, page.cache_scope);
             if tools.len() + page.tools.len() > MAX_TOOLS {
                 return Err(Error::LimitExceeded {
                     what: "tools",
@@ -528,7 +644,12 @@ impl Connection {
             tools.extend(page.tools.into_iter().map(ToolDescriptor::from));
             match page.next_cursor {
                 Some(next) => cursor = Some(next),
-                None => return Ok(tools),
+                None => {
+                    return Ok(ToolList {
+                        tools,
+                        cache: hint.finish(),
+                    });
+                }
             }
         }
         Err(Error::LimitExceeded {

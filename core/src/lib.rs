@@ -24,6 +24,15 @@
 //! carry the application's [`Authorizer`], which signs a session's end user
 //! in; the HTTP transport runs the flow.
 //!
+//! [`Connection::list_tools_with_hint`] returns a server's whole tool list
+//! ([`ToolList`], within [`MAX_TOOL_LIST_PAGES`], [`MAX_TOOLS`] and
+//! [`MAX_TOOL_LIST_BYTES`]) with the cache hint its pages carried
+//! ([`CacheHint`]: `ttlMs`, `cacheScope`); the caching policy is the
+//! caller's. [`Connection::tools_changed`] changes when the server announces
+//! a tool-list change: as a notification in the 2025-11-25 era, on the
+//! `subscriptions/listen` that [`Connection::subscribe_tool_changes`] opens
+//! in the 2026-07-28 era.
+//!
 //! # Writing a transport
 //!
 //! 1. Depend on `mcp-group-core` (and on `rmcp` only if you need one of its
@@ -87,6 +96,7 @@ mod credentials;
 pub mod era;
 mod error;
 mod options;
+mod tool_list;
 mod trace;
 mod transport;
 mod types;
@@ -111,7 +121,8 @@ pub use options::{
     apply_defaults,
 };
 pub use rmcp;
-pub use rmcp::model::JsonObject;
+pub use rmcp::model::{CacheScope, JsonObject};
+pub use tool_list::{CacheHint, ToolList};
 pub use transport::{DynTransport, Transport};
 pub use types::{
     Redacted, ServerDescription, SessionId, SessionKey, ToolDescriptor, ToolOutput, is_secret_name,

@@ -5,6 +5,9 @@
 //! - [`server`]: MCP servers that run in the test's own process — one with
 //!   no tools ([`EmptyServer`]), one with an `echo` tool ([`EchoServer`]) —
 //!   served over a [`tokio::io::duplex`] pipe ([`connect_in_memory`]).
+//! - [`lists`]: a server whose tool list, cache hint (`ttlMs`,
+//!   `cacheScope`) and change announcements the test drives, counting its
+//!   listings ([`ListServer`]).
 //! - [`transport`]: [`Transport`](mcp_group_core::Transport)s for the layers
 //!   above `core`: [`InMemoryTransport`] opens a fresh in-memory server per
 //!   connect and counts the connects; [`ScriptedTransport`] answers each
@@ -39,11 +42,13 @@
 //! ```
 
 pub mod fixtures;
+pub mod lists;
 pub mod logs;
 pub mod process;
 pub mod server;
 pub mod transport;
 
+pub use lists::ListServer;
 pub use logs::Captured;
 pub use process::{
     ServerProcess, eventually, free_port, process_dead, process_exists, wait_dead, wait_for,
