@@ -432,6 +432,10 @@ fn answer_text(answer: &ElicitResult) -> CallToolResult {
     }
 }
 
+/// How long, in the modern era, the server's discovery result and tool
+/// list hold (`ttlMs`).
+const CACHE_TTL_MS: u64 = 300_000;
+
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for DemoServer {
     fn get_info(&self) -> ServerConfig {
@@ -472,10 +476,30 @@ impl ServerHandler for DemoServer {
         if self.era == Era::Legacy {
             return Err(ErrorData::method_not_found::<DiscoverRequestMethod>());
         }
-        Ok(DiscoverResult::from_server_info(
-            self.era.versions().to_vec(),
-            self.get_info(),
-        ))
+        let mut result =
+            DiscoverResult::from_server_info(self.era.versions().to_vec(), self.get_info());
+        // The same for every client for a while: clients may reuse it.
+        result.ttl_ms = CACHE_TTL_MS;
+        result.cache_scope = rmcp::model::CacheScope::Public;
+        Ok(result)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListToolsResult, ErrorData> {
+        // Every caller sees the same tools: in the modern era the list says
+        // so (`public`) and may be reused for a while.
+        let modern = context
+            .protocol_version()
+            .is_some_and(|version| !version.has_initialize());
+        let mut result = rmcp::model::ListToolsResult::with_all_items(self.tool_router.list_all());
+        if modern {
+            result.ttl_ms = Some(CACHE_TTL_MS);
+            result.cache_scope = Some(rmcp::model::CacheScope::Public);
+        }
+        Ok(result)
     }
 
     async fn get_task(
