@@ -520,7 +520,14 @@ impl FunctionGroup {
         self.shared.changes.subscribe()
     }
 
-    /// The server the group talks to.
+    /// The protocol era negotiated with the server (`legacy`: 2025-11-25
+    /// and earlier, a protocol session per end-user session; `modern`:
+    /// 2026-07-28, no protocol session), once a connection has found out.
+    pub fn era(&self) -> Option<mcp_group_core::Era> {
+        self.shared.registry.transport().era()
+    }
+
+    /// What the group's transport connects to.
     pub fn server(&self) -> mcp_group_core::ServerDescription {
         self.shared.registry.transport().description()
     }

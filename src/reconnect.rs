@@ -70,6 +70,10 @@ impl Transport for Reconnecting {
     fn description(&self) -> ServerDescription {
         self.inner.description()
     }
+
+    fn era(&self) -> Option<mcp_group_core::Era> {
+        self.inner.era()
+    }
 }
 
 #[cfg(test)]

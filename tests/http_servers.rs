@@ -46,11 +46,10 @@ async fn server_everything_over_streamable_http_gives_exact_results() {
 #[tokio::test]
 async fn three_sessions_get_three_distinct_mcp_session_ids() {
     let server = python_http_server();
-    let group = Arc::new(
-        FunctionGroup::connect(http(server.url("/mcp")))
-            .await
-            .unwrap(),
-    );
+    // Protocol sessions (`Mcp-Session-Id`) are the 2025 era's.
+    let mut config = http(server.url("/mcp"));
+    config.protocol_version = Some("2025-11-25".into());
+    let group = Arc::new(FunctionGroup::connect(config).await.unwrap());
     let mut tasks = Vec::new();
     for name in ["a", "b", "c"] {
         let group = group.clone();
@@ -83,6 +82,26 @@ async fn three_sessions_get_three_distinct_mcp_session_ids() {
         .unwrap()
         .to_text();
     assert!(!ids.contains(&default), "the default session has its own");
+    group.shutdown().await;
+}
+
+#[tokio::test]
+async fn against_a_modern_server_sessions_have_no_protocol_session_and_negotiate_once() {
+    let server = python_http_server();
+    let group = Arc::new(
+        FunctionGroup::connect(http(server.url("/mcp")))
+            .await
+            .unwrap(),
+    );
+    for name in ["a", "b"] {
+        let id = group
+            .call(Some(&SessionId::new(name)), "session_id", json!({}))
+            .await
+            .unwrap()
+            .to_text();
+        assert_eq!(id, "", "2026-07-28 has no Mcp-Session-Id");
+    }
+    assert_eq!(group.era(), Some(mcp_group::core::Era::Modern));
     group.shutdown().await;
 }
 

@@ -242,7 +242,10 @@ async fn session_aware_tools_false_shares_one_client_across_sessions() {
         )
     };
     for aware in [true, false] {
-        let config = McpClientConfig::from_workflow(workflow(aware), None).unwrap();
+        let mut config = McpClientConfig::from_workflow(workflow(aware), None).unwrap();
+        // Protocol sessions (`Mcp-Session-Id`) are the 2025 era's; the
+        // test tells clients apart by them.
+        config.protocol_version = Some("2025-11-25".into());
         let group = FunctionGroup::connect(config).await.unwrap();
         let mut ids = Vec::new();
         for name in ["alice", "bob"] {

@@ -36,6 +36,7 @@ pub(crate) async fn run(sessions: usize, timeout: Option<Duration>) -> Result<Ex
 
 /// The demo on a connected group (`run` shuts it down afterwards).
 async fn demo(group: Arc<FunctionGroup>, sessions: usize) -> Result<ExitCode, BoxError> {
+    println!("Negotiated {}", crate::report::era_line(group.era()));
     println!("Tools exposed by the group:");
     for f in group.functions() {
         println!("  {:<8} {}", f.name(), f.description().unwrap_or(""));

@@ -3,7 +3,7 @@
 
 use std::{borrow::Cow, fmt::Display, io::Write, time::Duration};
 
-use mcp_group::{Functions, ToolOutput};
+use mcp_group::{Functions, ToolOutput, core::Era};
 use serde_json::{Value, json};
 
 use crate::BoxError;
@@ -38,7 +38,12 @@ pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
 /// Prints the exposed tools on stdout: a name and the first line of its
 /// description per line; with `detail`, descriptions and schemas; with
 /// `json`, a JSON array.
-pub(crate) fn tools(functions: &Functions, detail: bool, json: bool) -> Result<(), BoxError> {
+pub(crate) fn tools(
+    functions: &Functions,
+    era: Option<Era>,
+    detail: bool,
+    json: bool,
+) -> Result<(), BoxError> {
     let mut out = std::io::stdout().lock();
     if json {
         let tools: Vec<Value> = functions
@@ -57,6 +62,9 @@ pub(crate) fn tools(functions: &Functions, detail: bool, json: bool) -> Result<(
             .collect();
         writeln!(out, "{}", serde_json::to_string_pretty(&tools)?)?;
         return Ok(());
+    }
+    if detail {
+        writeln!(out, "{}\n", era_line(era))?;
     }
     for f in functions {
         if !detail {
@@ -100,9 +108,27 @@ pub(crate) fn tools(functions: &Functions, detail: bool, json: bool) -> Result<(
     Ok(())
 }
 
-/// `ping`'s line: who answered and the round-trip time in milliseconds.
-pub(crate) fn pong(server: impl Display, rtt: Duration) -> String {
-    format!("pong from {server} in {:.3} ms", rtt.as_secs_f64() * 1000.0)
+/// `ping`'s line: who answered, in which protocol era, and the round-trip
+/// time in milliseconds.
+pub(crate) fn pong(server: impl Display, era: Option<Era>, rtt: Duration) -> String {
+    format!(
+        "pong from {server} [{}] in {:.3} ms",
+        era_name(era),
+        rtt.as_secs_f64() * 1000.0
+    )
+}
+
+/// The protocol era's line of `tools list --detail` and `demo`.
+pub(crate) fn era_line(era: Option<Era>) -> String {
+    format!("protocol era: {}", era_name(era))
+}
+
+fn era_name(era: Option<Era>) -> &'static str {
+    match era {
+        Some(Era::Modern) => "modern (2026-07-28)",
+        Some(Era::Legacy) => "legacy (2025-11-25 or earlier)",
+        _ => "not yet known",
+    }
 }
 
 /// `batch`'s line for an input line that is not a request.

@@ -16,7 +16,7 @@ pub(crate) async fn list(
     timeout: Option<Duration>,
 ) -> Result<ExitCode, BoxError> {
     signals::run_with_group(connect(server, timeout), |group| async move {
-        report::tools(&group.functions(), detail, json)?;
+        report::tools(&group.functions(), group.era(), detail, json)?;
         Ok(ExitCode::SUCCESS)
     })
     .await
@@ -50,7 +50,7 @@ pub(crate) async fn ping(
 ) -> Result<ExitCode, BoxError> {
     signals::run_with_group(connect(server, timeout), |group| async move {
         let rtt = group.ping(None).await?;
-        println!("{}", report::pong(group.server(), rtt));
+        println!("{}", report::pong(group.server(), group.era(), rtt));
         Ok(ExitCode::SUCCESS)
     })
     .await

@@ -378,9 +378,10 @@ async fn one_session_id_under_two_principals_is_two_servers_and_neither_reaches_
 #[tokio::test]
 async fn over_streamable_http_each_session_gets_its_own_server_session() {
     let server = support::demo_http_server();
-    let group = FunctionGroup::connect(config(ServerConfig::streamable_http(server.url("/mcp"))))
-        .await
-        .unwrap();
+    // Server-side session state is the 2025 era's (`Mcp-Session-Id`).
+    let mut config = config(ServerConfig::streamable_http(server.url("/mcp")));
+    config.protocol_version = Some("2025-11-25".into());
+    let group = FunctionGroup::connect(config).await.unwrap();
     let alice = SessionId::new("alice");
     let bob = SessionId::new("bob");
 
@@ -402,6 +403,26 @@ async fn over_streamable_http_each_session_gets_its_own_server_session() {
         (alice_calls, bob_calls),
         (2, 1),
         "each MCP session has its own server-side state"
+    );
+    group.shutdown().await;
+}
+
+#[tokio::test]
+async fn over_streamable_http_in_the_modern_era_no_request_carries_server_side_state() {
+    let server = support::demo_http_server();
+    let group = FunctionGroup::connect(config(ServerConfig::streamable_http(server.url("/mcp"))))
+        .await
+        .unwrap();
+    assert_eq!(group.era(), Some(mcp_group::core::Era::Modern));
+    let alice = SessionId::new("alice");
+    let bob = SessionId::new("bob");
+    group.call(Some(&alice), "whoami", json!({})).await.unwrap();
+    let (_, alice_calls) = whoami(&group.call(Some(&alice), "whoami", json!({})).await.unwrap());
+    let (_, bob_calls) = whoami(&group.call(Some(&bob), "whoami", json!({})).await.unwrap());
+    assert_eq!(
+        (alice_calls, bob_calls),
+        (1, 1),
+        "2026-07-28 has no protocol session: every request stands alone"
     );
     group.shutdown().await;
 }

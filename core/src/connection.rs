@@ -400,8 +400,12 @@ impl Connection {
                         service.discover(RequestMetaObject::default()),
                     )
                     .await;
-                    if let Ok(Ok(result)) = discovery {
-                        memory.remember_modern((*info).clone(), result.ttl_ms);
+                    match discovery {
+                        Ok(Ok(result)) => memory.remember_modern((*info).clone(), result.ttl_ms),
+                        Ok(Err(error)) => {
+                            tracing::debug!(%error, "discovery for its ttlMs failed; not remembered");
+                        }
+                        Err(_) => tracing::debug!("discovery for its ttlMs timed out"),
                     }
                 }
                 (Some(Era::Legacy), _) if options.negotiates() => memory.remember_legacy(),

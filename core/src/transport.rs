@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::{Connection, Error, ServerDescription, SessionKey};
+use crate::{Connection, Era, Error, ServerDescription, SessionKey};
 
 /// Opens new, initialized connections to one MCP server.
 ///
@@ -32,6 +32,13 @@ pub trait Transport: Send + Sync + 'static {
 
     /// What this transport connects to.
     fn description(&self) -> ServerDescription;
+
+    /// The protocol era the server was found to speak, once a connection
+    /// has found out (see [`crate::era`]); `None` until then, or if the
+    /// transport does not keep track.
+    fn era(&self) -> Option<Era> {
+        None
+    }
 }
 
 #[async_trait::async_trait]
@@ -43,6 +50,10 @@ impl<T: Transport + ?Sized> Transport for Arc<T> {
     fn description(&self) -> ServerDescription {
         (**self).description()
     }
+
+    fn era(&self) -> Option<Era> {
+        (**self).era()
+    }
 }
 
 #[async_trait::async_trait]
@@ -53,6 +64,10 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
 
     fn description(&self) -> ServerDescription {
         (**self).description()
+    }
+
+    fn era(&self) -> Option<Era> {
+        (**self).era()
     }
 }
 

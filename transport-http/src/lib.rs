@@ -551,6 +551,10 @@ impl Transport for StreamableHttpTransport {
     fn description(&self) -> ServerDescription {
         self.describe()
     }
+
+    fn era(&self) -> Option<mcp_group_core::Era> {
+        self.era.era()
+    }
 }
 
 impl StreamableHttpTransport {

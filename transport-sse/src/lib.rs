@@ -230,6 +230,11 @@ impl Transport for SseTransport {
             endpoint: self.config().display_url(),
         }
     }
+
+    /// Always the 2025 era: HTTP+SSE has no other.
+    fn era(&self) -> Option<mcp_group_core::Era> {
+        Some(mcp_group_core::Era::Legacy)
+    }
 }
 
 /// A response with a success status, or the error that says why not.

@@ -342,6 +342,10 @@ impl Transport for StdioTransport {
     fn description(&self) -> ServerDescription {
         self.describe()
     }
+
+    fn era(&self) -> Option<mcp_group_core::Era> {
+        self.era.era()
+    }
 }
 
 impl StdioTransport {
