@@ -25,6 +25,31 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Protocol eras and what a session is
+//! The MCP specification has two eras that deployed servers speak side by
+//! side: 2025-11-25 and earlier (the `initialize` handshake, protocol
+//! sessions with `Mcp-Session-Id`, server-to-client requests) and
+//! 2026-07-28 (no handshake and no protocol session, `server/discover`,
+//! self-contained `_meta` on every request, `input_required` results, cached
+//! lists, `subscriptions/listen`). By default (`protocol_version = "auto"`)
+//! the client probes with `server/discover` and falls back to `initialize`;
+//! each transport remembers what it found, so only its first connection pays
+//! (see [`core::era`]). [`FunctionGroup::era`] says which era was negotiated.
+//! HTTP+SSE is of the 2025 era only (and deprecated).
+//!
+//! A session here is always the end user's conversation, never a protocol
+//! object. What it holds depends on the era:
+//!
+//! | | 2025-11-25 (legacy) | 2026-07-28 (modern) |
+//! |---|---|---|
+//! | a new session's first call | `initialize` + `notifications/initialized` + the call (over stdio also a new process) | the call alone, once the server's discovery is known (over stdio a new process) |
+//! | protocol session | its own `Mcp-Session-Id` | none |
+//! | HTTP connections | the group's pool | the group's pool |
+//! | credentials and headers | the session's own | the session's own, on every request |
+//! | server asks the user | `elicitation/create` requests on the session's connection | `input_required` results on the session's call; same [`core::Elicitation`] handler |
+//! | tool list | the group's; changes by `notifications/tools/list_changed` | `public`: the group's; `private`: the session's own; by `ttlMs`, changes over `subscriptions/listen` |
+//! | bounds | `max_sessions`, idle reaping, bound to its principal | the same |
+//!
 //! # Crates
 //! This facade only composes them: [`core`] (the `Transport` trait and shared
 //! types), [`registry`] (the session map), [`overrides`] (aliases and
