@@ -426,3 +426,62 @@ async fn over_streamable_http_in_the_modern_era_no_request_carries_server_side_s
     );
     group.shutdown().await;
 }
+
+/// Answers every question with the session's own name, and records who
+/// was asked.
+struct AnswerWithSession(std::sync::Mutex<Vec<mcp_group::core::SessionKey>>);
+
+#[mcp_group::core::async_trait]
+impl mcp_group::core::Elicitation for AnswerWithSession {
+    async fn elicit(
+        &self,
+        session: &mcp_group::core::SessionKey,
+        _message: &str,
+        _schema: &mcp_group::core::JsonObject,
+    ) -> mcp_group::core::ElicitationAnswer {
+        self.0.lock().unwrap().push(session.clone());
+        let name = session.session().name().unwrap_or_default().to_owned();
+        let mut content = mcp_group::core::JsonObject::new();
+        content.insert("answer".into(), json!(name));
+        mcp_group::core::ElicitationAnswer::Accept(content)
+    }
+}
+
+#[tokio::test]
+async fn one_elicitation_handler_answers_both_eras_for_the_session_that_asked() {
+    for (era, expected) in [
+        ("legacy", mcp_group::core::Era::Legacy),
+        ("modern", mcp_group::core::Era::Modern),
+    ] {
+        let handler = std::sync::Arc::new(AnswerWithSession(Default::default()));
+        let config = config(ServerConfig::stdio(
+            support::BIN,
+            ["demo-server", "--era", era],
+        ));
+        let options = config
+            .client_options()
+            .unwrap()
+            .with_elicitation(handler.clone());
+        let group = FunctionGroup::connect_with(config, options).await.unwrap();
+        for name in ["alice", "bob"] {
+            let out = group
+                .call_as(Some(&SessionId::new(name)), Some("p"), "ask", json!({}))
+                .await
+                .unwrap();
+            assert_eq!(out.to_text(), format!("You answered: {name}"), "{era}");
+        }
+        assert_eq!(group.era(), Some(expected));
+        let asked: Vec<String> = handler
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|key| {
+                assert_eq!(key.principal(), Some("p"));
+                key.session().name().unwrap_or_default().to_owned()
+            })
+            .collect();
+        assert_eq!(asked, ["alice", "bob"], "{era}");
+        group.shutdown().await;
+    }
+}

@@ -400,13 +400,18 @@ impl Connection {
                         service.discover(RequestMetaObject::default()),
                     )
                     .await;
-                    match discovery {
-                        Ok(Ok(result)) => memory.remember_modern((*info).clone(), result.ttl_ms),
+                    let ttl_ms = match discovery {
+                        Ok(Ok(result)) => result.ttl_ms,
                         Ok(Err(error)) => {
-                            tracing::debug!(%error, "discovery for its ttlMs failed; not remembered");
+                            tracing::debug!(%error, "discovery for its ttlMs failed; not reused");
+                            0
                         }
-                        Err(_) => tracing::debug!("discovery for its ttlMs timed out"),
-                    }
+                        Err(_) => {
+                            tracing::debug!("discovery for its ttlMs timed out; not reused");
+                            0
+                        }
+                    };
+                    memory.remember_modern((*info).clone(), ttl_ms);
                 }
                 (Some(Era::Legacy), _) if options.negotiates() => memory.remember_legacy(),
                 _ => {}

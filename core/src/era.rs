@@ -10,7 +10,7 @@
 //! |---|---|
 //! | not yet known | probes (`server/discover`), falls back to `initialize` |
 //! | modern (2026-07-28), discovery still fresh | no handshake at all: rmcp starts with the server description already known, and the first request is the session's first call |
-//! | modern, discovery expired (`ttlMs`) | probes again |
+//! | modern, discovery expired (`ttlMs`, or none given) | probes again |
 //! | legacy (2025-11-25 and earlier) | `initialize` only, no probe |
 //!
 //! A legacy server that answers the probe in a way that spoils the
@@ -44,9 +44,10 @@ enum Known {
     #[default]
     Nothing,
     Legacy,
+    /// `reusable`: the discovery and until when it may be reused, while
+    /// it may.
     Modern {
-        info: Box<ServerPeerInfo>,
-        until: Instant,
+        reusable: Option<(Box<ServerPeerInfo>, Instant)>,
     },
 }
 
@@ -64,8 +65,7 @@ impl EraMemory {
         Self::default()
     }
 
-    /// The era the server was found to speak, if known (and, for a modern
-    /// server, its discovery is still fresh).
+    /// The era the server was found to speak, if known.
     pub fn era(&self) -> Option<Era> {
         match self.current() {
             Known::Nothing => None,
@@ -85,9 +85,12 @@ impl EraMemory {
         let Ok(mut known) = self.known.lock() else {
             return Known::Nothing;
         };
-        if let Known::Modern { until, .. } = &*known {
-            if Instant::now() >= *until {
-                *known = Known::Nothing;
+        if let Known::Modern { reusable } = &mut *known {
+            if reusable
+                .as_ref()
+                .is_some_and(|(_, until)| Instant::now() >= *until)
+            {
+                *reusable = None;
             }
         }
         known.clone()
@@ -102,9 +105,9 @@ impl EraMemory {
     pub(crate) fn plan(&self, options: &ClientOptions) -> Plan {
         let negotiating = options.negotiates();
         match self.current() {
-            Known::Modern { info, .. } if negotiating || options.pins_modern() => {
-                Plan::Direct(info)
-            }
+            Known::Modern {
+                reusable: Some((info, _)),
+            } if negotiating || options.pins_modern() => Plan::Direct(info),
             Known::Legacy if negotiating => {
                 Plan::Handshake(rmcp::service::ClientLifecycleMode::Initialize)
             }
@@ -114,17 +117,15 @@ impl EraMemory {
 
     /// Records a modern server's discovery, reusable for `ttl_ms` (at most
     /// [`MAX_DISCOVERY_REUSE`]).
+    /// A `ttl_ms` of 0 (or no discovery result) records only the era.
     pub(crate) fn remember_modern(&self, info: ServerPeerInfo, ttl_ms: u64) {
         let reuse = Duration::from_millis(ttl_ms).min(MAX_DISCOVERY_REUSE);
-        if reuse.is_zero() {
-            return;
-        }
-        if let Some(until) = Instant::now().checked_add(reuse) {
-            self.set(Known::Modern {
-                info: Box::new(info),
-                until,
-            });
-        }
+        let until = Instant::now()
+            .checked_add(reuse)
+            .filter(|_| !reuse.is_zero());
+        self.set(Known::Modern {
+            reusable: until.map(|until| (Box::new(info), until)),
+        });
     }
 
     pub(crate) fn remember_legacy(&self) {

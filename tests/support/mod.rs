@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use mcp_group::{McpClientConfig, ServerConfig};
 pub use mcp_group_test_kit::ServerProcess;
-use mcp_group_test_kit::fixtures::{PYTHON, SERVER_EVERYTHING, fixture, workspace_root};
+use mcp_group_test_kit::fixtures::{
+    PYTHON, PYTHON_LEGACY, SERVER_EVERYTHING, fixture, workspace_root,
+};
 
 /// `@modelcontextprotocol/server-everything` over stdio.
 pub fn server_everything() -> ServerConfig {
@@ -47,6 +49,27 @@ pub fn python_http_server() -> ServerProcess {
     let script = workspace_root().join("tests/fixtures/py_http_server.py");
     ServerProcess::start(
         fixture(PYTHON),
+        &[script.to_str().expect("utf-8 path"), "{port}"],
+        None,
+    )
+}
+
+/// The legacy-only Python `mcp` 1.x server (2025-11-25; it refuses
+/// `server/discover`) over stdio.
+pub fn python_legacy_server() -> ServerConfig {
+    let python = fixture(PYTHON_LEGACY);
+    let script = workspace_root().join("tests/fixtures/py_legacy_server.py");
+    ServerConfig::stdio(
+        python.to_string_lossy().into_owned(),
+        [script.to_string_lossy().into_owned()],
+    )
+}
+
+/// The legacy-only Python `mcp` 1.x server over streamable HTTP.
+pub fn python_legacy_http_server() -> ServerProcess {
+    let script = workspace_root().join("tests/fixtures/py_legacy_server.py");
+    ServerProcess::start(
+        fixture(PYTHON_LEGACY),
         &[script.to_str().expect("utf-8 path"), "{port}"],
         None,
     )
