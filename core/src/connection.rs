@@ -392,6 +392,9 @@ impl Connection {
         let era = info.as_ref().map(|info| Era::of(&info.protocol_version));
         if handshake {
             match (era, info) {
+                (Some(Era::Modern), Some(info)) if !memory.wants_ttl() => {
+                    memory.remember_modern((*info).clone(), 0);
+                }
                 (Some(Era::Modern), Some(info)) => {
                     // How long the server says its description holds: one
                     // more discovery, once per expiry.

@@ -45,9 +45,11 @@ enum Known {
     Nothing,
     Legacy,
     /// `reusable`: the discovery and until when it may be reused, while
-    /// it may.
+    /// it may; `ask_ttl`: whether a new handshake should ask for the
+    /// discovery's `ttlMs` again (not when the server said 0).
     Modern {
         reusable: Option<(Box<ServerPeerInfo>, Instant)>,
+        ask_ttl: bool,
     },
 }
 
@@ -85,7 +87,7 @@ impl EraMemory {
         let Ok(mut known) = self.known.lock() else {
             return Known::Nothing;
         };
-        if let Known::Modern { reusable } = &mut *known {
+        if let Known::Modern { reusable, .. } = &mut *known {
             if reusable
                 .as_ref()
                 .is_some_and(|(_, until)| Instant::now() >= *until)
@@ -107,6 +109,7 @@ impl EraMemory {
         match self.current() {
             Known::Modern {
                 reusable: Some((info, _)),
+                ..
             } if negotiating || options.pins_modern() => Plan::Direct(info),
             Known::Legacy if negotiating => {
                 Plan::Handshake(rmcp::service::ClientLifecycleMode::Initialize)
@@ -125,7 +128,15 @@ impl EraMemory {
             .filter(|_| !reuse.is_zero());
         self.set(Known::Modern {
             reusable: until.map(|until| (Box::new(info), until)),
+            ask_ttl: ttl_ms > 0,
         });
+    }
+
+    /// Whether a modern handshake should be followed by a discovery for
+    /// its `ttlMs`: not when the server said its discovery is not to be
+    /// reused (0), which would cost every new session a second request.
+    pub(crate) fn wants_ttl(&self) -> bool {
+        !matches!(self.current(), Known::Modern { ask_ttl: false, .. })
     }
 
     pub(crate) fn remember_legacy(&self) {

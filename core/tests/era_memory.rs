@@ -24,9 +24,19 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// A modern server that counts its discoveries and says they hold a minute.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Counting {
     discoveries: Arc<AtomicUsize>,
+    ttl_ms: u64,
+}
+
+impl Default for Counting {
+    fn default() -> Self {
+        Self {
+            discoveries: Arc::default(),
+            ttl_ms: 60_000,
+        }
+    }
 }
 
 impl ServerHandler for Counting {
@@ -43,7 +53,7 @@ impl ServerHandler for Counting {
             vec![mcp_group_core::rmcp::model::ProtocolVersion::V_2026_07_28],
             self.get_info(),
         );
-        result.ttl_ms = 60_000;
+        result.ttl_ms = self.ttl_ms;
         Ok(result)
     }
 }
@@ -188,4 +198,41 @@ async fn a_pinned_legacy_version_never_probes() {
     assert_eq!(connection.era(), Some(Era::Legacy));
     assert_eq!(probes.load(Ordering::SeqCst), 0);
     connection.close().await;
+}
+
+#[tokio::test]
+async fn a_server_that_forbids_reuse_gets_one_discovery_per_session_not_two() {
+    let server = Counting {
+        ttl_ms: 0,
+        ..Counting::default()
+    };
+    let memory = EraMemory::new();
+    let options = ClientOptions::new();
+    let open = |name: &'static str| {
+        let (read, write) = tokio::io::split(serve_in_memory(server.clone()));
+        let (options, memory) = (&options, &memory);
+        async move {
+            Connection::establish_remembering(
+                (read, write),
+                "counting",
+                options,
+                &key(name),
+                memory,
+            )
+            .await
+        }
+    };
+    let first = open("a").await.unwrap();
+    assert_eq!(memory.era(), Some(Era::Modern));
+    let after_first = server.discoveries.load(Ordering::SeqCst);
+    for name in ["b", "c"] {
+        let later = open(name).await.unwrap();
+        later.close().await;
+    }
+    assert_eq!(
+        server.discoveries.load(Ordering::SeqCst),
+        after_first + 2,
+        "each later session: its handshake's discovery only"
+    );
+    first.close().await;
 }
