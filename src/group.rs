@@ -483,7 +483,13 @@ impl FunctionGroup {
         })
     }
 
-    /// The exposed functions now (a snapshot; see [`FunctionGroup::subscribe`]).
+    /// The exposed functions now (a snapshot; see [`FunctionGroup::subscribe`]):
+    /// the group's list, listed by its default session.
+    ///
+    /// When the server marks its list `private` (2026-07-28), this is the
+    /// default session's own list — what the server shows the group's own
+    /// identity, not any end user. Build an end user's tool list with
+    /// [`FunctionGroup::functions_as`] for their session and principal.
     pub fn functions(&self) -> Functions {
         Functions(self.shared.catalog())
     }

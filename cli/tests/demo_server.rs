@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mcp_group::core::Error as CoreError;
 use mcp_group::{Error, FunctionGroup, ServerConfig, SessionId};
-use mcp_group_test_kit::{process_exists, wait_dead, wait_gone};
+use mcp_group_test_kit::{ServerProcess, process_exists, wait_dead, wait_gone};
 use serde_json::json;
 use support::{config, demo_server, whoami};
 
@@ -484,4 +484,75 @@ async fn one_elicitation_handler_answers_both_eras_for_the_session_that_asked() 
         assert_eq!(asked, ["alice", "bob"], "{era}");
         group.shutdown().await;
     }
+}
+
+#[tokio::test]
+async fn over_streamable_http_a_modern_sessions_slow_first_call_does_not_hold_up_its_next() {
+    let server = ServerProcess::start(
+        support::BIN,
+        &[
+            "demo-server",
+            "--http",
+            "127.0.0.1:{port}",
+            "--era",
+            "modern",
+        ],
+        None,
+    );
+    let group = std::sync::Arc::new(
+        FunctionGroup::connect(config(ServerConfig::streamable_http(server.url("/mcp"))))
+            .await
+            .unwrap(),
+    );
+    // The default session found the server modern; "b" is a later session.
+    let b = SessionId::new("b");
+    let slow = tokio::spawn({
+        let group = group.clone();
+        let b = b.clone();
+        async move { group.call(Some(&b), "sleep", json!({"ms": 3000})).await }
+    });
+    // Wait until "b" is connected and its slow call holds its lease.
+    while !group
+        .peek_session(&b)
+        .is_some_and(|info| info.connection_id.is_some() && info.ref_count > 0)
+    {
+        tokio::task::yield_now().await;
+    }
+    let echo = tokio::time::timeout(
+        Duration::from_millis(1500),
+        group.call(Some(&b), "echo", json!({"message": "meanwhile"})),
+    )
+    .await
+    .expect("the session's second call is not queued behind its first")
+    .unwrap();
+    assert_eq!(echo.to_text(), "Echo: meanwhile");
+    slow.await.unwrap().unwrap();
+    group.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_server_that_was_down_at_first_is_not_taken_for_a_legacy_one() {
+    use mcp_group::core::{Era, Transport};
+    let port = mcp_group_test_kit::free_port();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let transport = mcp_group::http::StreamableHttpTransport::new(
+        mcp_group::http::HttpConfig::new(url.clone()).unwrap(),
+    )
+    .unwrap();
+    let key = SessionId::new("a").into();
+    assert!(
+        transport.connect(&key).await.is_err(),
+        "nothing listens yet"
+    );
+    assert_eq!(
+        transport.era(),
+        None,
+        "a refused connection teaches nothing"
+    );
+
+    let _server = support::demo_http_server_on_era(port, "modern");
+    let connection = transport.connect(&key).await.unwrap();
+    assert_eq!(connection.era(), Some(Era::Modern));
+    assert_eq!(transport.era(), Some(Era::Modern));
+    connection.close().await;
 }

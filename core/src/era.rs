@@ -9,13 +9,14 @@
 //! | the server was | a new connection |
 //! |---|---|
 //! | not yet known | probes (`server/discover`), falls back to `initialize` |
-//! | modern (2026-07-28), discovery still fresh | no handshake at all: rmcp starts with the server description already known, and the first request is the session's first call |
+//! | modern (2026-07-28), discovery still fresh | over stdio, no handshake at all: rmcp starts with the server description already known, and the first request is the session's first call; over streamable HTTP, `server/discover` alone (see [`EraMemory::without_reuse`]) |
 //! | modern, discovery expired (`ttlMs`, or none given) | probes again |
 //! | legacy (2025-11-25 and earlier) | `initialize` only, no probe |
 //!
 //! A legacy server that answers the probe in a way that spoils the
-//! connection (an empty success, a closed stream, an HTTP error) is
-//! remembered as legacy, and [`negotiate`] opens the connection once more.
+//! connection (an empty success, a closed stream, an HTTP error) may be
+//! legacy: [`negotiate`] opens the connection once more with `initialize`,
+//! and remembers the 2025 era only if that works.
 
 use std::{
     future::Future,
@@ -37,6 +38,9 @@ pub const MAX_DISCOVERY_REUSE: Duration = Duration::from_secs(3600);
 #[derive(Debug, Default)]
 pub struct EraMemory {
     known: Mutex<Known>,
+    /// Never start a connection without a handshake (see
+    /// [`EraMemory::without_reuse`]).
+    no_reuse: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -65,6 +69,19 @@ impl EraMemory {
     /// A memory that knows nothing yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A memory that remembers the era but never lets a connection start
+    /// without its handshake: for streamable HTTP, where rmcp 3.11's client
+    /// treats a connection's first message as its start-up exchange (other
+    /// requests wait for its answer and it cannot be cancelled), so the
+    /// first message must be the quick `server/discover`, not a session's
+    /// first call.
+    pub fn without_reuse() -> Self {
+        Self {
+            no_reuse: true,
+            ..Self::default()
+        }
     }
 
     /// The era the server was found to speak, if known.
@@ -110,7 +127,7 @@ impl EraMemory {
             Known::Modern {
                 reusable: Some((info, _)),
                 ..
-            } if negotiating || options.pins_modern() => Plan::Direct(info),
+            } if !self.no_reuse && (negotiating || options.pins_modern()) => Plan::Direct(info),
             Known::Legacy if negotiating => {
                 Plan::Handshake(rmcp::service::ClientLifecycleMode::Initialize)
             }
@@ -136,7 +153,7 @@ impl EraMemory {
     /// its `ttlMs`: not when the server said its discovery is not to be
     /// reused (0), which would cost every new session a second request.
     pub(crate) fn wants_ttl(&self) -> bool {
-        !matches!(self.current(), Known::Modern { ask_ttl: false, .. })
+        !self.no_reuse && !matches!(self.current(), Known::Modern { ask_ttl: false, .. })
     }
 
     pub(crate) fn remember_legacy(&self) {
@@ -187,8 +204,20 @@ where
     let before = memory.era();
     match open().await {
         Err(error) if before.is_none() && memory.era() == Some(Era::Legacy) => {
-            tracing::debug!(%error, "the server is of the 2025 era; connecting again with initialize");
-            open().await
+            // Only a failed handshake says anything about the era: an
+            // authorization the user has still to give, say, does not.
+            if !matches!(error, Error::Handshake { .. }) {
+                memory.forget();
+                return Err(error);
+            }
+            tracing::debug!(%error, "the server may be of the 2025 era; connecting again with initialize");
+            let retried = open().await;
+            // Legacy is learned only if `initialize` then works: a server
+            // that was down, or refuses both, stays unknown.
+            if retried.is_err() {
+                memory.forget();
+            }
+            retried
         }
         result => result,
     }

@@ -399,7 +399,7 @@ impl StreamableHttpTransport {
             user: None,
             store: Arc::new(InMemoryTokenStore::default()),
             user_auth: None,
-            era: Arc::default(),
+            era: Arc::new(EraMemory::without_reuse()),
         })
     }
 

@@ -58,3 +58,14 @@ pub fn demo_http_server_on(port: u16) -> ServerProcess {
         None,
     )
 }
+
+/// The demo HTTP server on `port`, accepting protocol era `era`
+/// (`legacy`, `modern` or `both`).
+pub fn demo_http_server_on_era(port: u16, era: &str) -> ServerProcess {
+    ServerProcess::start_on(
+        port,
+        BIN,
+        &["demo-server", "--http", "127.0.0.1:{port}", "--era", era],
+        None,
+    )
+}
