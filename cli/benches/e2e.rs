@@ -11,7 +11,14 @@
 //!   were created;
 //! - `mcp-group batch` with 64 sessions × 20 `echo` calls against
 //!   `@modelcontextprotocol/server-everything` in streamable HTTP mode;
-//! - client-side RSS per idle HTTP session at 1,000 sessions.
+//! - client-side RSS per idle HTTP session at 1,000 sessions, and the same
+//!   against the demo server in each protocol era (`--era modern`, `--era
+//!   legacy`), each in a fresh process of this bench;
+//! - the first call of a new session against warm sessions' calls (64 of
+//!   each at once), per era: a modern server's sessions start without a
+//!   handshake once the group knows its discovery result;
+//! - the overhead per call in the modern era over streamable HTTP, against
+//!   a bare rmcp client that opened with `server/discover`.
 //!
 //! Writes the figures as JSON to the path after `--summary`. With `--soak
 //! [--sessions N]` it runs the session churn soak instead.
@@ -45,7 +52,10 @@ use serde_json::{Value, json};
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use support::{BIN as DEMO, demo_http_server as demo_http, demo_server as stdio_server, soak};
+use support::{
+    BIN as DEMO, demo_http_server as demo_http, demo_http_server_era, demo_server as stdio_server,
+    soak,
+};
 
 struct Settings {
     overhead_calls: usize,
@@ -54,6 +64,7 @@ struct Settings {
     sessions: &'static [usize],
     batch_runs: usize,
     memory_sessions: usize,
+    first_call_rounds: usize,
 }
 
 impl Settings {
@@ -66,6 +77,7 @@ impl Settings {
                 sessions: &[1, 8, 64, 256],
                 batch_runs: 3,
                 memory_sessions: 1_000,
+                first_call_rounds: 5,
             }
         } else {
             Self {
@@ -75,6 +87,7 @@ impl Settings {
                 sessions: &[1, 8, 64, 256],
                 batch_runs: 7,
                 memory_sessions: 1_000,
+                first_call_rounds: 21,
             }
         }
     }
@@ -127,15 +140,38 @@ async fn bare_stdio() -> (Bare, tokio::process::Child) {
     (bare_info().serve((stdout, stdin)).await.unwrap(), child)
 }
 
-async fn bare_http(url: &str) -> Bare {
+fn bare_http_transport(
+    url: &str,
+) -> rmcp::transport::StreamableHttpClientTransport<reqwest::Client> {
     use rmcp::transport::{
         StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
     };
-    let transport = StreamableHttpClientTransport::with_client(
+    StreamableHttpClientTransport::with_client(
         reqwest::Client::builder().build().unwrap(),
         StreamableHttpClientTransportConfig::with_uri(url),
-    );
-    bare_info().serve(transport).await.unwrap()
+    )
+}
+
+async fn bare_http(url: &str) -> Bare {
+    bare_info().serve(bare_http_transport(url)).await.unwrap()
+}
+
+/// A bare rmcp client of the 2026-07-28 era: `server/discover`, then
+/// requests carrying their own `_meta`, as the group's modern sessions.
+async fn bare_http_modern(url: &str) -> Bare {
+    use rmcp::service::{ClientLifecycleMode, ClientServiceExt};
+    ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("bare-rmcp", "0"),
+    )
+    .serve_with_lifecycle(
+        bare_http_transport(url),
+        ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        },
+    )
+    .await
+    .unwrap()
 }
 
 fn echo_args() -> Value {
@@ -191,26 +227,38 @@ impl Overhead {
     }
 }
 
+/// Where the overhead is measured.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Stdio,
+    /// Streamable HTTP; the bare client makes the `initialize` handshake.
+    Http(&'a str),
+    /// Streamable HTTP to a server of the 2026-07-28 era; the bare client
+    /// opens with `server/discover`.
+    HttpModern(&'a str),
+}
+
 /// Same tool, same server binary. Each round starts a fresh bare client and
 /// a fresh group (over stdio: fresh server processes, so that where the OS
 /// happens to place them falls on both alike over the rounds), then
 /// alternates calls between the two. Reported: medians over every call, and
 /// the median of the per-round ratios.
-async fn overhead(settings: &Settings, http: Option<&str>) -> Overhead {
+async fn overhead(settings: &Settings, target: Target<'_>) -> Overhead {
     let mut bare_times = Vec::new();
     let mut group_times = Vec::new();
     let mut ratios = Vec::new();
     for _ in 0..settings.overhead_rounds {
-        let (bare, _child) = match http {
-            Some(url) => (bare_http(url).await, None),
-            None => {
+        let (bare, _child) = match target {
+            Target::Http(url) => (bare_http(url).await, None),
+            Target::HttpModern(url) => (bare_http_modern(url).await, None),
+            Target::Stdio => {
                 let (bare, child) = bare_stdio().await;
                 (bare, Some(child))
             }
         };
-        let server = match http {
-            Some(url) => http_server(url),
-            None => stdio_server(),
+        let server = match target {
+            Target::Http(url) | Target::HttpModern(url) => http_server(url),
+            Target::Stdio => stdio_server(),
         };
         let group = FunctionGroup::connect(group_config(server, 16))
             .await
@@ -335,6 +383,80 @@ async fn throughput(server: ServerConfig, sessions: usize, window: Duration) -> 
     }
 }
 
+// ------------------------------------------------------------------ first calls
+
+/// Sessions per round of [`first_calls`].
+const FIRST_CALL_SESSIONS: usize = 64;
+
+struct FirstCalls {
+    /// The median of the rounds' 64 new sessions' first calls, all at once.
+    new_ms: f64,
+    /// The median of the rounds' 64 calls on warm sessions, all at once.
+    warm_ms: f64,
+    /// The median over rounds of (new ÷ warm).
+    ratio: f64,
+}
+
+/// `echo` on every one of `ids` at once; the wall time until all answered.
+async fn all_at_once(group: &Arc<FunctionGroup>, ids: &[SessionId]) -> Duration {
+    let start = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for id in ids {
+        let (group, id) = (group.clone(), id.clone());
+        set.spawn(async move { group_echo(&group, &id).await });
+    }
+    while let Some(done) = set.join_next().await {
+        done.unwrap();
+    }
+    start.elapsed()
+}
+
+/// What a session's first call costs against a call on a warm session:
+/// each round, 64 sessions never seen before make their first call at
+/// once, then the same 64 (now warm) call again at once. One group for all
+/// rounds, so that what it learned of the server (its era, its tool list)
+/// carries over as in a long-running process; one round first, not
+/// counted, to open the HTTP connections and learn that.
+async fn first_calls(url: &str, rounds: usize) -> FirstCalls {
+    let group = Arc::new(
+        FunctionGroup::connect(group_config(
+            http_server(url),
+            FIRST_CALL_SESSIONS * (rounds + 1) + 16,
+        ))
+        .await
+        .unwrap(),
+    );
+    let mut new_times = Vec::new();
+    let mut warm_times = Vec::new();
+    let mut ratios = Vec::new();
+    for round in 0..=rounds {
+        let ids: Vec<SessionId> = (0..FIRST_CALL_SESSIONS)
+            .map(|i| SessionId::new(format!("first-{round}-{i}")))
+            .collect();
+        let new = all_at_once(&group, &ids).await;
+        let warm = all_at_once(&group, &ids).await;
+        if round > 0 {
+            ratios.push(new.as_secs_f64() / warm.as_secs_f64());
+            new_times.push(new);
+            warm_times.push(warm);
+        }
+    }
+    assert_eq!(
+        group.session_count(),
+        FIRST_CALL_SESSIONS * (rounds + 1) + 1,
+        "no session was reaped or evicted"
+    );
+    group.shutdown().await;
+    new_times.sort();
+    warm_times.sort();
+    ratios.sort_by(f64::total_cmp);
+    FirstCalls {
+        new_ms: percentile(&new_times, 0.5).as_secs_f64() * 1e3,
+        warm_ms: percentile(&warm_times, 0.5).as_secs_f64() * 1e3,
+        ratio: ratios[ratios.len() / 2],
+    }
+}
+
 // ------------------------------------------------------------------ batch
 
 /// `mcp-group batch` (a fresh process each run) with 64 sessions × 20 echo
@@ -428,6 +550,28 @@ async fn memory_per_session(url: &str, sessions: usize) -> f64 {
     (after.saturating_sub(before)) as f64 / sessions as f64
 }
 
+/// [`memory_per_session`] against the demo server accepting only `era`,
+/// in a fresh process of this bench (`--memory-only --era ERA`), so that
+/// neither era's figure starts from memory the other freed.
+fn memory_per_session_in_child(era: &str, sessions: usize) -> f64 {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--memory-only", "--era", era, "--sessions"])
+        .arg(sessions.to_string())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "memory child failed: {output:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("rss-kib-per-session: ")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no figure from the memory child: {output:?}"))
+}
+
 // ------------------------------------------------------------------ main
 
 /// `--soak [--sessions N]`: the session churn soak (`cargo xtask soak`),
@@ -503,6 +647,28 @@ fn main() {
         println!("\nsoak: {}", if clean { "clean" } else { "NOT CLEAN" });
         std::process::exit(if clean { 0 } else { 1 });
     }
+    if args.iter().any(|a| a == "--memory-only") && !args.iter().any(|a| a == "--summary") {
+        // One era's memory figure ([`memory_per_session_in_child`]); also
+        // for heap profilers (valgrind --tool=massif, heaptrack).
+        let value_of = |flag: &str| {
+            let i = args.iter().position(|a| a == flag)?;
+            args.get(i + 1).cloned()
+        };
+        let era = value_of("--era").unwrap_or_else(|| "both".to_owned());
+        let sessions = value_of("--sessions")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1_000);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = demo_http_server_era(&era);
+        let kib = rt.block_on(memory_per_session(&server.url("/mcp"), sessions));
+        println!("client RSS per idle HTTP session ({era} era, {sessions} sessions): {kib:.1} KiB");
+        println!("rss-kib-per-session: {kib}");
+        return;
+    }
     let Some(i) = args.iter().position(|a| a == "--summary") else {
         // `cargo bench` without arguments (or with criterion's): nothing to
         // do here; `cargo xtask bench e2e` passes `--summary`.
@@ -524,7 +690,7 @@ fn main() {
     // Memory first, before other phases leave freed memory in the allocator.
     if args.iter().any(|a| a == "--overhead-only") {
         // For profilers: the stdio overhead phase alone.
-        let o = rt.block_on(overhead(&settings, None));
+        let o = rt.block_on(overhead(&settings, Target::Stdio));
         println!(
             "stdio: bare {:.1} µs, group {:.1} µs, ratio {:.3}",
             o.bare_median_us, o.group_median_us, o.ratio
@@ -538,17 +704,30 @@ fn main() {
         println!("client RSS per idle HTTP session: {kib:.1} KiB");
         return;
     }
+    let mut era_kib = Vec::new();
+    for era in ["modern", "legacy"] {
+        let kib = memory_per_session_in_child(era, settings.memory_sessions);
+        out.insert(format!("{era}_idle_session_kib"), json!(kib));
+        era_kib.push((era, kib));
+    }
 
-    let stdio = rt.block_on(overhead(&settings, None));
-    let over_http = rt.block_on(overhead(&settings, Some(&url)));
+    let stdio = rt.block_on(overhead(&settings, Target::Stdio));
+    let over_http = rt.block_on(overhead(&settings, Target::Http(&url)));
+    let modern = demo_http_server_era("modern");
+    let modern_url = modern.url("/mcp");
+    let over_modern = rt.block_on(overhead(&settings, Target::HttpModern(&modern_url)));
     println!("\nmcp-group e2e: overhead per call (echo on the bundled demo server; medians)");
     println!(
-        "{:<6} | {:>10} {:>10} {:>7} {:>9} | {:>10} {:>10}",
+        "{:<11} | {:>10} {:>10} {:>7} {:>9} | {:>10} {:>10}",
         "", "bare µs", "group µs", "ratio", "extra µs", "bare p99", "group p99"
     );
-    for (name, o) in [("stdio", &stdio), ("http", &over_http)] {
+    for (name, o) in [
+        ("stdio", &stdio),
+        ("http", &over_http),
+        ("http_modern", &over_modern),
+    ] {
         println!(
-            "{:<6} | {:>10.1} {:>10.1} {:>7.3} {:>9.1} | {:>10.1} {:>10.1}",
+            "{:<11} | {:>10.1} {:>10.1} {:>7.3} {:>9.1} | {:>10.1} {:>10.1}",
             name,
             o.bare_median_us,
             o.group_median_us,
@@ -565,6 +744,28 @@ fn main() {
         out.insert(format!("bare_median_us_{name}"), json!(o.bare_median_us));
         out.insert(format!("group_median_us_{name}"), json!(o.group_median_us));
     }
+
+    let legacy = demo_http_server_era("legacy");
+    println!(
+        "\nfirst calls: {FIRST_CALL_SESSIONS} new sessions' first calls at once against \
+         {FIRST_CALL_SESSIONS} calls on warm sessions, echo over HTTP (medians of {} rounds)",
+        settings.first_call_rounds
+    );
+    println!(
+        "{:<7} | {:>10} {:>10} {:>7}",
+        "era", "new ms", "warm ms", "ratio"
+    );
+    for (era, server) in [("modern", &modern), ("legacy", &legacy)] {
+        let f = rt.block_on(first_calls(&server.url("/mcp"), settings.first_call_rounds));
+        println!(
+            "{:<7} | {:>10.2} {:>10.2} {:>7.3}",
+            era, f.new_ms, f.warm_ms, f.ratio
+        );
+        out.insert(format!("{era}_first_call_ratio"), json!(f.ratio));
+        out.insert(format!("{era}_first_call_new_ms"), json!(f.new_ms));
+        out.insert(format!("{era}_first_call_warm_ms"), json!(f.warm_ms));
+    }
+    drop((modern, legacy));
 
     println!(
         "\nthroughput: one caller per session, echo, {:?} window, a cleanup pass every 10 ms",
@@ -630,6 +831,9 @@ fn main() {
         "client RSS per idle HTTP session at {} sessions: {kib:.1} KiB",
         settings.memory_sessions
     );
+    for (era, kib) in era_kib {
+        println!("  against a server of the {era} era only: {kib:.1} KiB");
+    }
 
     let took = started.elapsed().as_secs_f64();
     println!("(measured in {took:.1} s)");

@@ -8,8 +8,9 @@
 //!   `_bench` feature (the benchmark hooks).
 //! - `e2e` installs the fixtures, runs the end-to-end benchmarks
 //!   (`cli/benches/e2e.rs`: the group's overhead against a bare rmcp client,
-//!   throughput and p99 across sessions, `mcp-group batch` against
-//!   server-everything, memory per session), writes
+//!   also in the 2026-07-28 era; throughput and p99 across sessions, a new
+//!   session's first call against a warm one's per protocol era, `mcp-group
+//!   batch` against server-everything, memory per session, per era), writes
 //!   `target/xtask-bench/e2e.json` and plots calls/s and p99 against sessions
 //!   to `target/xtask-bench/e2e.svg` (a full run also to
 //!   `docs/bench-e2e.svg`, which `BENCHMARKS.md` shows).

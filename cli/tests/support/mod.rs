@@ -49,6 +49,16 @@ pub fn demo_http_server() -> ServerProcess {
     ServerProcess::start(BIN, &["demo-server", "--http", "127.0.0.1:{port}"], None)
 }
 
+/// The bundled demo server in streamable HTTP mode accepting only `era`
+/// (`legacy`, `modern` or `both`).
+pub fn demo_http_server_era(era: &str) -> ServerProcess {
+    ServerProcess::start(
+        BIN,
+        &["demo-server", "--http", "127.0.0.1:{port}", "--era", era],
+        None,
+    )
+}
+
 /// The demo HTTP server on `port`.
 pub fn demo_http_server_on(port: u16) -> ServerProcess {
     ServerProcess::start_on(
