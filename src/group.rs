@@ -31,6 +31,33 @@ struct Catalog {
     checkers: HashMap<String, ArgumentChecker>,
     unknown_overrides: Vec<String>,
     unusable: Vec<UnusableTool>,
+    /// Server names of the tools whose schemas map a parameter to an HTTP
+    /// header (`x-mcp-header`).
+    header_mapped: std::collections::HashSet<String>,
+}
+
+impl Catalog {
+    fn maps_headers(&self, original: &str) -> bool {
+        self.header_mapped.contains(original)
+    }
+}
+
+/// Whether `schema` has an `x-mcp-header` annotation anywhere in it.
+fn has_header_annotation(schema: &serde_json::Map<String, Value>) -> bool {
+    let mut pending: Vec<&serde_json::Map<String, Value>> = vec![schema];
+    while let Some(object) = pending.pop() {
+        if object.contains_key("x-mcp-header") {
+            return true;
+        }
+        for value in object.values() {
+            match value {
+                Value::Object(inner) => pending.push(inner),
+                Value::Array(items) => pending.extend(items.iter().filter_map(Value::as_object)),
+                _ => {}
+            }
+        }
+    }
+    false
 }
 
 /// A snapshot of the exposed functions. The group swaps in a new one when the
@@ -222,11 +249,18 @@ impl Shared {
                 )
             })
             .collect();
+        let header_mapped = applied
+            .tools
+            .iter()
+            .filter(|t| has_header_annotation(&t.descriptor().input_schema))
+            .map(|t| t.original_name().to_owned())
+            .collect();
         Ok(Catalog {
             tools: applied.tools,
             checkers,
             unknown_overrides: applied.unknown,
             unusable: applied.unusable,
+            header_mapped,
         })
     }
 
@@ -460,6 +494,7 @@ impl FunctionGroup {
             checkers: HashMap::new(),
             unknown_overrides: Vec::new(),
             unusable: Vec::new(),
+            header_mapped: Default::default(),
         });
         let shared = Shared {
             registry,
@@ -593,6 +628,8 @@ impl FunctionGroup {
             Some(lease) => lease,
             None => self.shared.registry.acquire(&key).await?,
         };
+        self.prime_parameter_headers(&catalog, &original, &lease)
+            .await;
         let result = lease
             .call_tool(&original, arguments, self.shared.config.tool_call_timeout)
             .await;
@@ -607,6 +644,37 @@ impl FunctionGroup {
                     lease.invalidate();
                 }
                 Err(error.into())
+            }
+        }
+    }
+
+    /// Makes sure a modern session's connection has listed the tools
+    /// before it calls one whose schema maps parameters to HTTP headers
+    /// (`x-mcp-header`, SEP-2243): rmcp adds the `Mcp-Param-*` headers only
+    /// for tools listed on the same connection, and a session using the
+    /// group's public list has not listed them itself. Once per connection;
+    /// a failed listing leaves the call to go without the headers.
+    async fn prime_parameter_headers(
+        &self,
+        catalog: &Catalog,
+        tool: &str,
+        lease: &Lease<DynTransport>,
+    ) {
+        let primed = lease.connection().extension(HeaderListing::default);
+        if primed.0.load(std::sync::atomic::Ordering::Acquire)
+            || lease.connection().era() != Some(mcp_group_core::Era::Modern)
+            || !catalog.maps_headers(tool)
+        {
+            return;
+        }
+        match lease
+            .connection()
+            .list_tools(self.shared.config.tool_call_timeout)
+            .await
+        {
+            Ok(_) => primed.0.store(true, std::sync::atomic::Ordering::Release),
+            Err(error) => {
+                tracing::debug!(%error, session = %lease.key(), "listing tools for their parameter headers failed");
             }
         }
     }
@@ -994,3 +1062,8 @@ fn http_config(
     http.read_timeout = http.read_timeout.max(config.tool_call_timeout);
     Ok(http)
 }
+
+/// Whether a connection has listed the tools itself (see
+/// `FunctionGroup::prime_parameter_headers`).
+#[derive(Default)]
+struct HeaderListing(std::sync::atomic::AtomicBool);

@@ -70,6 +70,14 @@ struct EchoArgs {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct RegionArgs {
+    /// A region name; in the 2026-07-28 era the client also sends it as
+    /// the `Mcp-Param-Region` HTTP header (SEP-2243).
+    #[schemars(extend("x-mcp-header" = "Region"))]
+    region: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct AddArgs {
     /// The first addend.
     a: f64,
@@ -302,6 +310,24 @@ impl DemoServer {
     }
 
     #[tool(
+        description = "Answer with the region argument and the Mcp-Param-Region HTTP header the request carried (`none` over stdio or when absent)."
+    )]
+    async fn region(
+        &self,
+        Parameters(RegionArgs { region }): Parameters<RegionArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> String {
+        let header = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.headers.get("mcp-param-region"))
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("none")
+            .to_owned();
+        format!("{region} header={header}")
+    }
+
+    #[tool(
         description = "Report this connection's server process id and how many whoami calls it has served (a per-connection counter)."
     )]
     async fn whoami(&self) -> String {
@@ -446,7 +472,7 @@ impl ServerHandler for DemoServer {
                 .build(),
         )
         .with_instructions(
-            "mcp-group's demo server: echo, add, sleep, fail, tally, tallied, whoami, ask, background.",
+            "mcp-group's demo server: echo, add, sleep, fail, tally, tallied, whoami, region, ask, background.",
         )
     }
 

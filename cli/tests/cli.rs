@@ -41,6 +41,7 @@ fn tools_list_prints_names_and_descriptions() {
             "background",
             "echo",
             "fail",
+            "region",
             "sleep",
             "tallied",
             "tally",
@@ -98,7 +99,7 @@ fn tools_list_json_is_machine_readable() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let tools: Vec<Value> = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(tools.len(), 9);
+    assert_eq!(tools.len(), 10);
     assert_eq!(tools[3]["name"], "echo");
     assert_eq!(
         tools[3]["input_schema"]["required"],

@@ -79,6 +79,7 @@ async fn tools_are_listed_with_descriptions_and_schemas() {
             "background",
             "echo",
             "fail",
+            "region",
             "sleep",
             "tallied",
             "tally",
@@ -555,4 +556,24 @@ async fn a_server_that_was_down_at_first_is_not_taken_for_a_legacy_one() {
     assert_eq!(connection.era(), Some(Era::Modern));
     assert_eq!(transport.era(), Some(Era::Modern));
     connection.close().await;
+}
+
+#[tokio::test]
+async fn a_modern_sessions_call_carries_its_parameter_headers_though_it_never_listed_tools() {
+    let server = support::demo_http_server_on_era(mcp_group_test_kit::free_port(), "modern");
+    let group = FunctionGroup::connect(config(ServerConfig::streamable_http(server.url("/mcp"))))
+        .await
+        .unwrap();
+    for session in [None, Some(SessionId::new("alice"))] {
+        let out = group
+            .call(session.as_ref(), "region", json!({"region": "eu-west1"}))
+            .await
+            .unwrap();
+        assert_eq!(
+            out.to_text(),
+            "eu-west1 header=eu-west1",
+            "session {session:?}: Mcp-Param-Region mirrors the argument"
+        );
+    }
+    group.shutdown().await;
 }
