@@ -371,7 +371,7 @@ impl Connection {
         let (transport, ended) = Watched::new(transport.into_transport());
         let (service, handshake) = match memory.plan(options) {
             Plan::Direct(info) => (
-                rmcp::service::serve_directly(agent, transport, Some(*info)),
+                rmcp::service::serve_directly(agent, transport, Some((*info).clone())),
                 false,
             ),
             Plan::Handshake(lifecycle) => {
@@ -393,7 +393,7 @@ impl Connection {
         if handshake {
             match (era, info) {
                 (Some(Era::Modern), Some(info)) if !memory.wants_ttl() => {
-                    memory.remember_modern((*info).clone(), 0);
+                    memory.remember_modern(info, 0);
                 }
                 (Some(Era::Modern), Some(info)) => {
                     // How long the server says its description holds: one
@@ -414,7 +414,7 @@ impl Connection {
                             0
                         }
                     };
-                    memory.remember_modern((*info).clone(), ttl_ms);
+                    memory.remember_modern(info, ttl_ms);
                 }
                 (Some(Era::Legacy), _) if options.negotiates() => memory.remember_legacy(),
                 _ => {}

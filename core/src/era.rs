@@ -52,7 +52,7 @@ enum Known {
     /// it may; `ask_ttl`: whether a new handshake should ask for the
     /// discovery's `ttlMs` again (not when the server said 0).
     Modern {
-        reusable: Option<(Box<ServerPeerInfo>, Instant)>,
+        reusable: Option<(std::sync::Arc<ServerPeerInfo>, Instant)>,
         ask_ttl: bool,
     },
 }
@@ -60,7 +60,7 @@ enum Known {
 /// How the next connection starts.
 pub(crate) enum Plan {
     /// No handshake: the server's description is known.
-    Direct(Box<ServerPeerInfo>),
+    Direct(std::sync::Arc<ServerPeerInfo>),
     /// The handshake the options ask for.
     Handshake(rmcp::service::ClientLifecycleMode),
 }
@@ -138,13 +138,13 @@ impl EraMemory {
     /// Records a modern server's discovery, reusable for `ttl_ms` (at most
     /// [`MAX_DISCOVERY_REUSE`]).
     /// A `ttl_ms` of 0 (or no discovery result) records only the era.
-    pub(crate) fn remember_modern(&self, info: ServerPeerInfo, ttl_ms: u64) {
+    pub(crate) fn remember_modern(&self, info: std::sync::Arc<ServerPeerInfo>, ttl_ms: u64) {
         let reuse = Duration::from_millis(ttl_ms).min(MAX_DISCOVERY_REUSE);
         let until = Instant::now()
             .checked_add(reuse)
             .filter(|_| !reuse.is_zero());
         self.set(Known::Modern {
-            reusable: until.map(|until| (Box::new(info), until)),
+            reusable: until.map(|until| (info, until)),
             ask_ttl: ttl_ms > 0,
         });
     }
