@@ -303,7 +303,11 @@ impl Shared {
         if tokio::time::Instant::now() < listing.expires_at {
             return listing;
         }
-        let _gate = self.refresh_gate.lock().await;
+        // One caller re-lists; the others go ahead on the list they have
+        // rather than wait for a server that may be slow to answer.
+        let Ok(_gate) = self.refresh_gate.try_lock() else {
+            return listing;
+        };
         let listing = self.listing();
         if tokio::time::Instant::now() < listing.expires_at {
             return listing;

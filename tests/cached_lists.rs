@@ -284,3 +284,38 @@ async fn a_legacy_server_keeps_list_changed_notifications() {
     assert!(changed.functions.get("c").is_some());
     group.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_relisting_does_not_hold_up_other_calls() {
+    let server = public(0, &["a"]);
+    let mut config = config();
+    config.tool_call_timeout = Duration::from_secs(2);
+    let group = Arc::new(
+        FunctionGroup::with_transport(PerPrincipal::one(&server), config)
+            .await
+            .unwrap(),
+    );
+    server.hang_lists();
+    tokio::time::sleep(MIN_LIST_TTL + Duration::from_secs(1)).await;
+    // The first call after expiry re-lists (and waits, at most its timeout).
+    let relisting = tokio::spawn({
+        let group = group.clone();
+        async move { call(&group, None, "s1", "a").await }
+    });
+    while server.lists() < 2 {
+        tokio::task::yield_now().await;
+    }
+    let started = tokio::time::Instant::now();
+    assert_eq!(call(&group, None, "s2", "a").await.unwrap(), "a");
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "another call went ahead on the old list: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        relisting.await.unwrap().unwrap(),
+        "a",
+        "the old list is kept"
+    );
+    group.shutdown().await;
+}

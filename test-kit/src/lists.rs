@@ -25,6 +25,8 @@ struct State {
     hint: Mutex<(Option<u64>, Option<CacheScope>)>,
     lists: AtomicUsize,
     listens: AtomicUsize,
+    /// `tools/list` requests never answered from now on.
+    hang_lists: std::sync::atomic::AtomicBool,
     sinks: Mutex<Vec<SubscriptionSink>>,
     peers: Mutex<Vec<Peer<RoleServer>>>,
 }
@@ -60,6 +62,11 @@ impl ListServer {
     /// Lists `tools` from now on (without announcing it).
     pub fn set_tools(&self, tools: &[&str]) {
         *lock(&self.state.tools) = tools.iter().map(|t| (*t).to_owned()).collect();
+    }
+
+    /// Leaves every `tools/list` from now on unanswered (counted, though).
+    pub fn hang_lists(&self) {
+        self.state.hang_lists.store(true, Ordering::SeqCst);
     }
 
     /// How many `tools/list` requests it answered.
@@ -108,6 +115,9 @@ impl ServerHandler for ListServer {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         self.state.lists.fetch_add(1, Ordering::SeqCst);
+        if self.state.hang_lists.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         if context.meta.protocol_version().is_none() {
             // A legacy peer hears of changes as plain notifications.
             let mut peers = lock(&self.state.peers);
