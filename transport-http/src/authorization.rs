@@ -76,29 +76,105 @@ pub trait TokenStore: Send + Sync + 'static {
     fn slot(&self, key: &CredentialKey) -> Arc<dyn CredentialStore>;
 }
 
+/// How many keys an [`InMemoryTokenStore`] keeps by default.
+pub const DEFAULT_TOKEN_STORE_CAPACITY: usize = 10_000;
+
 /// The default [`TokenStore`]: in memory, one slot per key, refresh
 /// serialized per key.
-#[derive(Default)]
+///
+/// # Bounds
+/// At most `capacity` keys ([`DEFAULT_TOKEN_STORE_CAPACITY`] unless
+/// [`InMemoryTokenStore::with_capacity`] says otherwise): handing out the
+/// slot of a new key beyond that evicts the least recently handed-out
+/// slots that nobody holds, so their users sign in again next time. A slot
+/// a live session's authorization state holds is never evicted (two slots
+/// for one key would split its refresh lock): while more sessions than
+/// `capacity` hold slots, the store holds that many.
 pub struct InMemoryTokenStore {
-    slots: std::sync::Mutex<HashMap<CredentialKey, Arc<MemorySlot>>>,
+    slots: std::sync::Mutex<Slots>,
+    capacity: usize,
+}
+
+struct Slots {
+    map: HashMap<CredentialKey, (Arc<MemorySlot>, u64)>,
+    /// Bumped on every hand-out: the least recently handed-out slot has
+    /// the smallest stamp.
+    clock: u64,
+}
+
+impl Default for InMemoryTokenStore {
+    fn default() -> Self {
+        Self::with_capacity(DEFAULT_TOKEN_STORE_CAPACITY)
+    }
+}
+
+impl InMemoryTokenStore {
+    /// A store of at most `capacity` keys that nobody holds (at least one).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            slots: std::sync::Mutex::new(Slots {
+                map: HashMap::new(),
+                clock: 0,
+            }),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// How many keys the store holds now.
+    pub fn len(&self) -> usize {
+        self.lock().map.len()
+    }
+
+    /// Whether the store holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl std::fmt::Debug for InMemoryTokenStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let keys = self.slots.lock().map(|s| s.len()).unwrap_or_default();
         f.debug_struct("InMemoryTokenStore")
-            .field("keys", &keys)
+            .field("keys", &self.len())
+            .field("capacity", &self.capacity)
             .finish()
     }
 }
 
 impl TokenStore for InMemoryTokenStore {
     fn slot(&self, key: &CredentialKey) -> Arc<dyn CredentialStore> {
-        let mut slots = self
-            .slots
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        slots.entry(key.clone()).or_default().clone()
+        let mut slots = self.lock();
+        slots.clock += 1;
+        let now = slots.clock;
+        let slot = {
+            let entry = slots
+                .map
+                .entry(key.clone())
+                .or_insert_with(|| (Arc::default(), now));
+            entry.1 = now;
+            entry.0.clone()
+        };
+        if slots.map.len() > self.capacity {
+            // Nobody else holds an evictable slot: the map's reference and
+            // none other (`slot`, just handed out, is held).
+            let mut idle: Vec<(u64, CredentialKey)> = slots
+                .map
+                .iter()
+                .filter(|(_, (slot, _))| Arc::strong_count(slot) == 1)
+                .map(|(key, (_, used))| (*used, key.clone()))
+                .collect();
+            idle.sort_unstable();
+            let excess = slots.map.len() - self.capacity;
+            for (_, key) in idle.into_iter().take(excess) {
+                slots.map.remove(&key);
+            }
+        }
+        slot
     }
 }
 
@@ -218,8 +294,23 @@ pub(crate) struct UserAuth {
     pub(crate) store: Arc<dyn TokenStore>,
     pub(crate) resource: String,
     pub(crate) http: Arc<GuardedHttp>,
-    principals: std::sync::Mutex<HashMap<Option<Arc<str>>, Arc<Principal>>>,
+    /// Each principal's state while a session (or a background flow) holds
+    /// it: the map keeps only weak references, so the state of a principal
+    /// with no live session goes (its tokens stay in the store, and its
+    /// next session picks them up from there), and dead entries are pruned
+    /// whenever the map doubles.
+    principals: std::sync::Mutex<Principals>,
 }
+
+/// Principals by name, weakly held.
+struct Principals {
+    map: HashMap<Option<Arc<str>>, std::sync::Weak<Principal>>,
+    /// The size at which dead entries are pruned next.
+    prune_at: usize,
+}
+
+/// The map of principals is pruned at no fewer entries than this.
+const MIN_PRUNE_AT: usize = 64;
 
 impl UserAuth {
     pub(crate) fn new(
@@ -237,29 +328,46 @@ impl UserAuth {
             store,
             resource,
             http: Arc::new(http),
-            principals: std::sync::Mutex::new(HashMap::new()),
+            principals: std::sync::Mutex::new(Principals {
+                map: HashMap::new(),
+                prune_at: MIN_PRUNE_AT,
+            }),
         }
     }
 
     /// The authorization state of `session`'s principal.
     pub(crate) fn principal(&self, session: &SessionKey) -> Arc<Principal> {
-        let principal: Option<Arc<str>> = session.principal().map(Arc::from);
+        let name: Option<Arc<str>> = session.principal().map(Arc::from);
         let mut principals = self
             .principals
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        principals
-            .entry(principal.clone())
-            .or_insert_with(|| {
-                Arc::new(Principal {
-                    principal,
-                    manager: std::sync::Mutex::new(None),
-                    generation: AtomicU64::new(0),
-                    flow: tokio::sync::Mutex::new(()),
-                    pending: std::sync::Mutex::new(None),
-                })
-            })
-            .clone()
+        if let Some(live) = principals.map.get(&name).and_then(std::sync::Weak::upgrade) {
+            return live;
+        }
+        let principal = Arc::new(Principal {
+            principal: name.clone(),
+            manager: std::sync::Mutex::new(None),
+            generation: AtomicU64::new(0),
+            flow: tokio::sync::Mutex::new(()),
+            pending: std::sync::Mutex::new(None),
+        });
+        principals.map.insert(name, Arc::downgrade(&principal));
+        if principals.map.len() >= principals.prune_at {
+            principals.map.retain(|_, state| state.strong_count() > 0);
+            principals.prune_at = (principals.map.len() * 2).max(MIN_PRUNE_AT);
+        }
+        principal
+    }
+
+    /// How many principals the map holds (live or not yet pruned).
+    #[cfg(test)]
+    fn principals_held(&self) -> usize {
+        self.principals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map
+            .len()
     }
 }
 
@@ -747,5 +855,99 @@ where
             )
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nobody;
+
+    #[async_trait::async_trait]
+    impl Authorizer for Nobody {
+        async fn authorize(
+            &self,
+            _session: &SessionKey,
+            _url: &str,
+        ) -> Result<mcp_group_core::AuthorizationRedirect, mcp_group_core::BoxError> {
+            Err("nobody".into())
+        }
+    }
+
+    fn user_auth() -> UserAuth {
+        UserAuth::new(
+            UserAuthorization::new("http://127.0.0.1:1/callback"),
+            Arc::new(Nobody),
+            AuthorizationMode::Fail,
+            Arc::new(InMemoryTokenStore::default()),
+            "http://127.0.0.1:1/mcp".to_owned(),
+            GuardedHttp {
+                client: reqwest::Client::new(),
+                allow_insecure_http: false,
+            },
+        )
+    }
+
+    fn session(principal: &str) -> SessionKey {
+        SessionKey::with_principal(Some(principal), mcp_group_core::SessionId::new("s"))
+    }
+
+    fn key(n: usize) -> CredentialKey {
+        CredentialKey::new(Some(&format!("user-{n}")), "https://as", "https://mcp")
+    }
+
+    #[test]
+    fn sessions_of_one_principal_share_its_state_while_one_lives() {
+        let auth = user_auth();
+        let first = auth.principal(&session("alice"));
+        let second = auth.principal(&session("alice"));
+        assert!(Arc::ptr_eq(&first, &second));
+        assert!(!Arc::ptr_eq(&first, &auth.principal(&session("bob"))));
+    }
+
+    #[test]
+    fn principals_without_a_live_session_do_not_accumulate() {
+        let auth = user_auth();
+        let kept = auth.principal(&session("kept"));
+        for n in 0..10_000 {
+            drop(auth.principal(&session(&format!("user-{n}"))));
+        }
+        assert!(
+            auth.principals_held() <= MIN_PRUNE_AT,
+            "{} principals held",
+            auth.principals_held()
+        );
+        assert!(Arc::ptr_eq(&kept, &auth.principal(&session("kept"))));
+    }
+
+    #[test]
+    fn the_token_store_keeps_at_most_its_capacity_of_unheld_keys() {
+        let store = InMemoryTokenStore::with_capacity(100);
+        for n in 0..1_000 {
+            drop(store.slot(&key(n)));
+        }
+        assert_eq!(store.len(), 100);
+    }
+
+    #[tokio::test]
+    async fn the_least_recently_used_key_goes_first_and_a_held_one_never() {
+        let store = InMemoryTokenStore::with_capacity(2);
+        let held = store.slot(&key(0));
+        let credentials = StoredCredentials::new("client".into(), None, Vec::new(), Some(1));
+        held.save(credentials).await.unwrap();
+        drop(store.slot(&key(1)));
+        drop(store.slot(&key(2)));
+        // Key 1 was handed out before key 2; key 0 earliest, but it is held.
+        drop(store.slot(&key(3)));
+        assert_eq!(store.len(), 2);
+        let again = store.slot(&key(0));
+        assert!(again.load().await.unwrap().is_some(), "the held slot stays");
+        drop((held, again));
+        // Unheld now, and the least recently handed out is key 3.
+        let fresh = store.slot(&key(4));
+        drop(fresh);
+        assert_eq!(store.len(), 2);
+        assert!(store.slot(&key(0)).load().await.unwrap().is_some());
     }
 }

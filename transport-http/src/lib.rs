@@ -69,7 +69,16 @@
 
 use std::{collections::BTreeMap, fmt, sync::Arc, time::Duration};
 
-pub use authorization::{InMemoryTokenStore, MAX_STEP_UPS, TokenStore};
+pub use authorization::{
+    DEFAULT_TOKEN_STORE_CAPACITY, InMemoryTokenStore, MAX_STEP_UPS, TokenStore,
+};
+/// rmcp's credential-store types, which a [`TokenStore`] hands out and a
+/// store of one's own implements.
+pub mod credentials {
+    pub use rmcp::transport::auth::{
+        AuthError, CredentialRefreshGuard, CredentialStore, OAuthTokenResponse, StoredCredentials,
+    };
+}
 pub use error::Error;
 pub use follow::{FollowRedirect, redirect_parameters};
 use mcp_group_core::{
