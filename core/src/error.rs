@@ -137,9 +137,15 @@ impl Error {
                 code: data.code.0,
                 message: data.message.into_owned(),
             },
-            S::TransportSend(source) => Error::ServerGone {
-                source: Some(Box::new(source)),
-            },
+            S::TransportSend(source) => {
+                let source: BoxError = Box::new(source);
+                match Error::take_authorization(source) {
+                    Ok(authorization) => authorization,
+                    Err(source) => Error::ServerGone {
+                        source: Some(source),
+                    },
+                }
+            }
             S::TransportClosed => Error::ServerGone { source: None },
             S::Timeout { timeout } => Error::Timeout {
                 operation,
@@ -148,5 +154,94 @@ impl Error {
             S::Cancelled { .. } => Error::Cancelled,
             _ => Error::UnexpectedResponse,
         }
+    }
+
+    /// The authorization outcome a transport carried inside `error`
+    /// through rmcp's transport error (as the inner error of an
+    /// `io::Error`): [`Error::AuthorizationRequired`], a timeout of the
+    /// `authorization` operation or [`Error::Authorization`] (whose source
+    /// is then all of `error`). Anything else is given back.
+    ///
+    /// A call whose request needed a new authorization thus says so,
+    /// instead of [`Error::ServerGone`]: the connection itself is fine.
+    pub fn take_authorization(error: BoxError) -> Result<Error, BoxError> {
+        let found = match carried(error.as_ref()) {
+            Some(Error::AuthorizationRequired { url }) => {
+                Error::AuthorizationRequired { url: url.clone() }
+            }
+            Some(Error::Timeout {
+                operation: operation @ "authorization",
+                after,
+            }) => Error::Timeout {
+                operation,
+                after: *after,
+            },
+            Some(Error::Authorization { endpoint, .. }) => Error::Authorization {
+                endpoint: endpoint.clone(),
+                source: error,
+            },
+            _ => return Err(error),
+        };
+        Ok(found)
+    }
+}
+
+/// The first of our errors in `error`'s chain, looking inside `io::Error`
+/// (whose `source` skips its inner error) and rmcp's handshake error (which
+/// does not name its transport error as the source).
+fn carried<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(ours) = error.downcast_ref::<Error>() {
+            return Some(ours);
+        }
+        if let Some(rmcp::service::ClientInitializeError::TransportError { error, .. }) =
+            error.downcast_ref::<rmcp::service::ClientInitializeError>()
+        {
+            next = Some(error.error.as_ref());
+            continue;
+        }
+        if let Some(inner) = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            next = Some(inner);
+            continue;
+        }
+        next = error.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent(inner: Box<dyn std::error::Error + Send + Sync>) -> rmcp::ServiceError {
+        rmcp::ServiceError::TransportSend(rmcp::transport::DynamicTransportError::from_parts(
+            "test",
+            std::any::TypeId::of::<()>(),
+            inner,
+        ))
+    }
+
+    #[test]
+    fn a_carried_authorization_request_is_not_a_lost_connection() {
+        let carried = std::io::Error::other(Error::AuthorizationRequired {
+            url: "https://as/authorize".into(),
+        });
+        let error = Error::from_service(sent(Box::new(carried)), "tools/call");
+        assert!(
+            matches!(&error, Error::AuthorizationRequired { url } if url == "https://as/authorize"),
+            "{error:?}"
+        );
+        assert!(!error.is_connection_lost());
+    }
+
+    #[test]
+    fn other_send_failures_stay_a_lost_connection() {
+        let error =
+            Error::from_service(sent(Box::new(std::io::Error::other("reset"))), "tools/call");
+        assert!(error.is_connection_lost(), "{error:?}");
     }
 }

@@ -19,6 +19,20 @@
 //! principal, issuer, resource — so they never cross principals, servers or
 //! authorization servers.
 //!
+//! A refused token is refreshed once for all the requests it failed (the
+//! generation check above); a refused refresh token (a revoked grant)
+//! leads to a new authorization inside the request that hit it, which then
+//! succeeds ([`AuthorizationMode::Wait`]) or fails with
+//! `AuthorizationRequired` while the session stays usable
+//! ([`AuthorizationMode::Fail`]). Refresh tokens are loaded, used and
+//! replaced under the slot's refresh guard, so a rotating one is never
+//! sent twice, even by transports (processes) that share a store.
+//!
+//! Bounds: the state of a principal lives as long as one of its sessions
+//! (or a background authorization) holds it; [`InMemoryTokenStore`] keeps
+//! at most its capacity of keys nobody holds, evicting the least recently
+//! used.
+//!
 //! rmcp's OAuth requests go through [`GuardedHttp`]: https only (plain http
 //! on loopback, or when the configuration allows insecure http), no
 //! redirects, bodies read up to 1 MiB. A client secret goes only to an
@@ -35,7 +49,8 @@ use std::{
 
 use futures::stream::BoxStream;
 use mcp_group_core::{
-    AuthorizationMode, Authorizer, CredentialKey, SessionKey, UserAuthorization, redact_url,
+    AuthorizationMode, Authorizer, CredentialKey, Error as CoreError, SessionKey,
+    UserAuthorization, redact_url,
 };
 use reqwest::{
     Url,
@@ -431,37 +446,23 @@ pub(crate) struct AuthorizingClient<C> {
 
 type HttpResult<T> = Result<T, StreamableHttpError<reqwest::Error>>;
 
-/// Our error, carried through rmcp's transport error (as an `io::Error`)
-/// so that `connect` can find it again.
-fn carry(error: Error) -> StreamableHttpError<reqwest::Error> {
+/// An authorization failure, carried through rmcp's transport error (as
+/// an `io::Error`) as the core error it becomes, so that the call (or the
+/// handshake) that needed the token reports it:
+/// [`CoreError::take_authorization`] finds it there.
+fn carry(resource: &str, error: Error) -> StreamableHttpError<reqwest::Error> {
+    let error = match error {
+        Error::AuthorizationRequired { url } => CoreError::AuthorizationRequired { url },
+        Error::AuthorizationTimeout { after } => CoreError::Timeout {
+            operation: "authorization",
+            after,
+        },
+        other => CoreError::Authorization {
+            endpoint: redact_url(resource),
+            source: Box::new(other),
+        },
+    };
     StreamableHttpError::Io(std::io::Error::other(error))
-}
-
-/// The first of our errors in `error`'s chain.
-pub(crate) fn find_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
-    let mut next = Some(error);
-    while let Some(error) = next {
-        if let Some(ours) = error.downcast_ref::<Error>() {
-            return Some(ours);
-        }
-        // rmcp's handshake error does not name its transport error as the
-        // source: step into it by hand.
-        if let Some(rmcp::service::ClientInitializeError::TransportError { error, .. }) =
-            error.downcast_ref::<rmcp::service::ClientInitializeError>()
-        {
-            next = Some(error.error.as_ref());
-            continue;
-        }
-        if let Some(ours) = error
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<Error>())
-        {
-            return Some(ours);
-        }
-        next = error.source();
-    }
-    None
 }
 
 impl<C> AuthorizingClient<C>
@@ -479,7 +480,11 @@ where
         let mut recoveries = 0;
         let mut step_ups = 0;
         loop {
-            let (generation, token) = self.principal.token().await.map_err(carry)?;
+            let (generation, token) = self
+                .principal
+                .token()
+                .await
+                .map_err(|e| carry(&self.auth.resource, e))?;
             match call(token.clone()).await {
                 Err(StreamableHttpError::AuthRequired(challenge)) if recoveries < 2 => {
                     recoveries += 1;
@@ -491,7 +496,7 @@ where
                         refresh,
                     )
                     .await
-                    .map_err(carry)?;
+                    .map_err(|e| carry(&self.auth.resource, e))?;
                 }
                 Err(StreamableHttpError::InsufficientScope(challenge))
                     if step_ups < MAX_STEP_UPS && token.is_some() =>
@@ -499,7 +504,7 @@ where
                     step_ups += 1;
                     self.step_up(generation, &challenge.www_authenticate_header)
                         .await
-                        .map_err(carry)?;
+                        .map_err(|e| carry(&self.auth.resource, e))?;
                 }
                 result => return result,
             }
@@ -809,7 +814,11 @@ where
     ) -> HttpResult<()> {
         // Never starts an authorization: a session that is closing does not
         // ask the user for anything.
-        let (_, token) = self.principal.token().await.map_err(carry)?;
+        let (_, token) = self
+            .principal
+            .token()
+            .await
+            .map_err(|e| carry(&self.auth.resource, e))?;
         self.inner
             .delete_session(uri, session_id, token, custom_headers)
             .await

@@ -535,16 +535,9 @@ fn authorization_error(error: CoreError) -> CoreError {
         }
         other => return other,
     };
-    match authorization::find_error(source.as_ref()) {
-        Some(Error::AuthorizationRequired { url }) => {
-            CoreError::AuthorizationRequired { url: url.clone() }
-        }
-        Some(Error::AuthorizationTimeout { after }) => CoreError::Timeout {
-            operation: "authorization",
-            after: *after,
-        },
-        Some(_) => CoreError::Authorization { endpoint, source },
-        None => classify(CoreError::Handshake { endpoint, source }),
+    match CoreError::take_authorization(source) {
+        Ok(authorization) => authorization,
+        Err(source) => classify(CoreError::Handshake { endpoint, source }),
     }
 }
 
