@@ -78,6 +78,8 @@ const MUST_PASS_2025_11_25: &[&str] = &[
     // Not scored (extensions), passing.
     "auth/client-credentials-basic",
     "auth/client-credentials-jwt",
+    "auth/enterprise-managed-authorization",
+    "auth/wif-jwt-bearer",
 ];
 /// Must pass at 2026-07-28: what passes with today's client.
 const MUST_PASS_2026_07_28: &[&str] = &[
@@ -111,6 +113,8 @@ const MUST_PASS_2026_07_28: &[&str] = &[
     // Not scored (extensions), passing.
     "auth/client-credentials-basic",
     "auth/client-credentials-jwt",
+    "auth/enterprise-managed-authorization",
+    "auth/wif-jwt-bearer",
 ];
 
 pub(crate) fn task() -> Result<()> {
