@@ -62,7 +62,7 @@ use rmcp::{
         auth::{
             AuthError, AuthorizationManager, AuthorizationRequest, AuthorizationSession,
             CredentialRefreshGuard, CredentialStore, InMemoryCredentialStore, OAuthHttpClient,
-            OAuthHttpClientFuture, OAuthHttpRequest, StoredCredentials,
+            OAuthHttpClientError, OAuthHttpClientFuture, OAuthHttpRequest, StoredCredentials,
         },
         streamable_http_client::{
             StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
@@ -74,6 +74,7 @@ use sse_stream::{Error as SseError, Sse};
 
 use crate::{
     Error,
+    dpop::{self, Dpop},
     trust::{excerpt, is_secure},
 };
 
@@ -255,33 +256,93 @@ pub(crate) struct GuardedHttp {
     pub(crate) allow_insecure_http: bool,
 }
 
+impl GuardedHttp {
+    async fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, OAuthHttpClientError> {
+        let request = reqwest::Request::try_from(request)?;
+        let url = request.url().clone();
+        if !(self.allow_insecure_http || is_secure(&url)) {
+            return Err(Box::new(Error::OAuthInsecureUrl {
+                what: "endpoint",
+                url: redact_url(url.as_str()),
+            }) as _);
+        }
+        let response =
+            self.client
+                .execute(request)
+                .await
+                .map_err(|source| Error::OAuthRequest {
+                    url: redact_url(url.as_str()),
+                    source,
+                })?;
+        let mut builder = http::Response::builder()
+            .status(response.status())
+            .version(response.version());
+        for (name, value) in response.headers() {
+            builder = builder.header(name, value);
+        }
+        let body = crate::oauth::read_body(response, url.as_str()).await?;
+        Ok(builder.body(body)?)
+    }
+}
+
 impl OAuthHttpClient for GuardedHttp {
     fn execute(&self, request: OAuthHttpRequest) -> OAuthHttpClientFuture<'_> {
+        Box::pin(self.send(request.request))
+    }
+}
+
+/// A principal's OAuth requests: [`GuardedHttp`]'s, with a DPoP proof on
+/// each token request once the authorization server supports DPoP, and one
+/// retry with the server's nonce when it asks for one.
+struct PrincipalHttp {
+    http: Arc<GuardedHttp>,
+    dpop: Option<Arc<Dpop>>,
+}
+
+impl OAuthHttpClient for PrincipalHttp {
+    fn execute(&self, request: OAuthHttpRequest) -> OAuthHttpClientFuture<'_> {
         Box::pin(async move {
-            let request = reqwest::Request::try_from(request.request)?;
-            let url = request.url().clone();
-            if !(self.allow_insecure_http || is_secure(&url)) {
-                return Err(Box::new(Error::OAuthInsecureUrl {
-                    what: "endpoint",
-                    url: redact_url(url.as_str()),
-                }) as _);
+            let request = request.request;
+            let url = request.uri().to_string();
+            let dpop = self.dpop.as_ref().filter(|dpop| {
+                request.method() == http::Method::POST && dpop.is_token_endpoint(&url)
+            });
+            let Some(dpop) = dpop else {
+                return self.http.send(request).await;
+            };
+            let (parts, body) = request.into_parts();
+            let with_proof = |proof: String| {
+                let mut builder = http::Request::builder()
+                    .method(parts.method.clone())
+                    .uri(parts.uri.clone())
+                    .version(parts.version);
+                for (name, value) in &parts.headers {
+                    builder = builder.header(name, value);
+                }
+                builder.header("dpop", proof).body(body.clone())
+            };
+            let mut asked = false;
+            loop {
+                let proof = dpop.token_request_proof(&url)?;
+                let response = self.http.send(with_proof(proof)?).await?;
+                let nonce = response
+                    .headers()
+                    .get("dpop-nonce")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let retry = !asked
+                    && nonce.is_some()
+                    && response.status() == http::StatusCode::BAD_REQUEST
+                    && dpop::asks_for_nonce(&String::from_utf8_lossy(response.body()));
+                dpop.set_as_nonce(nonce);
+                if !retry {
+                    return Ok(response);
+                }
+                asked = true;
             }
-            let response =
-                self.client
-                    .execute(request)
-                    .await
-                    .map_err(|source| Error::OAuthRequest {
-                        url: redact_url(url.as_str()),
-                        source,
-                    })?;
-            let mut builder = http::Response::builder()
-                .status(response.status())
-                .version(response.version());
-            for (name, value) in response.headers() {
-                builder = builder.header(name, value);
-            }
-            let body = crate::oauth::read_body(response, url.as_str()).await?;
-            Ok(builder.body(body)?)
         })
     }
 }
@@ -299,6 +360,9 @@ pub(crate) struct Principal {
     /// The authorization URL of a flow running in the background
     /// ([`AuthorizationMode::Fail`]).
     pending: std::sync::Mutex<Option<String>>,
+    /// The principal's DPoP key (`None` if none could be made: then no
+    /// DPoP).
+    dpop: Option<Arc<Dpop>>,
 }
 
 /// What the transport's sessions share for end-user authorization.
@@ -366,6 +430,10 @@ impl UserAuth {
             generation: AtomicU64::new(0),
             flow: tokio::sync::Mutex::new(()),
             pending: std::sync::Mutex::new(None),
+            dpop: Dpop::new()
+                .inspect_err(|error| tracing::warn!(%error, "no DPoP key"))
+                .ok()
+                .map(Arc::new),
         });
         principals.map.insert(name, Arc::downgrade(&principal));
         if principals.map.len() >= principals.prune_at {
@@ -469,9 +537,9 @@ impl<C> AuthorizingClient<C>
 where
     C: StreamableHttpClient<Error = reqwest::Error> + Send + Sync,
 {
-    async fn call<T, F, Fut>(&self, call: F) -> HttpResult<T>
+    async fn call<T, F, Fut>(&self, method: &str, uri: &str, call: F) -> HttpResult<T>
     where
-        F: Fn(Option<String>) -> Fut,
+        F: Fn(Presented) -> Fut,
         Fut: Future<Output = HttpResult<T>>,
     {
         // A refused token is refreshed first; refused again (revoked, or
@@ -479,13 +547,28 @@ where
         // authorizes anew; refused a third time, the error stands.
         let mut recoveries = 0;
         let mut step_ups = 0;
+        let mut nonce_asked = false;
         loop {
             let (generation, token) = self
                 .principal
                 .token()
                 .await
                 .map_err(|e| carry(&self.auth.resource, e))?;
-            match call(token.clone()).await {
+            let presented = self
+                .present(method, uri, token.as_deref())
+                .map_err(|e| carry(&self.auth.resource, e))?;
+            match call(presented).await {
+                // The MCP server wants a DPoP nonce (RFC 9449 §9): once.
+                Err(StreamableHttpError::AuthRequired(challenge))
+                    if !nonce_asked
+                        && self.dpop().is_some()
+                        && dpop::asks_for_nonce(&challenge.www_authenticate_header) =>
+                {
+                    nonce_asked = true;
+                    if let (Some(dpop), Some(token)) = (self.dpop(), token.as_deref()) {
+                        self.ask_nonce(dpop, uri, token).await;
+                    }
+                }
                 Err(StreamableHttpError::AuthRequired(challenge)) if recoveries < 2 => {
                     recoveries += 1;
                     let refresh = recoveries == 1;
@@ -508,6 +591,72 @@ where
                 }
                 result => return result,
             }
+        }
+    }
+
+    /// The principal's DPoP state, if its tokens are DPoP-bound.
+    fn dpop(&self) -> Option<&Dpop> {
+        self.principal.dpop.as_deref().filter(|dpop| dpop.active())
+    }
+
+    /// How `token` goes on a `method` request to `uri`: as a bearer token,
+    /// or (DPoP) in the `DPoP` scheme with a fresh proof.
+    fn present(&self, method: &str, uri: &str, token: Option<&str>) -> Result<Presented, Error> {
+        let (Some(dpop), Some(token)) = (self.dpop(), token) else {
+            return Ok(Presented {
+                bearer: token.map(str::to_owned),
+                headers: Vec::new(),
+            });
+        };
+        let proof = dpop.resource_proof(method, uri, token)?;
+        let value = |text: String| {
+            let mut value = HeaderValue::try_from(text).map_err(|_| Error::DpopKey)?;
+            value.set_sensitive(true);
+            Ok::<_, Error>(value)
+        };
+        Ok(Presented {
+            bearer: None,
+            headers: vec![
+                (
+                    reqwest::header::AUTHORIZATION,
+                    value(format!("DPoP {token}"))?,
+                ),
+                (HeaderName::from_static("dpop"), value(proof)?),
+            ],
+        })
+    }
+
+    /// Learns the MCP server's DPoP nonce: rmcp's HTTP client keeps the
+    /// `DPoP-Nonce` header of a `401` to itself, so a `ping` of our own,
+    /// with a proof that has no (or a stale) nonce, fetches it. Its answer
+    /// is not read.
+    async fn ask_nonce(&self, dpop: &Dpop, uri: &str, token: &str) {
+        let Ok(proof) = dpop.resource_proof("POST", uri, token) else {
+            return;
+        };
+        let probe = self
+            .auth
+            .http
+            .client
+            .post(uri)
+            .header(reqwest::header::AUTHORIZATION, format!("DPoP {token}"))
+            .header("dpop", proof)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(
+                reqwest::header::ACCEPT,
+                "application/json, text/event-stream",
+            )
+            .body(r#"{"jsonrpc":"2.0","id":"dpop-nonce","method":"ping"}"#)
+            .send()
+            .await;
+        if let Ok(response) = probe {
+            dpop.set_rs_nonce(
+                response
+                    .headers()
+                    .get("dpop-nonce")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+            );
         }
     }
 
@@ -538,15 +687,21 @@ where
             }
         }
         let auth = &self.auth;
-        let mut manager =
-            AuthorizationManager::new_with_oauth_http_client(&auth.resource, auth.http.clone())
-                .await
-                .map_err(oauth)?;
+        let http = Arc::new(PrincipalHttp {
+            http: auth.http.clone(),
+            dpop: principal.dpop.clone(),
+        });
+        let mut manager = AuthorizationManager::new_with_oauth_http_client(&auth.resource, http)
+            .await
+            .map_err(oauth)?;
         let resolution = manager
             .resolve_metadata_from_challenge(Some(challenge))
             .await
             .map_err(oauth)?;
         let metadata = resolution.metadata;
+        if let Some(dpop) = &principal.dpop {
+            dpop.adopt(&metadata);
+        }
         let issuer = metadata
             .issuer
             .clone()
@@ -735,6 +890,25 @@ fn origin_of(url: &str) -> String {
         .unwrap_or_else(|_| url.to_owned())
 }
 
+/// How a request presents the principal's token: rmcp's bearer header, or
+/// headers of our own (DPoP).
+struct Presented {
+    bearer: Option<String>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Presented {
+    /// `custom` with our headers added.
+    fn headers(
+        &self,
+        custom: &HashMap<HeaderName, HeaderValue>,
+    ) -> HashMap<HeaderName, HeaderValue> {
+        let mut headers = custom.clone();
+        headers.extend(self.headers.iter().cloned());
+        headers
+    }
+}
+
 impl<C> StreamableHttpClient for AuthorizingClient<C>
 where
     C: StreamableHttpClient<Error = reqwest::Error> + Send + Sync,
@@ -749,13 +923,13 @@ where
         _auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> HttpResult<StreamableHttpPostResponse> {
-        self.call(|token| {
+        self.call("POST", &uri, |auth| {
             self.inner.post_message(
                 uri.clone(),
                 message.clone(),
                 session_id.clone(),
-                token,
-                custom_headers.clone(),
+                auth.bearer.clone(),
+                auth.headers(&custom_headers),
             )
         })
         .await
@@ -770,13 +944,13 @@ where
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> HttpResult<StreamableHttpPostResponse> {
-        self.call(|token| {
+        self.call("POST", &uri, |auth| {
             self.inner.post_message_with_max_sse_event_size(
                 uri.clone(),
                 message.clone(),
                 session_id.clone(),
-                token,
-                custom_headers.clone(),
+                auth.bearer.clone(),
+                auth.headers(&custom_headers),
                 max_sse_event_size,
             )
         })
@@ -792,13 +966,13 @@ where
         custom_headers: HashMap<HeaderName, HeaderValue>,
         limits: StreamableHttpResponseLimits,
     ) -> HttpResult<StreamableHttpPostResponse> {
-        self.call(|token| {
+        self.call("POST", &uri, |auth| {
             self.inner.post_message_with_response_limits(
                 uri.clone(),
                 message.clone(),
                 session_id.clone(),
-                token,
-                custom_headers.clone(),
+                auth.bearer.clone(),
+                auth.headers(&custom_headers),
                 limits,
             )
         })
@@ -819,8 +993,12 @@ where
             .token()
             .await
             .map_err(|e| carry(&self.auth.resource, e))?;
+        let auth = self
+            .present("DELETE", &uri, token.as_deref())
+            .map_err(|e| carry(&self.auth.resource, e))?;
+        let headers = auth.headers(&custom_headers);
         self.inner
-            .delete_session(uri, session_id, token, custom_headers)
+            .delete_session(uri, session_id, auth.bearer, headers)
             .await
     }
 
@@ -832,13 +1010,13 @@ where
         _auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> HttpResult<BoxStream<'static, Result<Sse, SseError>>> {
-        self.call(|token| {
+        self.call("GET", &uri, |auth| {
             self.inner.get_stream(
                 uri.clone(),
                 session_id.clone(),
                 last_event_id.clone(),
-                token,
-                custom_headers.clone(),
+                auth.bearer.clone(),
+                auth.headers(&custom_headers),
             )
         })
         .await
@@ -853,13 +1031,13 @@ where
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> HttpResult<BoxStream<'static, Result<Sse, SseError>>> {
-        self.call(|token| {
+        self.call("GET", &uri, |auth| {
             self.inner.get_stream_with_max_sse_event_size(
                 uri.clone(),
                 session_id.clone(),
                 last_event_id.clone(),
-                token,
-                custom_headers.clone(),
+                auth.bearer.clone(),
+                auth.headers(&custom_headers),
                 max_sse_event_size,
             )
         })

@@ -98,6 +98,9 @@ pub enum Error {
         /// The authorization server the MCP server named.
         issuer: String,
     },
+    /// No DPoP key could be made, or a proof could not be signed.
+    #[error("a DPoP proof could not be made")]
+    DpopKey,
     /// The OAuth private key cannot be read or used to sign.
     #[error("the OAuth private key is not a usable ES256 PKCS#8 PEM key")]
     OAuthPrivateKey,

@@ -25,7 +25,8 @@
 //!   once per principal; tokens are kept per principal, issuer and resource
 //!   in a [`TokenStore`], refreshed single-flight, and never sent for
 //!   another principal; `403 insufficient_scope` asks for more scopes
-//!   ([`MAX_STEP_UPS`] per request). [`FollowRedirect`] is an authorizer for
+//!   ([`MAX_STEP_UPS`] per request); tokens are DPoP-bound (RFC 9449, with
+//!   server nonces) when the authorization server supports it. [`FollowRedirect`] is an authorizer for
 //!   authorization servers that approve on their own;
 //! - connection failures (refused, reset) are reported as
 //!   [`mcp_group_core::Error::Connect`], which callers retry with backoff,
@@ -89,6 +90,7 @@ pub use oauth::ClientCredentials;
 pub use standalone::StandaloneStreams;
 
 mod authorization;
+mod dpop;
 mod error;
 mod follow;
 mod oauth;
