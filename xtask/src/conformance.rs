@@ -80,6 +80,8 @@ const MUST_PASS_2025_11_25: &[&str] = &[
     "auth/client-credentials-jwt",
     "auth/enterprise-managed-authorization",
     "auth/wif-jwt-bearer",
+    "auth/dpop",
+    "auth/dpop-nonce",
 ];
 /// Must pass at 2026-07-28: what passes with today's client.
 const MUST_PASS_2026_07_28: &[&str] = &[
@@ -115,6 +117,8 @@ const MUST_PASS_2026_07_28: &[&str] = &[
     "auth/client-credentials-jwt",
     "auth/enterprise-managed-authorization",
     "auth/wif-jwt-bearer",
+    "auth/dpop",
+    "auth/dpop-nonce",
 ];
 
 pub(crate) fn task() -> Result<()> {
