@@ -87,7 +87,11 @@ fn signed_in(config: &mut McpClientConfig) -> Result<Option<String>, BoxError> {
     if other_authorization {
         return Ok(None);
     }
-    let stored = FileTokenStore::open_default()?
+    // No config directory: nobody signed in here.
+    let Ok(store) = FileTokenStore::open_default() else {
+        return Ok(None);
+    };
+    let stored = store
         .entries()?
         .iter()
         .any(|entry| entry.resource == server.url);
