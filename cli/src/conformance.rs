@@ -81,7 +81,10 @@ fn configure_auth(server: &mut mcp_group::HttpServer, scenario: &str, context: &
         }
         return;
     }
-    if scenario == "auth/enterprise-managed-authorization" {
+    // 0.1.x calls it `auth/cross-app-access-complete-flow`.
+    if scenario == "auth/enterprise-managed-authorization"
+        || scenario == "auth/cross-app-access-complete-flow"
+    {
         let idp = (
             text("idp_issuer"),
             text("idp_token_endpoint"),

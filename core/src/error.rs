@@ -159,8 +159,9 @@ impl Error {
     /// The authorization outcome a transport carried inside `error`
     /// through rmcp's transport error (as the inner error of an
     /// `io::Error`): [`Error::AuthorizationRequired`], a timeout of the
-    /// `authorization` operation or [`Error::Authorization`] (whose source
-    /// is then all of `error`). Anything else is given back.
+    /// `authorization` operation or [`Error::Authorization`] (whose cause,
+    /// which rmcp's error types do not expose as a source, comes along as
+    /// its text). Anything else is given back.
     ///
     /// A call whose request needed a new authorization thus says so,
     /// instead of [`Error::ServerGone`]: the connection itself is fine.
@@ -176,15 +177,44 @@ impl Error {
                 operation,
                 after: *after,
             },
-            Some(Error::Authorization { endpoint, .. }) => Error::Authorization {
+            Some(Error::Authorization {
+                endpoint,
+                source: cause,
+            }) => Error::Authorization {
                 endpoint: endpoint.clone(),
-                source: error,
+                source: Box::new(Cause::of(cause.as_ref())),
             },
             _ => return Err(error),
         };
         Ok(found)
     }
 }
+
+/// The text of an error chain that could only be borrowed: the cause of a
+/// carried [`Error::Authorization`].
+#[derive(Debug)]
+struct Cause(String);
+
+impl Cause {
+    fn of(error: &(dyn std::error::Error + 'static)) -> Self {
+        let mut text = error.to_string();
+        let mut next = error.source();
+        while let Some(cause) = next {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            next = cause.source();
+        }
+        Cause(text)
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Cause {}
 
 /// The first of our errors in `error`'s chain, looking inside `io::Error`
 /// (whose `source` skips its inner error) and rmcp's handshake error (which
@@ -236,6 +266,20 @@ mod tests {
             "{error:?}"
         );
         assert!(!error.is_connection_lost());
+    }
+
+    #[test]
+    fn a_carried_authorization_failure_keeps_its_cause() {
+        let carried = std::io::Error::other(Error::Authorization {
+            endpoint: "https://mcp".into(),
+            source: "the issuer is not the one asked for".into(),
+        });
+        let error = Error::from_service(sent(Box::new(carried)), "tools/call");
+        let Error::Authorization { endpoint, source } = &error else {
+            panic!("expected Authorization, got {error:?}");
+        };
+        assert_eq!(endpoint, "https://mcp");
+        assert_eq!(source.to_string(), "the issuer is not the one asked for");
     }
 
     #[test]

@@ -44,6 +44,27 @@ const MUST_PASS: &[&str] = &[
     "auth/client-credentials-basic",
     "auth/client-credentials-jwt",
     "auth/pre-registration",
+    "auth/metadata-default",
+    "auth/metadata-var1",
+    "auth/metadata-var2",
+    "auth/metadata-var3",
+    "auth/basic-cimd",
+    "auth/scope-from-www-authenticate",
+    "auth/scope-from-scopes-supported",
+    "auth/scope-omitted-when-undefined",
+    "auth/scope-step-up",
+    "auth/scope-retry-limit",
+    "auth/token-endpoint-auth-basic",
+    "auth/token-endpoint-auth-post",
+    "auth/token-endpoint-auth-none",
+    "auth/2025-03-26-oauth-endpoint-fallback",
+    "auth/resource-mismatch",
+    "auth/offline-access-scope",
+    "auth/offline-access-not-supported",
+    "auth/cross-app-access-complete-flow",
+    // Not `auth/2025-03-26-oauth-metadata-backcompat`: its metadata names
+    // another issuer than the one it was fetched for, which RFC 8414 §3.3
+    // (and 0.2.0's `auth/metadata-issuer-mismatch`) says to refuse.
 ];
 
 /// The suite run per protocol revision (`client --requirements REV`),
