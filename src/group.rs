@@ -951,13 +951,37 @@ pub fn build_transport(config: &McpClientConfig) -> Result<DynTransport, Error> 
 }
 
 /// Like [`build_transport`], with the client's options.
+pub fn build_transport_with(
+    config: &McpClientConfig,
+    options: mcp_group_core::ClientOptions,
+) -> Result<DynTransport, Error> {
+    build(config, options, None)
+}
+
+/// Like [`build_transport_with`], keeping end users' tokens
+/// (`[server.auth]`) in `store` instead of memory.
+#[cfg(feature = "http")]
+pub fn build_transport_with_token_store(
+    config: &McpClientConfig,
+    options: mcp_group_core::ClientOptions,
+    store: Arc<dyn mcp_group_transport_http::TokenStore>,
+) -> Result<DynTransport, Error> {
+    build(config, options, Some(store))
+}
+
+#[cfg(feature = "http")]
+type TokenStoreArg = Option<Arc<dyn mcp_group_transport_http::TokenStore>>;
+#[cfg(not(feature = "http"))]
+type TokenStoreArg = Option<std::convert::Infallible>;
+
 #[cfg_attr(
     not(all(feature = "stdio", feature = "http", feature = "sse")),
     allow(unused_variables)
 )]
-pub fn build_transport_with(
+fn build(
     config: &McpClientConfig,
     options: mcp_group_core::ClientOptions,
+    store: TokenStoreArg,
 ) -> Result<DynTransport, Error> {
     match &config.server {
         ServerConfig::Stdio(server) => {
@@ -1003,6 +1027,9 @@ pub fn build_transport_with(
                     .with_client_options(options);
                 if let Some(credentials) = &server.oauth_client_credentials {
                     transport = transport.with_client_credentials(credentials.clone());
+                }
+                if let Some(store) = store {
+                    transport = transport.with_token_store(store);
                 }
                 if let Some(auth) = &server.auth {
                     transport = transport.with_user_authorization(auth.user_authorization());

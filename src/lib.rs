@@ -88,6 +88,8 @@ pub use config::{
     SessionLimitPolicy, SseServer, StdioServer, TransportKind,
 };
 pub use error::Error;
+#[cfg(feature = "http")]
+pub use group::build_transport_with_token_store;
 pub use group::{
     Function, FunctionGroup, Functions, ToolsChanged, build_transport, build_transport_with,
 };

@@ -104,13 +104,55 @@ fn planned_calls(
 }
 
 /// The suite's client identity: client credentials for the
-/// `auth/client-credentials-*` scenarios, else the authorization-code flow
+/// `auth/client-credentials-*` scenarios, a workload JWT (JWT-bearer grant)
+/// for `auth/wif-jwt-bearer`, an enterprise identity token (ID-JAG) for
+/// `auth/enterprise-managed-authorization`, else the authorization-code flow
 /// (the suite's authorization server approves on its own, so following the
 /// authorization URL is the user's consent) with the client the scenario
 /// pre-registered, or the suite's Client ID Metadata Document URL.
 fn configure_auth(server: &mut mcp_group::HttpServer, scenario: &str, context: &serde_json::Value) {
     let id = context["client_id"].as_str();
     let secret = context["client_secret"].as_str().map(str::to_owned);
+    let text = |name: &str| context[name].as_str().map(str::to_owned);
+    if scenario == "auth/wif-jwt-bearer" {
+        // A workload with a platform-issued JWT, a public client.
+        if let (Some(id), Some(jwt)) = (id, text("valid_jwt")) {
+            server.oauth_client_credentials = Some(mcp_group::ClientCredentials {
+                client_id: id.to_owned(),
+                assertion: Some(jwt),
+                ..mcp_group::ClientCredentials::default()
+            });
+        }
+        return;
+    }
+    // 0.1.x calls it `auth/cross-app-access-complete-flow`.
+    if scenario == "auth/enterprise-managed-authorization"
+        || scenario == "auth/cross-app-access-complete-flow"
+    {
+        let idp = (
+            text("idp_issuer"),
+            text("idp_token_endpoint"),
+            text("idp_client_id"),
+            text("idp_id_token"),
+        );
+        if let (Some(id), (Some(issuer), Some(token_endpoint), Some(client_id), Some(id_token))) =
+            (id, idp)
+        {
+            server.oauth_client_credentials = Some(mcp_group::ClientCredentials {
+                client_id: id.to_owned(),
+                client_secret: secret.unwrap_or_default(),
+                enterprise: Some(Box::new(mcp_group::core::EnterpriseIdentity {
+                    issuer,
+                    token_endpoint,
+                    client_id,
+                    client_secret: None,
+                    id_token,
+                })),
+                ..mcp_group::ClientCredentials::default()
+            });
+        }
+        return;
+    }
     if scenario.starts_with("auth/client-credentials") {
         if let Some(id) = id {
             server.oauth_client_credentials = Some(mcp_group::ClientCredentials {

@@ -7,6 +7,9 @@
 //!   exposes, one call, the round-trip time;
 //! - `batch` (module `batch`): JSON lines from stdin, concurrently across
 //!   sessions and in order within one, one JSON line out per call;
+//! - `auth login`, `auth status`, `auth logout` (module `auth`): the local
+//!   user's OAuth sign-in to a server, kept in a `0600` token file (module
+//!   `token_file`) that the other commands use and refresh;
 //! - `demo` (module `demo`): the main job on the bundled demo server —
 //!   several sessions, each with its own server process, then idle cleanup;
 //! - `demo-server` (hidden, module `demo_server`): the bundled demo MCP
@@ -21,6 +24,7 @@
 //! servers with a bounded graceful shutdown and exit 130 or 143 (module
 //! `signals`). See `mcp-group --help` and the README.
 
+mod auth;
 mod batch;
 mod conformance;
 mod connect;
@@ -29,6 +33,7 @@ mod demo_server;
 mod progress;
 mod report;
 mod signals;
+mod token_file;
 mod tools;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
@@ -72,6 +77,11 @@ enum Command {
     Batch {
         #[command(flatten)]
         server: ServerArgs,
+    },
+    /// Sign in to an OAuth-protected server, show or forget stored sign-ins.
+    Auth {
+        #[command(subcommand)]
+        command: AuthCommand,
     },
     /// Run the main job on the bundled demo server: several sessions, each with
     /// its own server process, then idle cleanup.
@@ -128,6 +138,49 @@ enum ToolsCommand {
         session: Option<String>,
         #[command(flatten)]
         server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuthCommand {
+    /// Sign in to the server at URL (the OAuth authorization-code flow):
+    /// prints the authorization URL, opens a browser when there is one,
+    /// and takes the redirect on http://127.0.0.1:PORT/callback. The tokens
+    /// go to $XDG_CONFIG_HOME/mcp-group/credentials.json (mode 0600).
+    Login {
+        /// The MCP server's URL (streamable HTTP).
+        #[arg(long)]
+        url: String,
+        /// Sign in as this principal (the `principal` of `batch` lines)
+        /// instead of the default user.
+        #[arg(long)]
+        principal: Option<String>,
+        /// A scope to ask for (repeatable); none: the server decides.
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// A client id registered with the authorization server; none:
+        /// dynamic registration.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Do not try to open a browser.
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Show the stored sign-ins: issuer, resource, scopes, expiry (never a
+    /// token).
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget stored sign-ins (all, or those of --url / --principal).
+    Logout {
+        /// Only the sign-ins to this server.
+        #[arg(long)]
+        url: Option<String>,
+        /// Only this principal's sign-ins.
+        #[arg(long)]
+        principal: Option<String>,
     },
 }
 
@@ -244,5 +297,27 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             } => tools::call(&server, &tool, &args, session, timeout).await,
         },
         Command::Batch { server } => batch::run(&server, timeout).await,
+        Command::Auth { command } => match command {
+            AuthCommand::Login {
+                url,
+                principal,
+                scopes,
+                client_id,
+                no_browser,
+            } => {
+                let login = auth::Login {
+                    url,
+                    principal,
+                    scopes,
+                    client_id,
+                    no_browser,
+                };
+                auth::login(login, timeout).await
+            }
+            AuthCommand::Status { json } => auth::status(json),
+            AuthCommand::Logout { url, principal } => {
+                auth::logout(url.as_deref(), principal.as_deref())
+            }
+        },
     }
 }

@@ -42,6 +42,53 @@ pub struct ClientCredentials {
     /// name this one, or no credentials are sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_endpoint: Option<String>,
+    /// Workload identity federation: a JWT the platform issued to this
+    /// workload (audience: the authorization server), sent with the
+    /// JWT-bearer grant (RFC 7523 §2.1) instead of the client-credentials
+    /// grant. The client authenticates with its secret if it has one, else
+    /// names itself (`client_id`) as a public client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assertion: Option<String>,
+    /// Enterprise-managed authorization: exchange an identity token from
+    /// the enterprise's identity provider for an identity assertion grant
+    /// (ID-JAG), then redeem it at the MCP server's authorization server
+    /// with the JWT-bearer grant, authenticated with `client_secret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enterprise: Option<Box<EnterpriseIdentity>>,
+}
+
+/// The enterprise identity provider of
+/// [`ClientCredentials::enterprise`]. `Debug` redacts the identity token
+/// and the secret.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnterpriseIdentity {
+    /// The identity provider's issuer identifier.
+    pub issuer: String,
+    /// Its token endpoint (RFC 8693 token exchange).
+    pub token_endpoint: String,
+    /// This client's id at the identity provider.
+    pub client_id: String,
+    /// This client's secret there (HTTP Basic), if it is confidential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// The user's OpenID Connect identity token, issued to `client_id`.
+    pub id_token: String,
+}
+
+impl fmt::Debug for EnterpriseIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnterpriseIdentity")
+            .field("issuer", &redact_url(&self.issuer))
+            .field("token_endpoint", &redact_url(&self.token_endpoint))
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("id_token", &"<redacted>")
+            .finish()
+    }
 }
 
 impl fmt::Debug for ClientCredentials {
@@ -60,6 +107,8 @@ impl fmt::Debug for ClientCredentials {
                 "token_endpoint",
                 &self.token_endpoint.as_deref().map(redact_url),
             )
+            .field("assertion", &self.assertion.as_ref().map(|_| "<redacted>"))
+            .field("enterprise", &self.enterprise)
             .finish()
     }
 }

@@ -137,9 +137,15 @@ impl Error {
                 code: data.code.0,
                 message: data.message.into_owned(),
             },
-            S::TransportSend(source) => Error::ServerGone {
-                source: Some(Box::new(source)),
-            },
+            S::TransportSend(source) => {
+                let source: BoxError = Box::new(source);
+                match Error::take_authorization(source) {
+                    Ok(authorization) => authorization,
+                    Err(source) => Error::ServerGone {
+                        source: Some(source),
+                    },
+                }
+            }
             S::TransportClosed => Error::ServerGone { source: None },
             S::Timeout { timeout } => Error::Timeout {
                 operation,
@@ -148,5 +154,138 @@ impl Error {
             S::Cancelled { .. } => Error::Cancelled,
             _ => Error::UnexpectedResponse,
         }
+    }
+
+    /// The authorization outcome a transport carried inside `error`
+    /// through rmcp's transport error (as the inner error of an
+    /// `io::Error`): [`Error::AuthorizationRequired`], a timeout of the
+    /// `authorization` operation or [`Error::Authorization`] (whose cause,
+    /// which rmcp's error types do not expose as a source, comes along as
+    /// its text). Anything else is given back.
+    ///
+    /// A call whose request needed a new authorization thus says so,
+    /// instead of [`Error::ServerGone`]: the connection itself is fine.
+    pub fn take_authorization(error: BoxError) -> Result<Error, BoxError> {
+        let found = match carried(error.as_ref()) {
+            Some(Error::AuthorizationRequired { url }) => {
+                Error::AuthorizationRequired { url: url.clone() }
+            }
+            Some(Error::Timeout {
+                operation: operation @ "authorization",
+                after,
+            }) => Error::Timeout {
+                operation,
+                after: *after,
+            },
+            Some(Error::Authorization {
+                endpoint,
+                source: cause,
+            }) => Error::Authorization {
+                endpoint: endpoint.clone(),
+                source: Box::new(Cause::of(cause.as_ref())),
+            },
+            _ => return Err(error),
+        };
+        Ok(found)
+    }
+}
+
+/// The text of an error chain that could only be borrowed: the cause of a
+/// carried [`Error::Authorization`].
+#[derive(Debug)]
+struct Cause(String);
+
+impl Cause {
+    fn of(error: &(dyn std::error::Error + 'static)) -> Self {
+        let mut text = error.to_string();
+        let mut next = error.source();
+        while let Some(cause) = next {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            next = cause.source();
+        }
+        Cause(text)
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Cause {}
+
+/// The first of our errors in `error`'s chain, looking inside `io::Error`
+/// (whose `source` skips its inner error) and rmcp's handshake error (which
+/// does not name its transport error as the source).
+fn carried<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(ours) = error.downcast_ref::<Error>() {
+            return Some(ours);
+        }
+        if let Some(rmcp::service::ClientInitializeError::TransportError { error, .. }) =
+            error.downcast_ref::<rmcp::service::ClientInitializeError>()
+        {
+            next = Some(error.error.as_ref());
+            continue;
+        }
+        if let Some(inner) = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            next = Some(inner);
+            continue;
+        }
+        next = error.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent(inner: Box<dyn std::error::Error + Send + Sync>) -> rmcp::ServiceError {
+        rmcp::ServiceError::TransportSend(rmcp::transport::DynamicTransportError::from_parts(
+            "test",
+            std::any::TypeId::of::<()>(),
+            inner,
+        ))
+    }
+
+    #[test]
+    fn a_carried_authorization_request_is_not_a_lost_connection() {
+        let carried = std::io::Error::other(Error::AuthorizationRequired {
+            url: "https://as/authorize".into(),
+        });
+        let error = Error::from_service(sent(Box::new(carried)), "tools/call");
+        assert!(
+            matches!(&error, Error::AuthorizationRequired { url } if url == "https://as/authorize"),
+            "{error:?}"
+        );
+        assert!(!error.is_connection_lost());
+    }
+
+    #[test]
+    fn a_carried_authorization_failure_keeps_its_cause() {
+        let carried = std::io::Error::other(Error::Authorization {
+            endpoint: "https://mcp".into(),
+            source: "the issuer is not the one asked for".into(),
+        });
+        let error = Error::from_service(sent(Box::new(carried)), "tools/call");
+        let Error::Authorization { endpoint, source } = &error else {
+            panic!("expected Authorization, got {error:?}");
+        };
+        assert_eq!(endpoint, "https://mcp");
+        assert_eq!(source.to_string(), "the issuer is not the one asked for");
+    }
+
+    #[test]
+    fn other_send_failures_stay_a_lost_connection() {
+        let error =
+            Error::from_service(sent(Box::new(std::io::Error::other("reset"))), "tools/call");
+        assert!(error.is_connection_lost(), "{error:?}");
     }
 }

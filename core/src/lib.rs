@@ -113,7 +113,7 @@ pub use connection::{
     Cleanup, ClientAgent, Connection, Era, MAX_INPUT_ROUNDS, MAX_SERVER_REQUESTS_PER_SESSION,
     MAX_TOOL_LIST_BYTES, MAX_TOOL_LIST_PAGES, MAX_TOOLS,
 };
-pub use credentials::ClientCredentials;
+pub use credentials::{ClientCredentials, EnterpriseIdentity};
 pub use era::{EraMemory, negotiate};
 pub use error::{BoxError, Error};
 pub use options::{

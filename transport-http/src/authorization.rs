@@ -19,6 +19,20 @@
 //! principal, issuer, resource — so they never cross principals, servers or
 //! authorization servers.
 //!
+//! A refused token is refreshed once for all the requests it failed (the
+//! generation check above); a refused refresh token (a revoked grant)
+//! leads to a new authorization inside the request that hit it, which then
+//! succeeds ([`AuthorizationMode::Wait`]) or fails with
+//! `AuthorizationRequired` while the session stays usable
+//! ([`AuthorizationMode::Fail`]). Refresh tokens are loaded, used and
+//! replaced under the slot's refresh guard, so a rotating one is never
+//! sent twice, even by transports (processes) that share a store.
+//!
+//! Bounds: the state of a principal lives as long as one of its sessions
+//! (or a background authorization) holds it; [`InMemoryTokenStore`] keeps
+//! at most its capacity of keys nobody holds, evicting the least recently
+//! used.
+//!
 //! rmcp's OAuth requests go through [`GuardedHttp`]: https only (plain http
 //! on loopback, or when the configuration allows insecure http), no
 //! redirects, bodies read up to 1 MiB. A client secret goes only to an
@@ -35,7 +49,8 @@ use std::{
 
 use futures::stream::BoxStream;
 use mcp_group_core::{
-    AuthorizationMode, Authorizer, CredentialKey, SessionKey, UserAuthorization, redact_url,
+    AuthorizationMode, Authorizer, CredentialKey, Error as CoreError, SessionKey,
+    UserAuthorization, redact_url,
 };
 use reqwest::{
     Url,
@@ -47,7 +62,7 @@ use rmcp::{
         auth::{
             AuthError, AuthorizationManager, AuthorizationRequest, AuthorizationSession,
             CredentialRefreshGuard, CredentialStore, InMemoryCredentialStore, OAuthHttpClient,
-            OAuthHttpClientFuture, OAuthHttpRequest, StoredCredentials,
+            OAuthHttpClientError, OAuthHttpClientFuture, OAuthHttpRequest, StoredCredentials,
         },
         streamable_http_client::{
             StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
@@ -59,6 +74,7 @@ use sse_stream::{Error as SseError, Sse};
 
 use crate::{
     Error,
+    dpop::{self, Dpop},
     trust::{excerpt, is_secure},
 };
 
@@ -76,29 +92,105 @@ pub trait TokenStore: Send + Sync + 'static {
     fn slot(&self, key: &CredentialKey) -> Arc<dyn CredentialStore>;
 }
 
+/// How many keys an [`InMemoryTokenStore`] keeps by default.
+pub const DEFAULT_TOKEN_STORE_CAPACITY: usize = 10_000;
+
 /// The default [`TokenStore`]: in memory, one slot per key, refresh
 /// serialized per key.
-#[derive(Default)]
+///
+/// # Bounds
+/// At most `capacity` keys ([`DEFAULT_TOKEN_STORE_CAPACITY`] unless
+/// [`InMemoryTokenStore::with_capacity`] says otherwise): handing out the
+/// slot of a new key beyond that evicts the least recently handed-out
+/// slots that nobody holds, so their users sign in again next time. A slot
+/// a live session's authorization state holds is never evicted (two slots
+/// for one key would split its refresh lock): while more sessions than
+/// `capacity` hold slots, the store holds that many.
 pub struct InMemoryTokenStore {
-    slots: std::sync::Mutex<HashMap<CredentialKey, Arc<MemorySlot>>>,
+    slots: std::sync::Mutex<Slots>,
+    capacity: usize,
+}
+
+struct Slots {
+    map: HashMap<CredentialKey, (Arc<MemorySlot>, u64)>,
+    /// Bumped on every hand-out: the least recently handed-out slot has
+    /// the smallest stamp.
+    clock: u64,
+}
+
+impl Default for InMemoryTokenStore {
+    fn default() -> Self {
+        Self::with_capacity(DEFAULT_TOKEN_STORE_CAPACITY)
+    }
+}
+
+impl InMemoryTokenStore {
+    /// A store of at most `capacity` keys that nobody holds (at least one).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            slots: std::sync::Mutex::new(Slots {
+                map: HashMap::new(),
+                clock: 0,
+            }),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// How many keys the store holds now.
+    pub fn len(&self) -> usize {
+        self.lock().map.len()
+    }
+
+    /// Whether the store holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl std::fmt::Debug for InMemoryTokenStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let keys = self.slots.lock().map(|s| s.len()).unwrap_or_default();
         f.debug_struct("InMemoryTokenStore")
-            .field("keys", &keys)
+            .field("keys", &self.len())
+            .field("capacity", &self.capacity)
             .finish()
     }
 }
 
 impl TokenStore for InMemoryTokenStore {
     fn slot(&self, key: &CredentialKey) -> Arc<dyn CredentialStore> {
-        let mut slots = self
-            .slots
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        slots.entry(key.clone()).or_default().clone()
+        let mut slots = self.lock();
+        slots.clock += 1;
+        let now = slots.clock;
+        let slot = {
+            let entry = slots
+                .map
+                .entry(key.clone())
+                .or_insert_with(|| (Arc::default(), now));
+            entry.1 = now;
+            entry.0.clone()
+        };
+        if slots.map.len() > self.capacity {
+            // Nobody else holds an evictable slot: the map's reference and
+            // none other (`slot`, just handed out, is held).
+            let mut idle: Vec<(u64, CredentialKey)> = slots
+                .map
+                .iter()
+                .filter(|(_, (slot, _))| Arc::strong_count(slot) == 1)
+                .map(|(key, (_, used))| (*used, key.clone()))
+                .collect();
+            idle.sort_unstable();
+            let excess = slots.map.len() - self.capacity;
+            for (_, key) in idle.into_iter().take(excess) {
+                slots.map.remove(&key);
+            }
+        }
+        slot
     }
 }
 
@@ -164,33 +256,93 @@ pub(crate) struct GuardedHttp {
     pub(crate) allow_insecure_http: bool,
 }
 
+impl GuardedHttp {
+    async fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, OAuthHttpClientError> {
+        let request = reqwest::Request::try_from(request)?;
+        let url = request.url().clone();
+        if !(self.allow_insecure_http || is_secure(&url)) {
+            return Err(Box::new(Error::OAuthInsecureUrl {
+                what: "endpoint",
+                url: redact_url(url.as_str()),
+            }) as _);
+        }
+        let response =
+            self.client
+                .execute(request)
+                .await
+                .map_err(|source| Error::OAuthRequest {
+                    url: redact_url(url.as_str()),
+                    source,
+                })?;
+        let mut builder = http::Response::builder()
+            .status(response.status())
+            .version(response.version());
+        for (name, value) in response.headers() {
+            builder = builder.header(name, value);
+        }
+        let body = crate::oauth::read_body(response, url.as_str()).await?;
+        Ok(builder.body(body)?)
+    }
+}
+
 impl OAuthHttpClient for GuardedHttp {
     fn execute(&self, request: OAuthHttpRequest) -> OAuthHttpClientFuture<'_> {
+        Box::pin(self.send(request.request))
+    }
+}
+
+/// A principal's OAuth requests: [`GuardedHttp`]'s, with a DPoP proof on
+/// each token request once the authorization server supports DPoP, and one
+/// retry with the server's nonce when it asks for one.
+struct PrincipalHttp {
+    http: Arc<GuardedHttp>,
+    dpop: Option<Arc<Dpop>>,
+}
+
+impl OAuthHttpClient for PrincipalHttp {
+    fn execute(&self, request: OAuthHttpRequest) -> OAuthHttpClientFuture<'_> {
         Box::pin(async move {
-            let request = reqwest::Request::try_from(request.request)?;
-            let url = request.url().clone();
-            if !(self.allow_insecure_http || is_secure(&url)) {
-                return Err(Box::new(Error::OAuthInsecureUrl {
-                    what: "endpoint",
-                    url: redact_url(url.as_str()),
-                }) as _);
+            let request = request.request;
+            let url = request.uri().to_string();
+            let dpop = self.dpop.as_ref().filter(|dpop| {
+                request.method() == http::Method::POST && dpop.is_token_endpoint(&url)
+            });
+            let Some(dpop) = dpop else {
+                return self.http.send(request).await;
+            };
+            let (parts, body) = request.into_parts();
+            let with_proof = |proof: String| {
+                let mut builder = http::Request::builder()
+                    .method(parts.method.clone())
+                    .uri(parts.uri.clone())
+                    .version(parts.version);
+                for (name, value) in &parts.headers {
+                    builder = builder.header(name, value);
+                }
+                builder.header("dpop", proof).body(body.clone())
+            };
+            let mut asked = false;
+            loop {
+                let proof = dpop.token_request_proof(&url)?;
+                let response = self.http.send(with_proof(proof)?).await?;
+                let nonce = response
+                    .headers()
+                    .get("dpop-nonce")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let retry = !asked
+                    && nonce.is_some()
+                    && response.status() == http::StatusCode::BAD_REQUEST
+                    && dpop::asks_for_nonce(&String::from_utf8_lossy(response.body()));
+                dpop.set_as_nonce(nonce);
+                if !retry {
+                    return Ok(response);
+                }
+                asked = true;
             }
-            let response =
-                self.client
-                    .execute(request)
-                    .await
-                    .map_err(|source| Error::OAuthRequest {
-                        url: redact_url(url.as_str()),
-                        source,
-                    })?;
-            let mut builder = http::Response::builder()
-                .status(response.status())
-                .version(response.version());
-            for (name, value) in response.headers() {
-                builder = builder.header(name, value);
-            }
-            let body = crate::oauth::read_body(response, url.as_str()).await?;
-            Ok(builder.body(body)?)
         })
     }
 }
@@ -208,6 +360,9 @@ pub(crate) struct Principal {
     /// The authorization URL of a flow running in the background
     /// ([`AuthorizationMode::Fail`]).
     pending: std::sync::Mutex<Option<String>>,
+    /// The principal's DPoP key (`None` if none could be made: then no
+    /// DPoP).
+    dpop: Option<Arc<Dpop>>,
 }
 
 /// What the transport's sessions share for end-user authorization.
@@ -218,8 +373,23 @@ pub(crate) struct UserAuth {
     pub(crate) store: Arc<dyn TokenStore>,
     pub(crate) resource: String,
     pub(crate) http: Arc<GuardedHttp>,
-    principals: std::sync::Mutex<HashMap<Option<Arc<str>>, Arc<Principal>>>,
+    /// Each principal's state while a session (or a background flow) holds
+    /// it: the map keeps only weak references, so the state of a principal
+    /// with no live session goes (its tokens stay in the store, and its
+    /// next session picks them up from there), and dead entries are pruned
+    /// whenever the map doubles.
+    principals: std::sync::Mutex<Principals>,
 }
+
+/// Principals by name, weakly held.
+struct Principals {
+    map: HashMap<Option<Arc<str>>, std::sync::Weak<Principal>>,
+    /// The size at which dead entries are pruned next.
+    prune_at: usize,
+}
+
+/// The map of principals is pruned at no fewer entries than this.
+const MIN_PRUNE_AT: usize = 64;
 
 impl UserAuth {
     pub(crate) fn new(
@@ -237,29 +407,50 @@ impl UserAuth {
             store,
             resource,
             http: Arc::new(http),
-            principals: std::sync::Mutex::new(HashMap::new()),
+            principals: std::sync::Mutex::new(Principals {
+                map: HashMap::new(),
+                prune_at: MIN_PRUNE_AT,
+            }),
         }
     }
 
     /// The authorization state of `session`'s principal.
     pub(crate) fn principal(&self, session: &SessionKey) -> Arc<Principal> {
-        let principal: Option<Arc<str>> = session.principal().map(Arc::from);
+        let name: Option<Arc<str>> = session.principal().map(Arc::from);
         let mut principals = self
             .principals
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        principals
-            .entry(principal.clone())
-            .or_insert_with(|| {
-                Arc::new(Principal {
-                    principal,
-                    manager: std::sync::Mutex::new(None),
-                    generation: AtomicU64::new(0),
-                    flow: tokio::sync::Mutex::new(()),
-                    pending: std::sync::Mutex::new(None),
-                })
-            })
-            .clone()
+        if let Some(live) = principals.map.get(&name).and_then(std::sync::Weak::upgrade) {
+            return live;
+        }
+        let principal = Arc::new(Principal {
+            principal: name.clone(),
+            manager: std::sync::Mutex::new(None),
+            generation: AtomicU64::new(0),
+            flow: tokio::sync::Mutex::new(()),
+            pending: std::sync::Mutex::new(None),
+            dpop: Dpop::new()
+                .inspect_err(|error| tracing::warn!(%error, "no DPoP key"))
+                .ok()
+                .map(Arc::new),
+        });
+        principals.map.insert(name, Arc::downgrade(&principal));
+        if principals.map.len() >= principals.prune_at {
+            principals.map.retain(|_, state| state.strong_count() > 0);
+            principals.prune_at = (principals.map.len() * 2).max(MIN_PRUNE_AT);
+        }
+        principal
+    }
+
+    /// How many principals the map holds (live or not yet pruned).
+    #[cfg(test)]
+    fn principals_held(&self) -> usize {
+        self.principals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map
+            .len()
     }
 }
 
@@ -323,46 +514,32 @@ pub(crate) struct AuthorizingClient<C> {
 
 type HttpResult<T> = Result<T, StreamableHttpError<reqwest::Error>>;
 
-/// Our error, carried through rmcp's transport error (as an `io::Error`)
-/// so that `connect` can find it again.
-fn carry(error: Error) -> StreamableHttpError<reqwest::Error> {
+/// An authorization failure, carried through rmcp's transport error (as
+/// an `io::Error`) as the core error it becomes, so that the call (or the
+/// handshake) that needed the token reports it:
+/// [`CoreError::take_authorization`] finds it there.
+fn carry(resource: &str, error: Error) -> StreamableHttpError<reqwest::Error> {
+    let error = match error {
+        Error::AuthorizationRequired { url } => CoreError::AuthorizationRequired { url },
+        Error::AuthorizationTimeout { after } => CoreError::Timeout {
+            operation: "authorization",
+            after,
+        },
+        other => CoreError::Authorization {
+            endpoint: redact_url(resource),
+            source: Box::new(other),
+        },
+    };
     StreamableHttpError::Io(std::io::Error::other(error))
-}
-
-/// The first of our errors in `error`'s chain.
-pub(crate) fn find_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
-    let mut next = Some(error);
-    while let Some(error) = next {
-        if let Some(ours) = error.downcast_ref::<Error>() {
-            return Some(ours);
-        }
-        // rmcp's handshake error does not name its transport error as the
-        // source: step into it by hand.
-        if let Some(rmcp::service::ClientInitializeError::TransportError { error, .. }) =
-            error.downcast_ref::<rmcp::service::ClientInitializeError>()
-        {
-            next = Some(error.error.as_ref());
-            continue;
-        }
-        if let Some(ours) = error
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<Error>())
-        {
-            return Some(ours);
-        }
-        next = error.source();
-    }
-    None
 }
 
 impl<C> AuthorizingClient<C>
 where
     C: StreamableHttpClient<Error = reqwest::Error> + Send + Sync,
 {
-    async fn call<T, F, Fut>(&self, call: F) -> HttpResult<T>
+    async fn call<T, F, Fut>(&self, method: &str, uri: &str, call: F) -> HttpResult<T>
     where
-        F: Fn(Option<String>) -> Fut,
+        F: Fn(Presented) -> Fut,
         Fut: Future<Output = HttpResult<T>>,
     {
         // A refused token is refreshed first; refused again (revoked, or
@@ -370,9 +547,28 @@ where
         // authorizes anew; refused a third time, the error stands.
         let mut recoveries = 0;
         let mut step_ups = 0;
+        let mut nonce_asked = false;
         loop {
-            let (generation, token) = self.principal.token().await.map_err(carry)?;
-            match call(token.clone()).await {
+            let (generation, token) = self
+                .principal
+                .token()
+                .await
+                .map_err(|e| carry(&self.auth.resource, e))?;
+            let presented = self
+                .present(method, uri, token.as_deref())
+                .map_err(|e| carry(&self.auth.resource, e))?;
+            match call(presented).await {
+                // The MCP server wants a DPoP nonce (RFC 9449 §9): once.
+                Err(StreamableHttpError::AuthRequired(challenge))
+                    if !nonce_asked
+                        && self.dpop().is_some()
+                        && dpop::asks_for_nonce(&challenge.www_authenticate_header) =>
+                {
+                    nonce_asked = true;
+                    if let (Some(dpop), Some(token)) = (self.dpop(), token.as_deref()) {
+                        self.ask_nonce(dpop, uri, token).await;
+                    }
+                }
                 Err(StreamableHttpError::AuthRequired(challenge)) if recoveries < 2 => {
                     recoveries += 1;
                     let refresh = recoveries == 1;
@@ -383,7 +579,7 @@ where
                         refresh,
                     )
                     .await
-                    .map_err(carry)?;
+                    .map_err(|e| carry(&self.auth.resource, e))?;
                 }
                 Err(StreamableHttpError::InsufficientScope(challenge))
                     if step_ups < MAX_STEP_UPS && token.is_some() =>
@@ -391,10 +587,76 @@ where
                     step_ups += 1;
                     self.step_up(generation, &challenge.www_authenticate_header)
                         .await
-                        .map_err(carry)?;
+                        .map_err(|e| carry(&self.auth.resource, e))?;
                 }
                 result => return result,
             }
+        }
+    }
+
+    /// The principal's DPoP state, if its tokens are DPoP-bound.
+    fn dpop(&self) -> Option<&Dpop> {
+        self.principal.dpop.as_deref().filter(|dpop| dpop.active())
+    }
+
+    /// How `token` goes on a `method` request to `uri`: as a bearer token,
+    /// or (DPoP) in the `DPoP` scheme with a fresh proof.
+    fn present(&self, method: &str, uri: &str, token: Option<&str>) -> Result<Presented, Error> {
+        let (Some(dpop), Some(token)) = (self.dpop(), token) else {
+            return Ok(Presented {
+                bearer: token.map(str::to_owned),
+                headers: Vec::new(),
+            });
+        };
+        let proof = dpop.resource_proof(method, uri, token)?;
+        let value = |text: String| {
+            let mut value = HeaderValue::try_from(text).map_err(|_| Error::DpopKey)?;
+            value.set_sensitive(true);
+            Ok::<_, Error>(value)
+        };
+        Ok(Presented {
+            bearer: None,
+            headers: vec![
+                (
+                    reqwest::header::AUTHORIZATION,
+                    value(format!("DPoP {token}"))?,
+                ),
+                (HeaderName::from_static("dpop"), value(proof)?),
+            ],
+        })
+    }
+
+    /// Learns the MCP server's DPoP nonce: rmcp's HTTP client keeps the
+    /// `DPoP-Nonce` header of a `401` to itself, so a `ping` of our own,
+    /// with a proof that has no (or a stale) nonce, fetches it. Its answer
+    /// is not read.
+    async fn ask_nonce(&self, dpop: &Dpop, uri: &str, token: &str) {
+        let Ok(proof) = dpop.resource_proof("POST", uri, token) else {
+            return;
+        };
+        let probe = self
+            .auth
+            .http
+            .client
+            .post(uri)
+            .header(reqwest::header::AUTHORIZATION, format!("DPoP {token}"))
+            .header("dpop", proof)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(
+                reqwest::header::ACCEPT,
+                "application/json, text/event-stream",
+            )
+            .body(r#"{"jsonrpc":"2.0","id":"dpop-nonce","method":"ping"}"#)
+            .send()
+            .await;
+        if let Ok(response) = probe {
+            dpop.set_rs_nonce(
+                response
+                    .headers()
+                    .get("dpop-nonce")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+            );
         }
     }
 
@@ -425,15 +687,21 @@ where
             }
         }
         let auth = &self.auth;
-        let mut manager =
-            AuthorizationManager::new_with_oauth_http_client(&auth.resource, auth.http.clone())
-                .await
-                .map_err(oauth)?;
+        let http = Arc::new(PrincipalHttp {
+            http: auth.http.clone(),
+            dpop: principal.dpop.clone(),
+        });
+        let mut manager = AuthorizationManager::new_with_oauth_http_client(&auth.resource, http)
+            .await
+            .map_err(oauth)?;
         let resolution = manager
             .resolve_metadata_from_challenge(Some(challenge))
             .await
             .map_err(oauth)?;
         let metadata = resolution.metadata;
+        if let Some(dpop) = &principal.dpop {
+            dpop.adopt(&metadata);
+        }
         let issuer = metadata
             .issuer
             .clone()
@@ -622,6 +890,25 @@ fn origin_of(url: &str) -> String {
         .unwrap_or_else(|_| url.to_owned())
 }
 
+/// How a request presents the principal's token: rmcp's bearer header, or
+/// headers of our own (DPoP).
+struct Presented {
+    bearer: Option<String>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Presented {
+    /// `custom` with our headers added.
+    fn headers(
+        &self,
+        custom: &HashMap<HeaderName, HeaderValue>,
+    ) -> HashMap<HeaderName, HeaderValue> {
+        let mut headers = custom.clone();
+        headers.extend(self.headers.iter().cloned());
+        headers
+    }
+}
+
 impl<C> StreamableHttpClient for AuthorizingClient<C>
 where
     C: StreamableHttpClient<Error = reqwest::Error> + Send + Sync,
@@ -636,13 +923,13 @@ where
         _auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> HttpResult<StreamableHttpPostResponse> {
-        self.call(|token| {
+        self.call("POST", &uri, |auth| {
             self.inner.post_message(
                 uri.clone(),
                 message.clone(),
                 session_id.clone(),
-                token,
-                custom_headers.clone(),
+                auth.bearer.clone(),
+                auth.headers(&custom_headers),
             )
         })
         .await
@@ -657,13 +944,13 @@ where
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> HttpResult<StreamableHttpPostResponse> {
-        self.call(|token| {
+        self.call("POST", &uri, |auth| {
             self.inner.post_message_with_max_sse_event_size(
                 uri.clone(),
                 message.clone(),
                 session_id.clone(),
-                token,
-                custom_headers.clone(),
+                auth.bearer.clone(),
+                auth.headers(&custom_headers),
                 max_sse_event_size,
             )
         })
@@ -679,13 +966,13 @@ where
         custom_headers: HashMap<HeaderName, HeaderValue>,
         limits: StreamableHttpResponseLimits,
     ) -> HttpResult<StreamableHttpPostResponse> {
-        self.call(|token| {
+        self.call("POST", &uri, |auth| {
             self.inner.post_message_with_response_limits(
                 uri.clone(),
                 message.clone(),
                 session_id.clone(),
-                token,
-                custom_headers.clone(),
+                auth.bearer.clone(),
+                auth.headers(&custom_headers),
                 limits,
             )
         })
@@ -701,9 +988,17 @@ where
     ) -> HttpResult<()> {
         // Never starts an authorization: a session that is closing does not
         // ask the user for anything.
-        let (_, token) = self.principal.token().await.map_err(carry)?;
+        let (_, token) = self
+            .principal
+            .token()
+            .await
+            .map_err(|e| carry(&self.auth.resource, e))?;
+        let auth = self
+            .present("DELETE", &uri, token.as_deref())
+            .map_err(|e| carry(&self.auth.resource, e))?;
+        let headers = auth.headers(&custom_headers);
         self.inner
-            .delete_session(uri, session_id, token, custom_headers)
+            .delete_session(uri, session_id, auth.bearer, headers)
             .await
     }
 
@@ -715,13 +1010,13 @@ where
         _auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> HttpResult<BoxStream<'static, Result<Sse, SseError>>> {
-        self.call(|token| {
+        self.call("GET", &uri, |auth| {
             self.inner.get_stream(
                 uri.clone(),
                 session_id.clone(),
                 last_event_id.clone(),
-                token,
-                custom_headers.clone(),
+                auth.bearer.clone(),
+                auth.headers(&custom_headers),
             )
         })
         .await
@@ -736,16 +1031,110 @@ where
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> HttpResult<BoxStream<'static, Result<Sse, SseError>>> {
-        self.call(|token| {
+        self.call("GET", &uri, |auth| {
             self.inner.get_stream_with_max_sse_event_size(
                 uri.clone(),
                 session_id.clone(),
                 last_event_id.clone(),
-                token,
-                custom_headers.clone(),
+                auth.bearer.clone(),
+                auth.headers(&custom_headers),
                 max_sse_event_size,
             )
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nobody;
+
+    #[async_trait::async_trait]
+    impl Authorizer for Nobody {
+        async fn authorize(
+            &self,
+            _session: &SessionKey,
+            _url: &str,
+        ) -> Result<mcp_group_core::AuthorizationRedirect, mcp_group_core::BoxError> {
+            Err("nobody".into())
+        }
+    }
+
+    fn user_auth() -> UserAuth {
+        UserAuth::new(
+            UserAuthorization::new("http://127.0.0.1:1/callback"),
+            Arc::new(Nobody),
+            AuthorizationMode::Fail,
+            Arc::new(InMemoryTokenStore::default()),
+            "http://127.0.0.1:1/mcp".to_owned(),
+            GuardedHttp {
+                client: reqwest::Client::new(),
+                allow_insecure_http: false,
+            },
+        )
+    }
+
+    fn session(principal: &str) -> SessionKey {
+        SessionKey::with_principal(Some(principal), mcp_group_core::SessionId::new("s"))
+    }
+
+    fn key(n: usize) -> CredentialKey {
+        CredentialKey::new(Some(&format!("user-{n}")), "https://as", "https://mcp")
+    }
+
+    #[test]
+    fn sessions_of_one_principal_share_its_state_while_one_lives() {
+        let auth = user_auth();
+        let first = auth.principal(&session("alice"));
+        let second = auth.principal(&session("alice"));
+        assert!(Arc::ptr_eq(&first, &second));
+        assert!(!Arc::ptr_eq(&first, &auth.principal(&session("bob"))));
+    }
+
+    #[test]
+    fn principals_without_a_live_session_do_not_accumulate() {
+        let auth = user_auth();
+        let kept = auth.principal(&session("kept"));
+        for n in 0..10_000 {
+            drop(auth.principal(&session(&format!("user-{n}"))));
+        }
+        assert!(
+            auth.principals_held() <= MIN_PRUNE_AT,
+            "{} principals held",
+            auth.principals_held()
+        );
+        assert!(Arc::ptr_eq(&kept, &auth.principal(&session("kept"))));
+    }
+
+    #[test]
+    fn the_token_store_keeps_at_most_its_capacity_of_unheld_keys() {
+        let store = InMemoryTokenStore::with_capacity(100);
+        for n in 0..1_000 {
+            drop(store.slot(&key(n)));
+        }
+        assert_eq!(store.len(), 100);
+    }
+
+    #[tokio::test]
+    async fn the_least_recently_used_key_goes_first_and_a_held_one_never() {
+        let store = InMemoryTokenStore::with_capacity(2);
+        let held = store.slot(&key(0));
+        let credentials = StoredCredentials::new("client".into(), None, Vec::new(), Some(1));
+        held.save(credentials).await.unwrap();
+        drop(store.slot(&key(1)));
+        drop(store.slot(&key(2)));
+        // Key 1 was handed out before key 2; key 0 earliest, but it is held.
+        drop(store.slot(&key(3)));
+        assert_eq!(store.len(), 2);
+        let again = store.slot(&key(0));
+        assert!(again.load().await.unwrap().is_some(), "the held slot stays");
+        drop((held, again));
+        // Unheld now, and the least recently handed out is key 3.
+        let fresh = store.slot(&key(4));
+        drop(fresh);
+        assert_eq!(store.len(), 2);
+        assert!(store.slot(&key(0)).load().await.unwrap().is_some());
     }
 }

@@ -98,9 +98,22 @@ pub enum Error {
         /// The authorization server the MCP server named.
         issuer: String,
     },
+    /// No DPoP key could be made, or a proof could not be signed.
+    #[error("a DPoP proof could not be made")]
+    DpopKey,
     /// The OAuth private key cannot be read or used to sign.
     #[error("the OAuth private key is not a usable ES256 PKCS#8 PEM key")]
     OAuthPrivateKey,
+    /// Enterprise-managed authorization failed: the identity provider's
+    /// token exchange or the authorization server's JWT-bearer grant.
+    #[error("enterprise-managed authorization for {url} failed")]
+    EnterpriseGrant {
+        /// The authorization server's token endpoint.
+        url: String,
+        /// Which step, and why (rmcp's error names no secret).
+        #[source]
+        source: rmcp::transport::auth::enterprise::EmaError,
+    },
     /// The OAuth token endpoint refused.
     #[error("the token endpoint {url} answered {status}: {body}")]
     OAuthToken {

@@ -25,7 +25,8 @@
 //!   once per principal; tokens are kept per principal, issuer and resource
 //!   in a [`TokenStore`], refreshed single-flight, and never sent for
 //!   another principal; `403 insufficient_scope` asks for more scopes
-//!   ([`MAX_STEP_UPS`] per request). [`FollowRedirect`] is an authorizer for
+//!   ([`MAX_STEP_UPS`] per request); tokens are DPoP-bound (RFC 9449, with
+//!   server nonces) when the authorization server supports it. [`FollowRedirect`] is an authorizer for
 //!   authorization servers that approve on their own;
 //! - connection failures (refused, reset) are reported as
 //!   [`mcp_group_core::Error::Connect`], which callers retry with backoff,
@@ -69,7 +70,16 @@
 
 use std::{collections::BTreeMap, fmt, sync::Arc, time::Duration};
 
-pub use authorization::{InMemoryTokenStore, MAX_STEP_UPS, TokenStore};
+pub use authorization::{
+    DEFAULT_TOKEN_STORE_CAPACITY, InMemoryTokenStore, MAX_STEP_UPS, TokenStore,
+};
+/// rmcp's credential-store types, which a [`TokenStore`] hands out and a
+/// store of one's own implements.
+pub mod credentials {
+    pub use rmcp::transport::auth::{
+        AuthError, CredentialRefreshGuard, CredentialStore, OAuthTokenResponse, StoredCredentials,
+    };
+}
 pub use error::Error;
 pub use follow::{FollowRedirect, redirect_parameters};
 use mcp_group_core::{
@@ -80,6 +90,7 @@ pub use oauth::ClientCredentials;
 pub use standalone::StandaloneStreams;
 
 mod authorization;
+mod dpop;
 mod error;
 mod follow;
 mod oauth;
@@ -529,16 +540,9 @@ fn authorization_error(error: CoreError) -> CoreError {
         }
         other => return other,
     };
-    match authorization::find_error(source.as_ref()) {
-        Some(Error::AuthorizationRequired { url }) => {
-            CoreError::AuthorizationRequired { url: url.clone() }
-        }
-        Some(Error::AuthorizationTimeout { after }) => CoreError::Timeout {
-            operation: "authorization",
-            after: *after,
-        },
-        Some(_) => CoreError::Authorization { endpoint, source },
-        None => classify(CoreError::Handshake { endpoint, source }),
+    match CoreError::take_authorization(source) {
+        Ok(authorization) => authorization,
+        Err(source) => classify(CoreError::Handshake { endpoint, source }),
     }
 }
 

@@ -20,6 +20,15 @@
 //! token endpoint. A token endpoint's refusal is shown as a short excerpt,
 //! control characters and the secret removed.
 //!
+//! Two more grants for machine identity: a workload's platform-issued JWT
+//! (workload identity federation) goes with the JWT-bearer grant (RFC 7523
+//! §2.1) instead of `client_credentials`, the workload a public client
+//! unless it has a secret; an enterprise identity token (enterprise-managed
+//! authorization) is exchanged at the identity provider for an ID-JAG and
+//! redeemed at the authorization server, on rmcp's `enterprise` module
+//! (`auth-enterprise-managed`). Both are as good as a secret to whoever
+//! receives them, so the same rule holds for where they may go.
+//!
 //! Written here, not on rmcp's `auth` module (which the end-user flow in
 //! `authorization.rs` uses), because rmcp 3.11's client-credentials grant
 //! sends a client secret only in the form (`client_secret_post`), not with
@@ -206,9 +215,12 @@ impl TokenSource {
         }
         // A secret (not a signed assertion, whose audience is the issuer
         // itself) leaves the MCP server's host only for a pinned server.
+        // A workload's JWT or an enterprise grant is as good as a secret
+        // to whoever receives it.
+        let bearer = c.private_key_pem.is_none() || c.assertion.is_some() || c.enterprise.is_some();
         let pinned = c.issuer.is_some() || c.token_endpoint.is_some();
         let same_host = Url::parse(&issuer).is_ok_and(|url| url.host() == mcp.host());
-        if c.private_key_pem.is_none() && !pinned && !same_host {
+        if bearer && !pinned && !same_host {
             return Err(Error::OAuthIssuerNotPinned {
                 issuer: excerpt(&issuer, "", MAX_SHOWN),
             });
@@ -277,15 +289,31 @@ impl TokenSource {
         secret_in_form: bool,
     ) -> Result<(String, Option<Duration>), Error> {
         let c = &self.credentials;
-        let mut form = vec![("grant_type", "client_credentials")];
+        if let Some(enterprise) = &c.enterprise {
+            return self
+                .enterprise_grant(client, enterprise, token_url, audience, resource)
+                .await;
+        }
+        let mut form = match &c.assertion {
+            Some(assertion) => vec![
+                ("grant_type", JWT_BEARER),
+                ("assertion", assertion.as_str()),
+            ],
+            None => vec![("grant_type", "client_credentials")],
+        };
         if let Some(resource) = resource {
             form.push(("resource", resource));
         }
         if let Some(scope) = c.scope.as_deref() {
             form.push(("scope", scope));
         }
+        // A workload with a JWT and no secret is a public client.
+        let public = c.assertion.is_some() && c.client_secret.is_empty();
+        let secret_in_form = secret_in_form || public;
         let assertion;
-        if let Some(pem) = &c.private_key_pem {
+        if public {
+            form.push(("client_id", &c.client_id));
+        } else if let Some(pem) = &c.private_key_pem {
             assertion = jwt_assertion(&c.client_id, audience, pem)?;
             form.push(("client_id", &c.client_id));
             form.push((
@@ -328,6 +356,76 @@ impl TokenSource {
                 body: excerpt(&String::from_utf8_lossy(&body), &c.client_secret, MAX_SHOWN),
             }),
         }
+    }
+}
+
+/// The JWT-bearer grant type (RFC 7523 §2.1).
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+impl TokenSource {
+    /// Enterprise-managed authorization on rmcp's `enterprise` module: the
+    /// identity token for an ID-JAG at the identity provider (RFC 8693),
+    /// then the ID-JAG for an access token at the authorization server
+    /// `issuer` (JWT-bearer grant, `client_secret_basic`).
+    async fn enterprise_grant(
+        &self,
+        client: &reqwest::Client,
+        enterprise: &mcp_group_core::EnterpriseIdentity,
+        token_url: &str,
+        issuer: &str,
+        resource: Option<&str>,
+    ) -> Result<(String, Option<Duration>), Error> {
+        use rmcp::transport::auth::enterprise::{
+            EmaAuthorizationServer, EmaClientAuthentication, EmaExchangeRequest,
+        };
+        let c = &self.credentials;
+        let is_secure = |url: &str| {
+            Url::parse(url).is_ok_and(|url| self.allow_insecure_http || is_secure(&url))
+        };
+        if !is_secure(&enterprise.token_endpoint) {
+            return Err(Error::OAuthInsecureUrl {
+                what: "identity provider token endpoint",
+                url: excerpt(&enterprise.token_endpoint, "", MAX_SHOWN),
+            });
+        }
+        let secret = |secret: &str| oauth2::ClientSecret::new(secret.to_owned());
+        let mut idp = EmaAuthorizationServer::new(
+            enterprise.issuer.clone(),
+            enterprise.token_endpoint.clone(),
+            enterprise.client_id.clone(),
+        );
+        if let Some(idp_secret) = &enterprise.client_secret {
+            idp = idp.with_client_authentication(EmaClientAuthentication::ClientSecretBasic(
+                secret(idp_secret),
+            ));
+        }
+        let resource_server = EmaAuthorizationServer::new(issuer, token_url, c.client_id.clone())
+            .with_client_authentication(EmaClientAuthentication::ClientSecretBasic(secret(
+                &c.client_secret,
+            )));
+        let resource = resource.unwrap_or(token_url);
+        let mut request = EmaExchangeRequest::new_with_id_token(
+            idp,
+            resource_server,
+            resource,
+            &enterprise.id_token,
+        );
+        if let Some(scope) = &c.scope {
+            request = request.with_scopes(scope.split_whitespace());
+        }
+        let http = crate::authorization::GuardedHttp {
+            client: client.clone(),
+            allow_insecure_http: self.allow_insecure_http,
+        };
+        let token =
+            request
+                .exchange(&http, &http)
+                .await
+                .map_err(|source| Error::EnterpriseGrant {
+                    url: mcp_group_core::redact_url(token_url),
+                    source,
+                })?;
+        Ok((token.access_token.secret().clone(), token.expires_in))
     }
 }
 

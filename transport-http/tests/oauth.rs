@@ -23,6 +23,8 @@ struct Script {
     server: Value,
     token_status: u16,
     token_body: Vec<u8>,
+    /// The answer of an enterprise identity provider at `/idp/token`.
+    idp_body: Value,
 }
 
 const TOKEN: &str = "tok-123";
@@ -43,6 +45,7 @@ async fn protected_server(tweak: impl FnOnce(&str, &mut Script)) -> Server {
             token_body: json!({"access_token": TOKEN, "token_type": "Bearer", "expires_in": 3600})
                 .to_string()
                 .into_bytes(),
+            idp_body: Value::Null,
         };
         tweak(&base, &mut script);
         move |request: &Request| match (request.method.as_str(), request.path.as_str()) {
@@ -52,6 +55,7 @@ async fn protected_server(tweak: impl FnOnce(&str, &mut Script)) -> Server {
             ("GET", "/.well-known/oauth-authorization-server") => {
                 Reply::json(200, script.server.clone())
             }
+            ("POST", "/idp/token") => Reply::json(200, script.idp_body.clone()),
             ("POST", "/token") => Reply::Full {
                 status: script.token_status,
                 headers: vec![("content-type".into(), "application/json".into())],
@@ -398,4 +402,145 @@ async fn a_client_secret_goes_to_an_authorization_server_on_another_host_only_if
             "{result:?}"
         );
     }
+}
+
+/// The form of a request, decoded.
+fn form(request: &Request) -> Vec<(String, String)> {
+    reqwest::Url::parse(&format!("http://x/?{}", request.text()))
+        .unwrap()
+        .query_pairs()
+        .map(|(n, v)| (n.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn field(form: &[(String, String)], name: &str) -> Option<String> {
+    form.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+}
+
+#[tokio::test]
+async fn a_workload_jwt_is_sent_with_the_jwt_bearer_grant_as_a_public_client() {
+    let server = protected_server(|_, _| {}).await;
+    let credentials = ClientCredentials {
+        client_id: "workload".into(),
+        assertion: Some("header.claims.signature".into()),
+        ..ClientCredentials::default()
+    };
+    connect(&server, credentials).await.unwrap();
+    let request = &server.requests_to("/token")[0];
+    let form = form(request);
+    assert_eq!(
+        field(&form, "grant_type").as_deref(),
+        Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+    );
+    assert_eq!(
+        field(&form, "assertion").as_deref(),
+        Some("header.claims.signature")
+    );
+    assert_eq!(field(&form, "client_id").as_deref(), Some("workload"));
+    assert_eq!(field(&form, "resource"), Some(server.url("/mcp")));
+    assert!(
+        request.header("authorization").is_none(),
+        "no secret to send"
+    );
+}
+
+#[tokio::test]
+async fn a_workload_jwt_goes_to_no_unpinned_authorization_server_on_another_host() {
+    let server = protected_server(|_, script| {
+        script.resource["authorization_servers"] = json!(["http://localhost:1"]);
+    })
+    .await;
+    let credentials = ClientCredentials {
+        client_id: "workload".into(),
+        assertion: Some("header.claims.signature".into()),
+        ..ClientCredentials::default()
+    };
+    let error = oauth_error(connect(&server, credentials).await);
+    assert!(
+        matches!(error, Error::OAuthIssuerNotPinned { .. }),
+        "{error:?}"
+    );
+}
+
+/// An unsigned-looking ID-JAG (rmcp checks its claims, the authorization
+/// server its signature).
+fn id_jag(base: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header =
+        URL_SAFE_NO_PAD.encode(json!({"alg": "ES256", "typ": "oauth-id-jag+jwt"}).to_string());
+    let claims = URL_SAFE_NO_PAD.encode(
+        json!({
+            "iss": format!("{base}/idp"), "sub": "user", "aud": base,
+            "resource": format!("{base}/mcp"), "client_id": "agent",
+            "jti": "j1", "iat": now, "exp": now + 300,
+        })
+        .to_string(),
+    );
+    format!("{header}.{claims}.{}", URL_SAFE_NO_PAD.encode("sig"))
+}
+
+#[tokio::test]
+async fn an_enterprise_identity_token_becomes_an_id_jag_then_an_access_token() {
+    let server = protected_server(|base, script| {
+        script.idp_body = json!({
+            "access_token": id_jag(base),
+            "issued_token_type": "urn:ietf:params:oauth:token-type:id-jag",
+            "token_type": "N_A",
+        });
+    })
+    .await;
+    let credentials = ClientCredentials {
+        client_id: "agent".into(),
+        client_secret: "s3cret-value".into(),
+        enterprise: Some(Box::new(mcp_group_core::EnterpriseIdentity {
+            issuer: server.url("/idp"),
+            token_endpoint: server.url("/idp/token"),
+            client_id: "idp-client".into(),
+            client_secret: None,
+            id_token: "the-id-token".into(),
+        })),
+        ..ClientCredentials::default()
+    };
+    connect(&server, credentials).await.unwrap();
+    let exchange = form(&server.requests_to("/idp/token")[0]);
+    assert_eq!(
+        field(&exchange, "grant_type").as_deref(),
+        Some("urn:ietf:params:oauth:grant-type:token-exchange")
+    );
+    assert_eq!(
+        field(&exchange, "subject_token").as_deref(),
+        Some("the-id-token")
+    );
+    assert_eq!(
+        field(&exchange, "requested_token_type").as_deref(),
+        Some("urn:ietf:params:oauth:token-type:id-jag")
+    );
+    assert_eq!(field(&exchange, "audience"), Some(server.url("")));
+    assert_eq!(field(&exchange, "resource"), Some(server.url("/mcp")));
+    let grant = &server.requests_to("/token")[0];
+    let form = form(grant);
+    assert_eq!(
+        field(&form, "grant_type").as_deref(),
+        Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+    );
+    assert_eq!(field(&form, "assertion"), Some(id_jag_prefix(&form)));
+    assert!(
+        grant
+            .header("authorization")
+            .is_some_and(|h| h.starts_with("Basic ")),
+        "client_secret_basic"
+    );
+}
+
+/// The assertion sent is the ID-JAG the identity provider issued (its
+/// claims carry a timestamp, so compare the header and claims' shape).
+fn id_jag_prefix(form: &[(String, String)]) -> String {
+    let assertion = field(form, "assertion").unwrap();
+    let claims = assertion.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+    assert_eq!(claims["client_id"], "agent");
+    assertion
 }
