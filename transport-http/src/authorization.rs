@@ -60,9 +60,10 @@ use rmcp::{
     model::ClientJsonRpcMessage,
     transport::{
         auth::{
-            AuthError, AuthorizationManager, AuthorizationRequest, AuthorizationSession,
-            CredentialRefreshGuard, CredentialStore, InMemoryCredentialStore, OAuthHttpClient,
-            OAuthHttpClientError, OAuthHttpClientFuture, OAuthHttpRequest, StoredCredentials,
+            AuthError, AuthorizationManager, AuthorizationMetadataSource, AuthorizationRequest,
+            AuthorizationSession, CredentialRefreshGuard, CredentialStore, InMemoryCredentialStore,
+            OAuthHttpClient, OAuthHttpClientError, OAuthHttpClientFuture, OAuthHttpRequest,
+            StoredCredentials,
         },
         streamable_http_client::{
             StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
@@ -699,14 +700,19 @@ where
             .await
             .map_err(oauth)?;
         let metadata = resolution.metadata;
+        let issuer = match resolution.source {
+            // Endpoints made up from the MCP server's own URL: no issuer
+            // claimed, nothing to verify.
+            AuthorizationMetadataSource::LegacyEndpointFallback => metadata
+                .issuer
+                .clone()
+                .unwrap_or_else(|| origin_of(&metadata.authorization_endpoint)),
+            _ => self.verify_issuer(&metadata).await?,
+        };
+        self.check_issuer(&issuer)?;
         if let Some(dpop) = &principal.dpop {
             dpop.adopt(&metadata);
         }
-        let issuer = metadata
-            .issuer
-            .clone()
-            .unwrap_or_else(|| origin_of(&metadata.authorization_endpoint));
-        self.check_issuer(&issuer)?;
         manager.set_metadata(metadata);
         let key = CredentialKey::new(
             principal.principal.as_deref(),
@@ -822,6 +828,82 @@ where
             .map_err(oauth)?;
         principal.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// The issuer discovered metadata claims, once the issuer's own metadata
+    /// confirms it. rmcp accepts metadata fetched from any `/.well-known/`
+    /// URL a protected resource names, and when that URL is not one of an
+    /// issuer's standard forms it checks no issuer at all: a hostile MCP
+    /// server could then claim a trusted (even pinned) issuer while naming
+    /// its own token endpoint, and collect the stored refresh token, the
+    /// client secret and the code with its PKCE verifier. So the claim is
+    /// checked here: the metadata must name an issuer, and that issuer's
+    /// metadata at its standard location (RFC 8414 §3.1, then OpenID
+    /// Connect) must name it too, with the same authorization and token
+    /// endpoints.
+    async fn verify_issuer(
+        &self,
+        metadata: &rmcp::transport::auth::AuthorizationMetadata,
+    ) -> Result<String, Error> {
+        let mismatch = |found: &str| Error::OAuthIssuerMismatch {
+            expected: excerpt(metadata.issuer.as_deref().unwrap_or(""), "", 200),
+            found: excerpt(found, "", 200),
+        };
+        let Some(issuer) = metadata.issuer.clone() else {
+            return Err(mismatch(
+                "authorization server metadata that names no issuer",
+            ));
+        };
+        let Ok(url) = Url::parse(&issuer) else {
+            return Err(mismatch("an issuer that is not a URL"));
+        };
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(mismatch("an issuer with a query or fragment"));
+        }
+        let path = url.path().trim_end_matches('/');
+        let origin = url.origin().ascii_serialization();
+        let candidates = [
+            format!("{origin}/.well-known/oauth-authorization-server{path}"),
+            format!("{origin}/.well-known/openid-configuration{path}"),
+            format!("{origin}{path}/.well-known/openid-configuration"),
+        ];
+        let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+        for candidate in candidates {
+            let Ok(request) = http::Request::get(candidate.as_str())
+                .header(http::header::ACCEPT, "application/json")
+                .body(Vec::new())
+            else {
+                continue;
+            };
+            let Ok(response) = self.auth.http.send(request).await else {
+                continue;
+            };
+            if !response.status().is_success() {
+                continue;
+            }
+            let Ok(own) = serde_json::from_slice::<rmcp::transport::auth::AuthorizationMetadata>(
+                response.body(),
+            ) else {
+                continue;
+            };
+            let confirmed = own.issuer.as_deref().is_some_and(|own| same(own, &issuer))
+                && same(&own.token_endpoint, &metadata.token_endpoint)
+                && same(
+                    &own.authorization_endpoint,
+                    &metadata.authorization_endpoint,
+                );
+            if confirmed {
+                return Ok(issuer);
+            }
+            return Err(mismatch(&format!(
+                "metadata whose issuer's own metadata ({}) names other endpoints",
+                redact_url(&candidate)
+            )));
+        }
+        Err(mismatch(&format!(
+            "metadata its issuer does not publish ({})",
+            redact_url(&issuer)
+        )))
     }
 
     /// A secret leaves the MCP server's host only for a pinned issuer.
