@@ -202,8 +202,30 @@ fn now_epoch_secs() -> u64 {
         .unwrap_or_default()
 }
 
+/// The latest expiry shown as a date (9999-12-31T23:59:59Z): a server's
+/// `expires_in` can be any number, and no date past this one prints.
+const LATEST_SHOWN_EPOCH_SECS: u64 = 253_402_300_799;
+
 fn rfc3339(epoch_secs: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(epoch_secs)).to_string()
+    let at = UNIX_EPOCH + Duration::from_secs(epoch_secs.min(LATEST_SHOWN_EPOCH_SECS));
+    let mut text = String::new();
+    use std::fmt::Write as _;
+    if write!(text, "{}", humantime::format_rfc3339_seconds(at)).is_err() {
+        return "far future".to_owned();
+    }
+    text
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::rfc3339;
+
+    #[test]
+    fn any_expiry_a_server_gives_prints_without_panicking() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_000_000_000_000), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(u64::MAX), "9999-12-31T23:59:59Z");
+    }
 }
 
 /// The local user at a browser: prints the URL, opens a browser if it can,
