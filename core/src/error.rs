@@ -190,6 +190,9 @@ impl Error {
     }
 }
 
+/// The most characters of a carried cause's text.
+const MAX_CAUSE_CHARS: usize = 1000;
+
 /// The text of an error chain that could only be borrowed: the cause of a
 /// carried [`Error::Authorization`].
 #[derive(Debug)]
@@ -203,8 +206,18 @@ impl Cause {
             text.push_str(": ");
             text.push_str(&cause.to_string());
             next = cause.source();
+            if text.len() > MAX_CAUSE_CHARS {
+                break;
+            }
         }
-        Cause(text)
+        // A peer's words may be in it: bounded, and without control
+        // characters.
+        Cause(
+            text.chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .take(MAX_CAUSE_CHARS)
+                .collect(),
+        )
     }
 }
 

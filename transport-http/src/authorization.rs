@@ -499,7 +499,7 @@ impl Principal {
         match manager.get_access_token().await {
             Ok(token) => Ok((generation, Some(token))),
             Err(AuthError::AuthorizationRequired) => Ok((generation, None)),
-            Err(source) => Err(Error::OAuth { source }),
+            Err(source) => Err(oauth(source)),
         }
     }
 }
@@ -694,11 +694,11 @@ where
         });
         let mut manager = AuthorizationManager::new_with_oauth_http_client(&auth.resource, http)
             .await
-            .map_err(oauth)?;
+            .map_err(|e| self.oauth(e))?;
         let resolution = manager
             .resolve_metadata_from_challenge(Some(challenge))
             .await
-            .map_err(oauth)?;
+            .map_err(|e| self.oauth(e))?;
         let metadata = resolution.metadata;
         let issuer = match resolution.source {
             // Endpoints made up from the MCP server's own URL: no issuer
@@ -720,7 +720,12 @@ where
             auth.resource.clone(),
         );
         manager.set_credential_store(Slot(auth.store.slot(&key)));
-        if sent.is_none() && manager.initialize_from_store().await.map_err(oauth)? {
+        if sent.is_none()
+            && manager
+                .initialize_from_store()
+                .await
+                .map_err(|e| self.oauth(e))?
+        {
             // Another transport (or a previous run) stored a token for
             // this key: try it before asking the user.
             principal.install(manager);
@@ -804,7 +809,7 @@ where
         let url = manager
             .request_scope_upgrade(&required)
             .await
-            .map_err(oauth)?;
+            .map_err(|e| self.oauth(e))?;
         let redirect = match wait_limit(self.auth.mode) {
             Some(timeout) => {
                 tokio::time::timeout(timeout, self.auth.authorizer.authorize(&self.session, &url))
@@ -825,7 +830,7 @@ where
                 redirect.iss.as_deref(),
             )
             .await
-            .map_err(oauth)?;
+            .map_err(|e| self.oauth(e))?;
         principal.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
@@ -906,6 +911,14 @@ where
         )))
     }
 
+    /// rmcp's OAuth error, fit to show, with the client secret masked.
+    fn oauth(&self, source: AuthError) -> Error {
+        let secret = self.auth.config.client_secret.as_deref().unwrap_or("");
+        Error::OAuth {
+            source: crate::OAuthFailure::new(&source, secret),
+        }
+    }
+
     /// A secret leaves the MCP server's host only for a pinned issuer.
     fn check_issuer(&self, issuer: &str) -> Result<(), Error> {
         let config = &self.auth.config;
@@ -960,8 +973,11 @@ fn wait_limit(mode: AuthorizationMode) -> Option<std::time::Duration> {
     }
 }
 
+/// rmcp's OAuth error, fit to show (see [`crate::OAuthFailure`]).
 fn oauth(source: AuthError) -> Error {
-    Error::OAuth { source }
+    Error::OAuth {
+        source: crate::OAuthFailure::new(&source, ""),
+    }
 }
 
 /// `scheme://host:port` of a URL, for an authorization server whose

@@ -189,9 +189,9 @@ pub enum Error {
     /// exchange (including an `iss` that does not match), a refresh.
     #[error("OAuth authorization failed")]
     OAuth {
-        /// What rmcp reported.
+        /// What rmcp reported, as text fit to show (see [`OAuthFailure`]).
         #[source]
-        source: rmcp::transport::auth::AuthError,
+        source: OAuthFailure,
     },
     /// The configuration asks for end-user authorization, but the client
     /// options carry no authorizer.
@@ -204,4 +204,58 @@ pub enum Error {
         /// The authorization URL.
         url: String,
     },
+}
+
+/// What rmcp's OAuth flow reported, as text fit to show an agent or a log:
+/// rmcp puts an authorization server's error bodies and descriptions into
+/// its errors verbatim, so the text is cut to [`OAuthFailure::MAX_CHARS`],
+/// control characters are replaced, and the configured client secret is
+/// masked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthFailure {
+    text: String,
+}
+
+impl OAuthFailure {
+    /// The most characters kept.
+    pub const MAX_CHARS: usize = 500;
+
+    pub(crate) fn new(error: &rmcp::transport::auth::AuthError, secret: &str) -> Self {
+        Self {
+            text: crate::trust::excerpt(&error.to_string(), secret, Self::MAX_CHARS),
+        }
+    }
+}
+
+impl std::fmt::Display for OAuthFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for OAuthFailure {}
+
+#[cfg(test)]
+mod tests {
+    use rmcp::transport::auth::AuthError;
+
+    use super::OAuthFailure;
+
+    #[test]
+    fn an_authorization_servers_error_text_is_cut_cleaned_and_masked() {
+        let body = format!(
+            "HTTP 400: \u{1b}]0;pwned\u{7} bad client_secret s3cret {}",
+            "A".repeat(500_000)
+        );
+        let failure = OAuthFailure::new(&AuthError::RegistrationFailed(body), "s3cret");
+        let text = failure.to_string();
+        assert!(
+            text.chars().count() <= OAuthFailure::MAX_CHARS,
+            "{}",
+            text.len()
+        );
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("<redacted>"), "{text}");
+    }
 }

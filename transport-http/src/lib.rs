@@ -80,7 +80,7 @@ pub mod credentials {
         AuthError, CredentialRefreshGuard, CredentialStore, OAuthTokenResponse, StoredCredentials,
     };
 }
-pub use error::Error;
+pub use error::{Error, OAuthFailure};
 pub use follow::{FollowRedirect, redirect_parameters};
 use mcp_group_core::{
     ClientOptions, Connection, EraMemory, Error as CoreError, Redacted, ServerDescription,
