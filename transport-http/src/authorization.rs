@@ -389,6 +389,11 @@ struct Principals {
     prune_at: usize,
 }
 
+/// How the identity of a session without a principal is named (in the
+/// credential store's keys too): this prefix, then the session id. The
+/// NUL keeps it apart from any principal an application names.
+const ANONYMOUS_SESSION: &str = "\u{0}session:";
+
 /// The map of principals is pruned at no fewer entries than this.
 const MIN_PRUNE_AT: usize = 64;
 
@@ -415,9 +420,16 @@ impl UserAuth {
         }
     }
 
-    /// The authorization state of `session`'s principal.
+    /// The authorization state of `session`'s principal. A session without
+    /// a principal is an identity of its own (only the default session of
+    /// no principal is the group's own identity): one end user's sign-in
+    /// never serves another session that names no one.
     pub(crate) fn principal(&self, session: &SessionKey) -> Arc<Principal> {
-        let name: Option<Arc<str>> = session.principal().map(Arc::from);
+        let name: Option<Arc<str>> = match (session.principal(), session.session().name()) {
+            (Some(principal), _) => Some(Arc::from(principal)),
+            (None, Some(session)) => Some(Arc::from(format!("{ANONYMOUS_SESSION}{session}"))),
+            (None, None) => None,
+        };
         let mut principals = self
             .principals
             .lock()

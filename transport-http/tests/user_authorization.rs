@@ -371,3 +371,26 @@ async fn a_server_claiming_a_pinned_issuer_with_its_own_token_endpoint_gets_noth
         "the user was never sent to sign in for it"
     );
 }
+
+#[tokio::test]
+async fn sessions_that_name_no_principal_never_share_a_sign_in() {
+    let log = Arc::new(Mutex::new(Log::default()));
+    let server = protected_server(log.clone()).await;
+    let transport = transport(&server, Arc::new(SignIn), AuthorizationMode::default());
+    for session in ["s1", "s2"] {
+        let connection = transport
+            .connect(&SessionKey::new(SessionId::new(session)))
+            .await
+            .unwrap();
+        connection
+            .call_tool("whoami", claim("nobody"), Duration::from_secs(5))
+            .await
+            .unwrap();
+        connection.close().await;
+    }
+    assert_eq!(
+        log.lock().unwrap().authorizations,
+        2,
+        "each session signed in for itself"
+    );
+}
