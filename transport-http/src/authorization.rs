@@ -250,6 +250,10 @@ impl CredentialStore for Slot {
     }
 }
 
+/// The longest one OAuth request (discovery, registration, a token
+/// exchange or refresh) may take, answer included.
+pub const OAUTH_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// rmcp's OAuth HTTP requests on our pool, with our rules: https (or
 /// loopback, or insecure http allowed), no redirects, bounded bodies.
 pub(crate) struct GuardedHttp {
@@ -262,7 +266,11 @@ impl GuardedHttp {
         &self,
         request: http::Request<Vec<u8>>,
     ) -> Result<http::Response<Vec<u8>>, OAuthHttpClientError> {
-        let request = reqwest::Request::try_from(request)?;
+        let mut request = reqwest::Request::try_from(request)?;
+        // A whole exchange, not each read: an authorization server that
+        // trickles its answer must not hold a principal's sign-in (and the
+        // credential store's refresh lock) for long.
+        *request.timeout_mut() = Some(OAUTH_REQUEST_TIMEOUT);
         let url = request.url().clone();
         if !(self.allow_insecure_http || is_secure(&url)) {
             return Err(Box::new(Error::OAuthInsecureUrl {
@@ -770,6 +778,7 @@ where
             .await
             .map_err(|(_, source)| oauth(source))?;
         let url = session.get_authorization_url().to_owned();
+        check_authorization_url(&url, auth.http.allow_insecure_http)?;
         match wait_limit(auth.mode) {
             None => {
                 principal.set_pending(Some(url.clone()));
@@ -985,6 +994,24 @@ fn wait_limit(mode: AuthorizationMode) -> Option<std::time::Duration> {
     }
 }
 
+/// The authorization URL is shown to the user and opened in a browser: it
+/// must be https (or http on a loopback host, or where plain http is
+/// allowed), never `file:`, `javascript:` or another scheme a desktop hands
+/// to some program.
+fn check_authorization_url(url: &str, allow_insecure_http: bool) -> Result<(), Error> {
+    let refused = || Error::OAuthInsecureUrl {
+        what: "authorization endpoint",
+        url: excerpt(&redact_url(url), "", 200),
+    };
+    let parsed = Url::parse(url).map_err(|_| refused())?;
+    let web = matches!(parsed.scheme(), "https" | "http");
+    if web && (allow_insecure_http || is_secure(&parsed)) {
+        Ok(())
+    } else {
+        Err(refused())
+    }
+}
+
 /// rmcp's OAuth error, fit to show (see [`crate::OAuthFailure`]).
 fn oauth(source: AuthError) -> Error {
     Error::OAuth {
@@ -1157,6 +1184,56 @@ where
 
 #[cfg(test)]
 mod tests {
+
+    #[tokio::test(start_paused = true)]
+    async fn an_oauth_request_that_is_never_answered_ends_at_the_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Accepts, reads nothing, answers nothing, keeps the socket open.
+        let _silent = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        let http = super::GuardedHttp {
+            client: reqwest::Client::new(),
+            allow_insecure_http: false,
+        };
+        let request = http::Request::post(format!("http://127.0.0.1:{port}/token"))
+            .body(Vec::new())
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(http.send(request).await.is_err());
+        assert_eq!(started.elapsed(), super::OAUTH_REQUEST_TIMEOUT);
+    }
+
+    #[test]
+    fn only_web_authorization_urls_reach_the_user() {
+        for refused in [
+            "file:///etc/passwd",
+            "javascript:alert(1)",
+            "smb://attacker/share/x.app",
+            "http://example.com/authorize",
+        ] {
+            assert!(
+                super::check_authorization_url(refused, false).is_err(),
+                "{refused}"
+            );
+        }
+        for allowed in [
+            "https://as.example/authorize?x=1",
+            "http://127.0.0.1:8080/authorize",
+        ] {
+            assert!(
+                super::check_authorization_url(allowed, false).is_ok(),
+                "{allowed}"
+            );
+        }
+        assert!(super::check_authorization_url("file:///etc/passwd", true).is_err());
+        assert!(super::check_authorization_url("http://example.com/a", true).is_ok());
+    }
+
     use super::*;
 
     struct Nobody;
