@@ -284,6 +284,20 @@ impl AuthConfig {
                 "must be an http:// or https:// URL",
             );
         }
+        // The code comes back on it: in the clear only to this machine.
+        let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+            .iter()
+            .any(|prefix| {
+                self.redirect_url
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
+            });
+        if self.redirect_url.starts_with("http://") && !loopback {
+            return invalid(
+                "server.auth.redirect_url",
+                "plain http is allowed only on a loopback host (127.0.0.1, localhost, [::1])",
+            );
+        }
         if self.client_secret.is_some() && self.client_id.is_none() {
             return invalid(
                 "server.auth.client_secret",

@@ -533,6 +533,21 @@ fn server_auth_errors_name_the_field() {
         )),
         "server.auth.redirect_url"
     );
+    // The code would come back in the clear over the network.
+    assert_eq!(
+        invalid_field(bad(
+            "redirect_url = \"http://127.0.0.1:8765/callback\"",
+            "redirect_url = \"http://example.com/callback\""
+        )),
+        "server.auth.redirect_url"
+    );
+    assert_eq!(
+        invalid_field(bad(
+            "redirect_url = \"http://127.0.0.1:8765/callback\"",
+            "redirect_url = \"http://127.0.0.1.example.com/callback\""
+        )),
+        "server.auth.redirect_url"
+    );
     assert_eq!(
         invalid_field(bad("client_id = \"agent\"\n", "")),
         "server.auth.client_secret"

@@ -258,8 +258,9 @@ fn init_tracing(verbose: u8, server_mode: bool) {
         // rmcp logs connection failures at ERROR from its worker task; our
         // errors already carry them (with their cause), once.
         0 => "warn,rmcp=off",
-        1 => "debug",
-        _ => "trace",
+        // rmcp's OAuth module logs the authorization code at debug.
+        1 => "debug,rmcp::transport::auth=info",
+        _ => "trace,rmcp::transport::auth=info",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Logs go to stderr: stdout carries results (and, for the demo server, MCP).
