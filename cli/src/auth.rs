@@ -78,7 +78,9 @@ pub(crate) async fn login(login: Login, timeout: Option<Duration>) -> Result<Exi
         .with_client_options(ClientOptions::new().with_authorizer(authorizer, mode))
         .with_user_authorization(user)
         .with_token_store(Arc::new(store.clone()));
-    let session = SessionKey::with_principal(principal, SessionId::new("auth-login"));
+    // The default session: the identity the CLI's other commands use (a
+    // named session without a principal would be an identity of its own).
+    let session = SessionKey::with_principal(principal, SessionId::default());
     let connection = transport.connect(&session).await?;
     connection.close().await;
     let stored: Vec<Entry> = store
@@ -214,18 +216,6 @@ fn rfc3339(epoch_secs: u64) -> String {
         return "far future".to_owned();
     }
     text
-}
-
-#[cfg(test)]
-mod expiry_tests {
-    use super::rfc3339;
-
-    #[test]
-    fn any_expiry_a_server_gives_prints_without_panicking() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_000_000_000_000), "9999-12-31T23:59:59Z");
-        assert_eq!(rfc3339(u64::MAX), "9999-12-31T23:59:59Z");
-    }
 }
 
 /// The local user at a browser: prints the URL, opens a browser if it can,
@@ -372,5 +362,17 @@ impl Authorizer for NeedsLogin {
             self.url
         )
         .into())
+    }
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::rfc3339;
+
+    #[test]
+    fn any_expiry_a_server_gives_prints_without_panicking() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_000_000_000_000), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(u64::MAX), "9999-12-31T23:59:59Z");
     }
 }
