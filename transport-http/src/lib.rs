@@ -385,6 +385,9 @@ pub struct StreamableHttpTransport {
     user_auth: Option<Arc<authorization::UserAuth>>,
     /// The server's protocol era, learned by the first connection.
     era: Arc<EraMemory>,
+    /// Set once a 2025-era connection's standalone stream never came (a
+    /// server without protocol sessions): later ones do not wait for it.
+    no_standalone: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl fmt::Debug for StreamableHttpTransport {
@@ -412,6 +415,7 @@ impl StreamableHttpTransport {
             store: Arc::new(InMemoryTokenStore::default()),
             user_auth: None,
             era: Arc::new(EraMemory::without_reuse()),
+            no_standalone: Arc::default(),
         })
     }
 
@@ -547,6 +551,38 @@ fn authorization_error(error: CoreError) -> CoreError {
     }
 }
 
+/// How long a new 2025-era connection waits for its standalone stream
+/// before its first call.
+const STANDALONE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A 2025-era server sends its own requests (an elicitation during a call,
+/// say) on the standalone `GET` stream and drops them while none is open:
+/// a connection that opens one waits (at most [`STANDALONE_WAIT`]) until
+/// the server has answered it, so that nothing the first call triggers is
+/// lost. The 2026 era has no standalone stream.
+/// rmcp opens no standalone stream for a server without protocol sessions:
+/// once a wait has run out, `no_standalone` says so and later connections
+/// do not wait.
+async fn wait_for_standalone(
+    connection: &Connection,
+    opens_standalone: bool,
+    mut answered: tokio::sync::watch::Receiver<bool>,
+    no_standalone: &std::sync::atomic::AtomicBool,
+) {
+    use std::sync::atomic::Ordering;
+    if !opens_standalone
+        || connection.era() != Some(mcp_group_core::Era::Legacy)
+        || no_standalone.load(Ordering::Relaxed)
+    {
+        return;
+    }
+    let waited =
+        tokio::time::timeout(STANDALONE_WAIT, answered.wait_for(|answered| *answered)).await;
+    if waited.is_err() {
+        no_standalone.store(true, Ordering::Relaxed);
+    }
+}
+
 #[mcp_group_core::async_trait]
 impl Transport for StreamableHttpTransport {
     async fn connect(&self, session: &SessionKey) -> Result<Connection, CoreError> {
@@ -597,13 +633,16 @@ impl StreamableHttpTransport {
                     source: Box::new(e),
                 })?;
         }
+        let (answered, standalone_answered) = tokio::sync::watch::channel(false);
         let client = standalone::Client {
             inner: self.endpoint.client().clone(),
             open_standalone: match self.standalone {
                 StandaloneStreams::Every => true,
                 StandaloneStreams::DefaultSessionOnly => *session == SessionKey::default_session(),
             },
+            standalone_answered: Arc::new(answered),
         };
+        let opens_standalone = client.open_standalone;
         if self.user.is_some() {
             let shown = self.config().display_url();
             let Some(auth) = &self.user_auth else {
@@ -635,7 +674,7 @@ impl StreamableHttpTransport {
                 session: session.clone(),
             };
             let transport = StreamableHttpClientTransport::with_client(client, config);
-            return Connection::establish_remembering(
+            let connection = Connection::establish_remembering(
                 transport,
                 shown,
                 &self.options,
@@ -643,10 +682,18 @@ impl StreamableHttpTransport {
                 &self.era,
             )
             .await
-            .map_err(authorization_error);
+            .map_err(authorization_error)?;
+            wait_for_standalone(
+                &connection,
+                opens_standalone,
+                standalone_answered,
+                &self.no_standalone,
+            )
+            .await;
+            return Ok(connection);
         }
         let transport = StreamableHttpClientTransport::with_client(client, config);
-        Connection::establish_remembering(
+        let connection = Connection::establish_remembering(
             transport,
             self.config().display_url(),
             &self.options,
@@ -654,7 +701,15 @@ impl StreamableHttpTransport {
             &self.era,
         )
         .await
-        .map_err(classify)
+        .map_err(classify)?;
+        wait_for_standalone(
+            &connection,
+            opens_standalone,
+            standalone_answered,
+            &self.no_standalone,
+        )
+        .await;
+        Ok(connection)
     }
 
     fn describe(&self) -> ServerDescription {

@@ -47,6 +47,10 @@ pub enum StandaloneStreams {
 pub(crate) struct Client {
     pub(crate) inner: reqwest::Client,
     pub(crate) open_standalone: bool,
+    /// Set once the first standalone `GET` has its answer (a stream or a
+    /// refusal): a 2025-era server drops what it would send on a stream
+    /// not yet open, so the connection waits for it before its first call.
+    pub(crate) standalone_answered: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 type Result<T> = std::result::Result<T, StreamableHttpError<reqwest::Error>>;
@@ -136,10 +140,13 @@ impl StreamableHttpClient for Client {
         if self.declines(&session_id, &last_event_id) {
             return Err(StreamableHttpError::ServerDoesNotSupportSse);
         }
-        self.inner
+        let result = self
+            .inner
             .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
             .await
-            .map_err(without_url)
+            .map_err(without_url);
+        self.standalone_answered.send_replace(true);
+        result
     }
 
     async fn get_stream_with_max_sse_event_size(
@@ -154,7 +161,8 @@ impl StreamableHttpClient for Client {
         if self.declines(&session_id, &last_event_id) {
             return Err(StreamableHttpError::ServerDoesNotSupportSse);
         }
-        self.inner
+        let result = self
+            .inner
             .get_stream_with_max_sse_event_size(
                 uri,
                 session_id,
@@ -164,7 +172,9 @@ impl StreamableHttpClient for Client {
                 max_sse_event_size,
             )
             .await
-            .map_err(without_url)
+            .map_err(without_url);
+        self.standalone_answered.send_replace(true);
+        result
     }
 }
 
