@@ -251,6 +251,13 @@ impl Authorizer for Loopback {
                 continue;
             }
             if let Some(error) = query_value(&callback, "error") {
+                // Only the authorization server's redirect for this attempt
+                // (it carries our state) may end the login: any page the
+                // browser shows can request this loopback URL.
+                if state.is_some() && query_value(&callback, "state") != state {
+                    let _ = respond(&mut stream, 400, "Unexpected state.").await;
+                    continue;
+                }
                 let _ = respond(&mut stream, 400, "Sign-in refused; see the terminal.").await;
                 let detail = query_value(&callback, "error_description").unwrap_or_default();
                 return Err(format!(

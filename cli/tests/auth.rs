@@ -226,6 +226,15 @@ async fn login(home: &Path, url: &str, user: &str) -> String {
         .unwrap();
     let callback = consent.headers()["location"].to_str().unwrap().to_owned();
     assert!(callback.starts_with("http://127.0.0.1:"), "{callback}");
+    // Any page in the browser can request the loopback URL: a refusal
+    // without this attempt's state does not end the login.
+    let base = callback.split('?').next().unwrap();
+    let forged = browser
+        .get(format!("{base}?error=access_denied&state=forged"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 400);
     let landed = browser.get(&callback).send().await.unwrap();
     assert_eq!(landed.status(), 200);
     let status = child.wait().await.unwrap();
