@@ -250,6 +250,11 @@ impl CredentialStore for Slot {
     }
 }
 
+/// How long a sign-in started in [`AuthorizationMode::Fail`] waits in the
+/// background for the user; after it, the principal's next call starts a
+/// new one (a fresh URL and `state`) instead of showing a stale URL.
+pub const BACKGROUND_SIGN_IN_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// The longest one OAuth request (discovery, registration, a token
 /// exchange or refresh) may take, answer included.
 pub const OAUTH_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -787,11 +792,14 @@ where
                 let key = self.session.clone();
                 let shown = url.clone();
                 tokio::spawn(async move {
-                    let result = complete(&*authorizer, &key, session, &shown).await;
-                    match result {
-                        Ok(manager) => principal.install(manager),
-                        Err(error) => {
+                    let flow = complete(&*authorizer, &key, session, &shown);
+                    match tokio::time::timeout(BACKGROUND_SIGN_IN_LIMIT, flow).await {
+                        Ok(Ok(manager)) => principal.install(manager),
+                        Ok(Err(error)) => {
                             tracing::warn!(session = %key, %error, "authorization failed");
+                        }
+                        Err(_) => {
+                            tracing::warn!(session = %key, "the user did not come back to sign in; the next call starts anew");
                         }
                     }
                     principal.set_pending(None);

@@ -394,3 +394,27 @@ async fn sessions_that_name_no_principal_never_share_a_sign_in() {
         "each session signed in for itself"
     );
 }
+
+#[tokio::test]
+async fn in_fail_mode_a_sign_in_the_user_never_finishes_gives_way_to_a_new_one() {
+    let log = Arc::new(Mutex::new(Log::default()));
+    let server = protected_server(log.clone()).await;
+    let transport = transport(&server, Arc::new(Away), AuthorizationMode::Fail);
+    let first = transport.connect(&key("dave", "d1")).await.unwrap_err();
+    let CoreError::AuthorizationRequired { url: first } = first else {
+        panic!("expected AuthorizationRequired, got {first:?}");
+    };
+    // The background sign-in runs out while the user is away (virtual
+    // time from here: no HTTP is in flight while it waits).
+    tokio::time::pause();
+    tokio::time::advance(mcp_group_transport_http::BACKGROUND_SIGN_IN_LIMIT).await;
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::resume();
+    let second = transport.connect(&key("dave", "d2")).await.unwrap_err();
+    let CoreError::AuthorizationRequired { url: second } = second else {
+        panic!("expected AuthorizationRequired, got {second:?}");
+    };
+    assert_ne!(second, first, "a new sign-in, with a new state");
+}
