@@ -395,19 +395,40 @@ async fn sessions_that_name_no_principal_never_share_a_sign_in() {
     );
 }
 
+/// Like [`Away`], and says when it was asked.
+struct AwayNoted(tokio::sync::watch::Sender<bool>);
+
+#[mcp_group_core::async_trait]
+impl Authorizer for AwayNoted {
+    async fn authorize(
+        &self,
+        _session: &SessionKey,
+        _url: &str,
+    ) -> Result<AuthorizationRedirect, BoxError> {
+        self.0.send_replace(true);
+        std::future::pending().await
+    }
+}
+
 #[tokio::test]
 async fn in_fail_mode_a_sign_in_the_user_never_finishes_gives_way_to_a_new_one() {
     let log = Arc::new(Mutex::new(Log::default()));
     let server = protected_server(log.clone()).await;
-    let transport = transport(&server, Arc::new(Away), AuthorizationMode::Fail);
+    let (asked, mut asked_rx) = tokio::sync::watch::channel(false);
+    let transport = transport(&server, Arc::new(AwayNoted(asked)), AuthorizationMode::Fail);
     let first = transport.connect(&key("dave", "d1")).await.unwrap_err();
     let CoreError::AuthorizationRequired { url: first } = first else {
         panic!("expected AuthorizationRequired, got {first:?}");
     };
-    // The background sign-in runs out while the user is away (virtual
-    // time from here: no HTTP is in flight while it waits).
+    // The background sign-in is waiting for the user (its deadline set);
+    // it runs out while the user is away (virtual time from here: no HTTP
+    // is in flight while it waits).
+    asked_rx.wait_for(|asked| *asked).await.unwrap();
     tokio::time::pause();
     tokio::time::advance(mcp_group_transport_http::BACKGROUND_SIGN_IN_LIMIT).await;
+    // A virtual sleep parks the runtime, which fires the expired deadline
+    // (it is the earlier one, so its task is woken first).
+    tokio::time::sleep(Duration::from_millis(1)).await;
     for _ in 0..10 {
         tokio::task::yield_now().await;
     }
