@@ -10,18 +10,153 @@
 use std::{collections::HashSet, time::Duration};
 
 use rmcp::{
-    RoleClient,
+    RoleClient, ServiceError,
     model::{
-        CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, DetailedTask,
-        GetTaskParams, InputRequest, InputRequests, InputResponses, JsonObject, RequestMetaObject,
-        Task, TaskPayload, UpdateTaskParams,
+        CallToolRequest, CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams,
+        CancelTaskRequest, ClientRequest, DetailedTask, GetExtensions, GetTaskParams,
+        GetTaskRequest, GetTaskResult, InputRequest, InputRequests, InputResponses, JsonObject,
+        MetaObject, RequestMetaObject, ServerResult, Task, TaskPayload, UpdateTaskParams,
+        UpdateTaskRequest,
     },
-    service::Peer,
+    service::{Peer, PeerRequestOptions, RequestHandle},
 };
 
 use crate::{
-    Error, MAX_INPUT_ROUNDS, MAX_SERVER_REQUESTS_PER_SESSION, connection::ClientAgent, trace,
+    Error, MAX_INPUT_ROUNDS, MAX_SERVER_REQUESTS_PER_SESSION,
+    connection::{ClientAgent, RequestTag},
+    trace,
 };
+
+/// One session's way to the server: rmcp's peer, and the tag its requests
+/// carry when the connection is shared by several sessions (see
+/// [`crate::Connection::share`]).
+#[derive(Clone)]
+pub(crate) struct Requester {
+    pub(crate) peer: Peer<RoleClient>,
+    pub(crate) tag: Option<RequestTag>,
+}
+
+impl Requester {
+    /// Sends `request` with the session's tag and waits for the answer; if
+    /// the future is dropped first, the request is abandoned
+    /// (`notifications/cancelled`, which over streamable HTTP also closes
+    /// its response stream), as rmcp's own request methods do.
+    pub(crate) async fn send(
+        &self,
+        mut request: ClientRequest,
+    ) -> Result<ServerResult, ServiceError> {
+        if let Some(tag) = &self.tag {
+            request.extensions_mut().insert(tag.clone());
+        }
+        let handle = self
+            .peer
+            .send_request_with_option(request, PeerRequestOptions::no_options())
+            .await?;
+        let mut pending = Abandon(Some(handle));
+        let Some(handle) = pending.0.as_mut() else {
+            return Err(ServiceError::TransportClosed);
+        };
+        let result = (&mut handle.rx).await;
+        pending.0 = None;
+        result.map_err(|_| ServiceError::TransportClosed)?
+    }
+
+    /// One `tools/call`: a final result, an `input_required` round or a task.
+    async fn call_tool_once(
+        &self,
+        params: CallToolRequestParams,
+    ) -> Result<CallToolResponse, ServiceError> {
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        match self.send(request).await? {
+            ServerResult::CallToolResult(result) => Ok(CallToolResponse::Complete(result)),
+            ServerResult::InputRequiredResult(result) => {
+                Ok(CallToolResponse::InputRequired(result))
+            }
+            ServerResult::CreateTaskResult(result) => Ok(CallToolResponse::Task(result)),
+            other => contentless_call_tool_result(other)
+                .map(CallToolResponse::Complete)
+                .ok_or(ServiceError::UnexpectedResponse),
+        }
+    }
+
+    async fn get_task(&self, params: GetTaskParams) -> Result<GetTaskResult, ServiceError> {
+        match self
+            .send(ClientRequest::GetTaskRequest(GetTaskRequest::new(params)))
+            .await?
+        {
+            ServerResult::GetTaskResult(result) => Ok(result),
+            _ => Err(ServiceError::UnexpectedResponse),
+        }
+    }
+
+    async fn update_task(&self, params: UpdateTaskParams) -> Result<(), ServiceError> {
+        match self
+            .send(ClientRequest::UpdateTaskRequest(UpdateTaskRequest::new(
+                params,
+            )))
+            .await?
+        {
+            ServerResult::TaskAckResult(_) | ServerResult::EmptyResult(_) => Ok(()),
+            _ => Err(ServiceError::UnexpectedResponse),
+        }
+    }
+
+    async fn cancel_task(&self, params: CancelTaskParams) -> Result<(), ServiceError> {
+        match self
+            .send(ClientRequest::CancelTaskRequest(CancelTaskRequest::new(
+                params,
+            )))
+            .await?
+        {
+            ServerResult::TaskAckResult(_) | ServerResult::EmptyResult(_) => Ok(()),
+            _ => Err(ServiceError::UnexpectedResponse),
+        }
+    }
+}
+
+/// A request whose answer nobody waits for any more: dropped before its
+/// answer, it is cancelled.
+struct Abandon(Option<RequestHandle<RoleClient>>);
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        let Some(handle) = self.0.take() else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = handle
+                    .cancel(Some("request abandoned by the caller".to_owned()))
+                    .await;
+            });
+        }
+    }
+}
+
+/// A `tools/call` answer that carries no content: an empty result, a task
+/// acknowledgement, or only `_meta` (read as rmcp's own `call_tool` reads
+/// them).
+fn contentless_call_tool_result(result: ServerResult) -> Option<CallToolResult> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct MetaOnly {
+        #[serde(rename = "_meta")]
+        meta: MetaObject,
+    }
+    let (result_type, meta) = match result {
+        ServerResult::EmptyResult(_) => (None, None),
+        ServerResult::TaskAckResult(ack) => (Some(ack.result_type), ack.meta),
+        ServerResult::CustomResult(custom) => {
+            let MetaOnly { meta } = serde_json::from_value(custom.0).ok()?;
+            (None, Some(meta))
+        }
+        _ => return None,
+    };
+    let mut result = CallToolResult::default();
+    result.result_type = result_type;
+    result.meta = meta;
+    Some(result)
+}
 
 /// The shortest wait between two `tasks/get` of one task, whatever the
 /// server's `pollIntervalMs` says: a hint of 0 cannot make the client spin.
@@ -43,7 +178,7 @@ const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Calls the tool and drives the call to a final result.
 pub(crate) async fn call_tool(
-    peer: &Peer<RoleClient>,
+    peer: &Requester,
     agent: &ClientAgent,
     mut params: CallToolRequestParams,
 ) -> Result<CallToolResult, Error> {
@@ -126,7 +261,7 @@ async fn answer(agent: &ClientAgent, requests: InputRequests) -> Result<InputRes
 /// the way. Dropped before the end (timeout, caller gone, error), it sends
 /// `tasks/cancel`.
 async fn follow_task(
-    peer: &Peer<RoleClient>,
+    peer: &Requester,
     agent: &ClientAgent,
     task: Task,
     meta: Option<RequestMetaObject>,
@@ -253,7 +388,7 @@ impl PollInterval {
 /// Sends `tasks/cancel` for a task the call stopped following before its
 /// end (timeout, the caller dropped the call, an error).
 struct CancelOnDrop {
-    peer: Option<Peer<RoleClient>>,
+    peer: Option<Requester>,
     id: String,
     meta: Option<RequestMetaObject>,
 }

@@ -126,11 +126,15 @@ pub trait Cleanup: Send + 'static {
 /// server's concurrent requests to [`MAX_SERVER_REQUESTS_PER_SESSION`].
 #[derive(Clone)]
 pub struct ClientAgent {
-    info: ClientConfig,
+    info: Arc<ClientConfig>,
     options: ClientOptions,
     session: SessionKey,
     server_requests: Arc<tokio::sync::Semaphore>,
     tools_changed: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Set once the connection is shared by several sessions
+    /// ([`Connection::share`]): a request the server sends unasked then
+    /// belongs to no one session, and is refused.
+    shared: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for ClientAgent {
@@ -170,11 +174,22 @@ impl ClientAgent {
         )
         .with_protocol_version(options.initialize_version());
         Self {
-            info,
+            info: Arc::new(info),
             options,
             session,
             server_requests: Arc::new(tokio::sync::Semaphore::new(MAX_SERVER_REQUESTS_PER_SESSION)),
             tools_changed: Arc::new(tokio::sync::watch::Sender::new(0)),
+            shared: Arc::default(),
+        }
+    }
+
+    /// The agent of one session on a shared connection: its own session
+    /// and bound on server requests, the rest in common.
+    fn for_session(&self, session: SessionKey) -> Self {
+        Self {
+            session,
+            server_requests: Arc::new(tokio::sync::Semaphore::new(MAX_SERVER_REQUESTS_PER_SESSION)),
+            ..self.clone()
         }
     }
 }
@@ -187,7 +202,7 @@ impl Default for ClientAgent {
 
 impl ClientHandler for ClientAgent {
     fn get_info(&self) -> ClientConfig {
-        self.info.clone()
+        (*self.info).clone()
     }
 
     async fn on_tool_list_changed(&self, _context: rmcp::service::NotificationContext<RoleClient>) {
@@ -200,6 +215,15 @@ impl ClientHandler for ClientAgent {
         request: ElicitRequestParams,
         _context: rmcp::service::RequestContext<RoleClient>,
     ) -> Result<ElicitResult, rmcp::ErrorData> {
+        if self.shared.load(Ordering::Acquire) {
+            // Over a connection several sessions share, a question the
+            // server asks unasked cannot be put to the right end user.
+            tracing::warn!("refusing an elicitation on a connection shared by several sessions");
+            return Err(rmcp::ErrorData::invalid_request(
+                "this connection is shared by several sessions: ask within a call (input_required)",
+                None,
+            ));
+        }
         self.elicit(request).await.ok_or_else(|| {
             rmcp::ErrorData::internal_error(
                 format!(
@@ -274,21 +298,63 @@ impl ClientAgent {
 pub struct Connection {
     id: u64,
     endpoint: Arc<str>,
-    /// rmcp's running client: its peer sends requests, and it drives MRTR
-    /// rounds through the [`ClientAgent`]. Dropping it cancels rmcp's task.
-    service: RunningService<RoleClient, ClientAgent>,
+    /// rmcp's running client: its peer sends requests. Shared with the
+    /// sessions of [`Connection::share`]; dropping the last holder cancels
+    /// rmcp's task.
+    service: Arc<RunningService<RoleClient, ClientAgent>>,
+    /// This connection's session: MRTR rounds and task input go to its
+    /// elicitation handler.
+    agent: ClientAgent,
+    /// The session's requests, tagged when the connection is shared.
+    requester: call::Requester,
+    /// Whether this connection owns rmcp's client (and closes it), rather
+    /// than being one session's share of it.
+    owner: bool,
     cleanup: Mutex<Option<Box<dyn Cleanup>>>,
     closed: AtomicBool,
+    /// Set to true by [`Connection::close`].
+    shut: tokio::sync::watch::Sender<bool>,
     /// Closed (never sent on) when rmcp's protocol task drops the transport.
     ended: tokio::sync::watch::Receiver<()>,
     tools_changed: tokio::sync::watch::Receiver<u64>,
     /// Bumped by `subscriptions/listen` notifications as the agent bumps it
     /// for `notifications/tools/list_changed`.
     tools_changed_sender: Arc<tokio::sync::watch::Sender<u64>>,
-    /// Set once a tool-list subscription was attempted.
-    subscribed: tokio::sync::OnceCell<bool>,
+    /// Set once a tool-list subscription was attempted (one for the
+    /// connection and every share of it).
+    subscribed: Arc<tokio::sync::OnceCell<bool>>,
     /// What the layer above keeps with this connection, one value per type.
     extensions: Mutex<Vec<Arc<dyn std::any::Any + Send + Sync>>>,
+}
+
+/// A value a transport attaches to every request of one session on a
+/// shared connection ([`Connection::share`]), found again in the request's
+/// rmcp extensions by the transport's own sending code: over streamable
+/// HTTP, the session's headers and credentials.
+#[derive(Clone)]
+pub struct RequestTag(Arc<dyn std::any::Any + Send + Sync>);
+
+impl RequestTag {
+    /// A tag carrying `value`.
+    pub fn new<T: std::any::Any + Send + Sync>(value: Arc<T>) -> Self {
+        Self(value)
+    }
+
+    /// The value of type `T` that `extensions` (an outgoing request's)
+    /// carry in their tag, if any.
+    pub fn find<T: std::any::Any + Send + Sync>(
+        extensions: &rmcp::model::Extensions,
+    ) -> Option<Arc<T>> {
+        extensions
+            .get::<RequestTag>()
+            .and_then(|tag| tag.0.clone().downcast::<T>().ok())
+    }
+}
+
+impl fmt::Debug for RequestTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RequestTag")
+    }
 }
 
 impl fmt::Debug for Connection {
@@ -368,6 +434,7 @@ impl Connection {
         let agent = ClientAgent::with_options(options.clone(), session.clone());
         let tools_changed = agent.tools_changed.subscribe();
         let tools_changed_sender = agent.tools_changed.clone();
+        let session_agent = agent.clone();
         let (transport, ended) = Watched::new(transport.into_transport());
         let (service, handshake) = match memory.plan(options) {
             Plan::Direct(info) => (
@@ -421,18 +488,71 @@ impl Connection {
             }
         }
         tracing::debug!(connection = id, %endpoint, ?era, handshake, "MCP connection established");
+        let requester = call::Requester {
+            peer: service.peer().clone(),
+            tag: None,
+        };
         Ok(Self {
             id,
             endpoint: Arc::from(endpoint),
-            service,
+            service: Arc::new(service),
+            agent: session_agent,
+            requester,
+            owner: true,
             cleanup: Mutex::new(None),
             closed: AtomicBool::new(false),
+            shut: tokio::sync::watch::Sender::new(false),
             ended,
             tools_changed,
             tools_changed_sender,
-            subscribed: tokio::sync::OnceCell::new(),
+            subscribed: Arc::default(),
             extensions: Mutex::new(Vec::new()),
         })
+    }
+
+    /// `session`'s share of this connection: a connection of its own to
+    /// the layers above (its own elicitation handler, extensions and
+    /// [`Connection::close`]), whose requests go over this one's rmcp
+    /// client, each carrying `tag` for the transport to find
+    /// ([`RequestTag::find`]) — over streamable HTTP, the session's own
+    /// headers and credentials.
+    ///
+    /// For a connection of the 2026-07-28 era, where requests are
+    /// independent of each other (no protocol session): a thousand
+    /// sessions then cost one rmcp client, and a new session's first call
+    /// is its first request. Requests the server sends unasked on this
+    /// connection are refused from now on (they would belong to no one
+    /// session); tool-list change notifications and the
+    /// `subscriptions/listen` subscription are the connection's, seen by
+    /// every share. Closing a share ends only the share; the connection
+    /// lives while it or a share is held.
+    pub fn share(&self, session: &SessionKey, tag: Option<RequestTag>) -> Connection {
+        self.agent.shared.store(true, Ordering::Release);
+        Self {
+            id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
+            endpoint: self.endpoint.clone(),
+            service: self.service.clone(),
+            agent: self.agent.for_session(session.clone()),
+            requester: call::Requester {
+                peer: self.requester.peer.clone(),
+                tag,
+            },
+            owner: false,
+            cleanup: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            shut: tokio::sync::watch::Sender::new(false),
+            ended: self.ended.clone(),
+            tools_changed: self.tools_changed.clone(),
+            tools_changed_sender: self.tools_changed_sender.clone(),
+            subscribed: self.subscribed.clone(),
+            extensions: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Whether this is one session's share of a connection
+    /// ([`Connection::share`]).
+    pub fn is_share(&self) -> bool {
+        !self.owner
     }
 
     /// Data of type `T` the layer above keeps with this connection, made
@@ -512,6 +632,15 @@ impl Connection {
     /// # Cancel safety
     /// Cancel safe.
     pub async fn closed(&self) {
+        let mut shut = self.shut.subscribe();
+        tokio::select! {
+            () = self.ended() => {}
+            _ = shut.wait_for(|shut| *shut) => {}
+        }
+    }
+
+    /// Waits until rmcp's protocol task has let go of the transport.
+    async fn ended(&self) {
         let mut ended = self.ended.clone();
         // Nothing is ever sent: `changed` fails once the sender is dropped.
         while ended.changed().await.is_ok() {}
@@ -628,8 +757,8 @@ impl Connection {
                 extensions: Default::default(),
             });
             let page = match self
-                .service
-                .send_request(request)
+                .requester
+                .send(request)
                 .await
                 .map_err(|e| Error::from_service(e, "tools/list"))?
             {
@@ -705,7 +834,7 @@ impl Connection {
         arguments: JsonObject,
         timeout: Duration,
     ) -> Result<ToolOutput, Error> {
-        let agent = self.service.service();
+        let agent = &self.agent;
         let span = tracing::info_span!(
             "mcp.call",
             session = %agent.session(),
@@ -715,7 +844,7 @@ impl Connection {
         );
         let mut outcome = Outcome(Some(span.clone()));
         let params = CallToolRequestParams::new(name.to_owned()).with_arguments(arguments);
-        let call = tokio::time::timeout(timeout, call::call_tool(self.peer(), agent, params));
+        let call = tokio::time::timeout(timeout, call::call_tool(&self.requester, agent, params));
         let result = match tracing::Instrument::instrument(call, span).await {
             Ok(Ok(result)) => Ok(ToolOutput::new(result)),
             Ok(Err(error)) => Err(error),
@@ -748,7 +877,7 @@ impl Connection {
             ),
             _ => (ClientRequest::PingRequest(PingRequest::default()), "ping"),
         };
-        let response = tokio::time::timeout(timeout, self.service.send_request(request))
+        let response = tokio::time::timeout(timeout, self.requester.send(request))
             .await
             .map_err(|_| Error::Timeout {
                 operation,
@@ -770,10 +899,19 @@ impl Connection {
     /// by their `Drop` (for stdio: the process group is killed).
     pub async fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        self.shut.send_replace(true);
+        if !self.owner {
+            // A share: the connection goes on for the other sessions.
+            tracing::debug!(
+                connection = self.id,
+                "session's share of a connection closed"
+            );
+            return;
+        }
         // Cancelling rmcp's task makes it close and drop the transport, which
         // is what `closed` waits for.
         self.service.cancellation_token().cancel();
-        if tokio::time::timeout(CLOSE_TIMEOUT, self.closed())
+        if tokio::time::timeout(CLOSE_TIMEOUT, self.ended())
             .await
             .is_err()
         {

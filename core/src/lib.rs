@@ -111,7 +111,7 @@ pub use call::{
 };
 pub use connection::{
     Cleanup, ClientAgent, Connection, Era, MAX_INPUT_ROUNDS, MAX_SERVER_REQUESTS_PER_SESSION,
-    MAX_TOOL_LIST_BYTES, MAX_TOOL_LIST_PAGES, MAX_TOOLS,
+    MAX_TOOL_LIST_BYTES, MAX_TOOL_LIST_PAGES, MAX_TOOLS, RequestTag,
 };
 pub use credentials::{ClientCredentials, EnterpriseIdentity};
 pub use era::{EraMemory, negotiate};

@@ -96,6 +96,7 @@ mod error;
 mod follow;
 mod oauth;
 
+mod shared;
 mod standalone;
 mod trust;
 use reqwest::header::{HeaderName, HeaderValue};
@@ -345,6 +346,26 @@ impl HttpEndpoint {
         &self.client
     }
 
+    /// `session`'s own headers (the header provider's), all marked
+    /// sensitive; an error if one carries a credential that may not go to
+    /// this URL.
+    fn session_headers(
+        &self,
+        session: &SessionKey,
+    ) -> Result<std::collections::HashMap<HeaderName, HeaderValue>, Error> {
+        let session_headers = self
+            .provider
+            .as_ref()
+            .map(|p| p.headers(session))
+            .unwrap_or_default();
+        let pairs = session_headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()));
+        self.config
+            .check_credentials(pairs.clone().map(|(name, _)| name))?;
+        to_header_map(pairs)
+    }
+
     /// The configured headers plus `session`'s own, all marked sensitive;
     /// an error if one carries a credential that may not go to this URL.
     pub fn headers(
@@ -388,6 +409,14 @@ pub struct StreamableHttpTransport {
     /// Set once a 2025-era connection's standalone stream never came (a
     /// server without protocol sessions): later ones do not wait for it.
     no_standalone: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether sessions of a modern server share one rmcp client.
+    share_sessions: bool,
+    /// The rmcp client the sessions of a modern server share (see
+    /// [`StreamableHttpTransport::with_shared_connection`]).
+    shared: Arc<std::sync::Mutex<Option<Arc<Connection>>>>,
+    /// Held while the shared client opens, so that sessions arriving
+    /// meanwhile wait for it rather than open clients of their own.
+    opening: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl fmt::Debug for StreamableHttpTransport {
@@ -416,7 +445,24 @@ impl StreamableHttpTransport {
             user_auth: None,
             era: Arc::new(EraMemory::without_reuse()),
             no_standalone: Arc::default(),
+            share_sessions: true,
+            shared: Arc::default(),
+            opening: Arc::default(),
         })
+    }
+
+    /// Whether the sessions of a 2026-07-28 server share one rmcp client
+    /// (default: yes). Once a connection has found the server modern, each
+    /// new session gets a share of one client that is opened once per
+    /// server (one `server/discover`): its first call is its first request,
+    /// and an idle session costs a small handle instead of a client of its
+    /// own. Each request still carries its session's own headers and its
+    /// end user's credentials; see [`mcp_group_core::Connection::share`].
+    /// A 2025-era server gets a connection (and protocol session) per
+    /// session either way.
+    pub fn with_shared_connection(mut self, share: bool) -> Self {
+        self.share_sessions = share;
+        self
     }
 
     /// Authorizes each session's end user with the OAuth authorization-code
@@ -586,6 +632,12 @@ async fn wait_for_standalone(
 #[mcp_group_core::async_trait]
 impl Transport for StreamableHttpTransport {
     async fn connect(&self, session: &SessionKey) -> Result<Connection, CoreError> {
+        if self.share_sessions
+            && self.era.era() == Some(mcp_group_core::Era::Modern)
+            && let Some(connection) = self.connect_shared(session).await?
+        {
+            return Ok(connection);
+        }
         negotiate(&self.era, || self.connect_once(session)).await
     }
 
@@ -604,6 +656,153 @@ impl StreamableHttpTransport {
     /// fresh).
     pub fn era(&self) -> Option<mcp_group_core::Era> {
         self.era.era()
+    }
+
+    /// The shared client's live connection, if there is one.
+    fn shared_connection(&self) -> Option<Arc<Connection>> {
+        let slot = match self.shared.lock() {
+            Ok(slot) => slot,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        slot.as_ref().filter(|c| !c.is_closed()).cloned()
+    }
+
+    /// How `session`'s requests go over the shared client: its headers, and
+    /// its user's authorization.
+    fn route(&self, session: &SessionKey) -> Result<shared::Route, CoreError> {
+        let shown = self.config().display_url();
+        let start = |e| CoreError::Start {
+            endpoint: shown.clone(),
+            source: Box::new(e),
+        };
+        let headers = self.endpoint.session_headers(session).map_err(start)?;
+        let carries_authorization = headers.contains_key(&reqwest::header::AUTHORIZATION)
+            || self
+                .config()
+                .custom_headers
+                .keys()
+                .any(|name| name.eq_ignore_ascii_case("authorization"));
+        if self.oauth.is_some() {
+            if carries_authorization {
+                return Err(start(Error::ConflictingAuthorization));
+            }
+            self.config()
+                .check_credentials(std::iter::once("Authorization"))
+                .map_err(start)?;
+        }
+        let auth = match (&self.user, &self.user_auth) {
+            (None, _) => None,
+            (Some(_), None) => return Err(start(Error::NoAuthorizer)),
+            (Some(_), Some(auth)) => {
+                if carries_authorization || self.oauth.is_some() {
+                    return Err(start(Error::ConflictingAuthorization));
+                }
+                self.config()
+                    .check_credentials(std::iter::once("Authorization"))
+                    .map_err(start)?;
+                Some(authorization::AuthorizingClient {
+                    inner: self.plain_client(),
+                    principal: auth.principal(session),
+                    auth: auth.clone(),
+                    session: session.clone(),
+                })
+            }
+        };
+        Ok(shared::Route { headers, auth })
+    }
+
+    /// rmcp's reqwest client on the shared pool, opening no standalone
+    /// stream (the 2026-07-28 era has none).
+    fn plain_client(&self) -> standalone::Client {
+        standalone::Client {
+            inner: self.endpoint.client().clone(),
+            open_standalone: false,
+            standalone_answered: Arc::new(tokio::sync::watch::Sender::new(false)),
+        }
+    }
+
+    /// `session`'s share of the shared client, opening the client if there
+    /// is none (or it has ended); `None` if the server no longer speaks the
+    /// 2026-07-28 era, for the caller to negotiate a connection of the
+    /// session's own.
+    async fn connect_shared(&self, session: &SessionKey) -> Result<Option<Connection>, CoreError> {
+        let route = Arc::new(self.route(session)?);
+        let tag = mcp_group_core::RequestTag::new(route.clone());
+        if let Some(shared) = self.shared_connection() {
+            return Ok(Some(shared.share(session, Some(tag))));
+        }
+        // Sessions arriving while the client opens wait for it — unless the
+        // opening session's user may have to sign in first (end-user
+        // authorization), which may take minutes: then each opens its own
+        // meanwhile, and the first to finish is kept.
+        let _opening = match route.auth {
+            None => Some(self.opening.lock().await),
+            Some(_) => None,
+        };
+        if let Some(shared) = self.shared_connection() {
+            return Ok(Some(shared.share(session, Some(tag))));
+        }
+        let shown = self.config().display_url();
+        let configured = to_header_map(
+            self.config()
+                .custom_headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+        .map_err(|e| CoreError::Start {
+            endpoint: shown.clone(),
+            source: Box::new(e),
+        })?;
+        let client = shared::SharedClient {
+            inner: self.plain_client(),
+            startup: Arc::new(std::sync::Mutex::new(Some(route))),
+            token: self.oauth.as_ref().map(|source| shared::GroupToken {
+                source: source.clone(),
+                client: self.endpoint.client().clone(),
+                url: self.config().url.clone(),
+            }),
+        };
+        let mut config =
+            StreamableHttpClientTransportConfig::with_uri(self.endpoint.config().url.as_str());
+        config.custom_headers = configured;
+        config.max_concurrent_requests = shared::SHARED_CONCURRENT_REQUESTS;
+        let transport = StreamableHttpClientTransport::with_client(client.clone(), config);
+        let opened = Connection::establish_remembering(
+            transport,
+            shown,
+            &self.options,
+            &SessionKey::default_session(),
+            &self.era,
+        )
+        .await
+        .map_err(authorization_error)?;
+        client.end_startup();
+        if opened.era() != Some(mcp_group_core::Era::Modern) {
+            tracing::debug!(
+                "the server no longer speaks the 2026-07-28 era; connecting the session on its own"
+            );
+            opened.close().await;
+            return Ok(None);
+        }
+        let opened = Arc::new(opened);
+        let shared = {
+            let mut slot = match self.shared.lock() {
+                Ok(slot) => slot,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            match slot.as_ref().filter(|c| !c.is_closed()) {
+                Some(other) => other.clone(),
+                None => {
+                    *slot = Some(opened.clone());
+                    opened
+                }
+            }
+        };
+        tracing::debug!(
+            connection = shared.id(),
+            "sessions of this server share one client"
+        );
+        Ok(Some(shared.share(session, Some(tag))))
     }
 
     async fn connect_once(&self, session: &SessionKey) -> Result<Connection, CoreError> {

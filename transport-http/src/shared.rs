@@ -1,0 +1,316 @@
+//! One rmcp client for every session of a 2026-07-28 server.
+//!
+//! In the 2026-07-28 era a request stands on its own: no handshake, no
+//! `Mcp-Session-Id`, its `_meta` says who the client is. So after the first
+//! connection has found a server modern, the transport opens one rmcp client
+//! for the server (one `server/discover`) and gives each session a share of
+//! it ([`mcp_group_core::Connection::share`]): a new session's first call is
+//! its first request, and a thousand idle sessions cost a thousand small
+//! handles rather than a thousand rmcp clients (six channels and a worker
+//! task each).
+//!
+//! What still differs between sessions travels with each request: the
+//! session's share tags every request with its [`Route`] — the session's own
+//! headers (from the [`crate::HeaderProvider`]) and, with end-user
+//! authorization, its user's [`AuthorizingClient`] — and [`SharedClient`],
+//! the HTTP client under the shared rmcp client, sends each POST as its
+//! route says. rmcp hands our client each outgoing message with the
+//! extensions the request was sent with, which is where the tag is.
+//!
+//! A message without a tag carries no session's credentials: only the
+//! configured headers (and a client-credentials token, which belongs to the
+//! whole group). That covers what rmcp sends on its own — a response
+//! stream's `GET` resumption, say — so nothing one session is owed can go
+//! out on another's request. The one exception is the start-up exchange:
+//! the `server/discover` that opens the shared client goes with the route of
+//! the session that opened it (a server may want credentials for it), and
+//! that route is dropped once the exchange is over.
+
+use std::{collections::HashMap, sync::Arc};
+
+use futures::stream::BoxStream;
+use mcp_group_core::RequestTag;
+use reqwest::header::{HeaderName, HeaderValue};
+use rmcp::{
+    model::{ClientJsonRpcMessage, GetExtensions},
+    transport::streamable_http_client::{
+        StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
+        StreamableHttpResponseLimits,
+    },
+};
+use sse_stream::{Error as SseError, Sse};
+
+use crate::{authorization::AuthorizingClient, oauth::TokenSource, standalone};
+
+/// How many POSTs the shared client runs at once (rmcp's default, 16, is
+/// meant for one session; a POST counts until its answer arrives or its
+/// response stream opens, and a user signing in holds one for as long).
+pub(crate) const SHARED_CONCURRENT_REQUESTS: usize = 4096;
+
+/// How one session's requests go out over the shared client.
+pub(crate) struct Route {
+    /// The session's own headers (from the header provider), sensitive.
+    pub(crate) headers: HashMap<HeaderName, HeaderValue>,
+    /// The session's user's authorization, with end-user authorization.
+    pub(crate) auth: Option<AuthorizingClient<standalone::Client>>,
+}
+
+/// The group-wide client-credentials token of every request.
+#[derive(Clone)]
+pub(crate) struct GroupToken {
+    pub(crate) source: Arc<TokenSource>,
+    pub(crate) client: reqwest::Client,
+    pub(crate) url: String,
+}
+
+/// The HTTP client under a shared rmcp client: each POST goes with the
+/// route of the session whose request it is (see the [module docs](self)).
+#[derive(Clone)]
+pub(crate) struct SharedClient {
+    pub(crate) inner: standalone::Client,
+    /// The route of the session that opened the shared client, for the
+    /// untagged start-up exchange only; `None` once that is over.
+    pub(crate) startup: Arc<std::sync::Mutex<Option<Arc<Route>>>>,
+    pub(crate) token: Option<GroupToken>,
+}
+
+type Result<T> = std::result::Result<T, StreamableHttpError<reqwest::Error>>;
+
+impl SharedClient {
+    /// The route a message goes with: its tag's, or while the start-up
+    /// exchange runs, the opening session's.
+    fn route(&self, message: &ClientJsonRpcMessage) -> Option<Arc<Route>> {
+        let tagged = match message {
+            ClientJsonRpcMessage::Request(request) => {
+                RequestTag::find::<Route>(request.request.extensions())
+            }
+            _ => None,
+        };
+        tagged.or_else(|| match self.startup.lock() {
+            Ok(startup) => startup.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        })
+    }
+
+    /// Ends the start-up exchange: untagged messages carry no session's
+    /// headers from now on.
+    pub(crate) fn end_startup(&self) {
+        match self.startup.lock() {
+            Ok(mut startup) => *startup = None,
+            Err(poisoned) => *poisoned.into_inner() = None,
+        }
+    }
+
+    /// The group's client-credentials token, if it has one.
+    async fn group_token(&self, given: Option<String>) -> Result<Option<String>> {
+        let Some(token) = &self.token else {
+            return Ok(given);
+        };
+        token
+            .source
+            .token(&token.client, &token.url)
+            .await
+            .map_err(|e| StreamableHttpError::Io(std::io::Error::other(e)))
+    }
+}
+
+impl StreamableHttpClient for SharedClient {
+    type Error = reqwest::Error;
+
+    async fn post_message(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<StreamableHttpPostResponse> {
+        self.post_message_with_response_limits(
+            uri,
+            message,
+            session_id,
+            auth_header,
+            custom_headers,
+            StreamableHttpResponseLimits::default(),
+        )
+        .await
+    }
+
+    async fn post_message_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> Result<StreamableHttpPostResponse> {
+        let mut limits = StreamableHttpResponseLimits::default();
+        limits.max_sse_event_size = max_sse_event_size;
+        self.post_message_with_response_limits(
+            uri,
+            message,
+            session_id,
+            auth_header,
+            custom_headers,
+            limits,
+        )
+        .await
+    }
+
+    async fn post_message_with_response_limits(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        mut custom_headers: HashMap<HeaderName, HeaderValue>,
+        limits: StreamableHttpResponseLimits,
+    ) -> Result<StreamableHttpPostResponse> {
+        let route = self.route(&message);
+        if let Some(route) = &route {
+            for (name, value) in &route.headers {
+                custom_headers.insert(name.clone(), value.clone());
+            }
+        }
+        match route.as_deref() {
+            Some(Route {
+                auth: Some(auth), ..
+            }) => {
+                auth.post_message_with_response_limits(
+                    uri,
+                    message,
+                    session_id,
+                    None,
+                    custom_headers,
+                    limits,
+                )
+                .await
+            }
+            _ => {
+                let auth_header = self.group_token(auth_header).await?;
+                self.inner
+                    .post_message_with_response_limits(
+                        uri,
+                        message,
+                        session_id,
+                        auth_header,
+                        custom_headers,
+                        limits,
+                    )
+                    .await
+            }
+        }
+    }
+
+    async fn delete_session(
+        &self,
+        uri: Arc<str>,
+        session_id: Arc<str>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<()> {
+        let auth_header = self.group_token(auth_header).await?;
+        self.inner
+            .delete_session(uri, session_id, auth_header, custom_headers)
+            .await
+    }
+
+    async fn get_stream(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<BoxStream<'static, std::result::Result<Sse, SseError>>> {
+        let auth_header = self.group_token(auth_header).await?;
+        self.inner
+            .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
+            .await
+    }
+
+    async fn get_stream_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> Result<BoxStream<'static, std::result::Result<Sse, SseError>>> {
+        let auth_header = self.group_token(auth_header).await?;
+        self.inner
+            .get_stream_with_max_sse_event_size(
+                uri,
+                session_id,
+                last_event_id,
+                auth_header,
+                custom_headers,
+                max_sse_event_size,
+            )
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rmcp::model::{ClientRequest, PingRequest, RequestId};
+
+    use super::*;
+
+    fn route(user: &str) -> Arc<Route> {
+        let headers = crate::to_header_map([("x-end-user", user)]).unwrap_or_default();
+        Arc::new(Route {
+            headers,
+            auth: None,
+        })
+    }
+
+    fn client(startup: Arc<Route>) -> SharedClient {
+        SharedClient {
+            inner: standalone::Client {
+                inner: reqwest::Client::new(),
+                open_standalone: false,
+                standalone_answered: Arc::new(tokio::sync::watch::Sender::new(false)),
+            },
+            startup: Arc::new(std::sync::Mutex::new(Some(startup))),
+            token: None,
+        }
+    }
+
+    fn ping(tag: Option<Arc<Route>>) -> ClientJsonRpcMessage {
+        let mut request = ClientRequest::PingRequest(PingRequest::default());
+        if let Some(route) = tag {
+            request.extensions_mut().insert(RequestTag::new(route));
+        }
+        ClientJsonRpcMessage::request(request, RequestId::Number(1))
+    }
+
+    fn user(route: Option<Arc<Route>>) -> Option<String> {
+        route.and_then(|route| {
+            route
+                .headers
+                .values()
+                .next()
+                .and_then(|value| value.to_str().ok().map(str::to_owned))
+        })
+    }
+
+    #[test]
+    fn an_untagged_message_goes_with_the_opening_sessions_route_only_during_start_up() {
+        let client = client(route("alice"));
+        assert_eq!(user(client.route(&ping(None))).as_deref(), Some("alice"));
+        client.end_startup();
+        assert_eq!(user(client.route(&ping(None))), None);
+    }
+
+    #[test]
+    fn a_tagged_message_goes_with_its_own_route_even_during_start_up() {
+        let client = client(route("alice"));
+        let bob = ping(Some(route("bob")));
+        assert_eq!(user(client.route(&bob)).as_deref(), Some("bob"));
+        client.end_startup();
+        assert_eq!(user(client.route(&bob)).as_deref(), Some("bob"));
+    }
+}

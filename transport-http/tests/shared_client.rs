@@ -1,0 +1,186 @@
+//! The sessions of a 2026-07-28 server share one rmcp client: after the
+//! first connection has found the era, a new session's first call is its
+//! first request, and every request still carries its own session's
+//! headers and nobody else's.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::{sync::Arc, time::Duration};
+
+use mcp_group_core::{Era, JsonObject, SessionId, SessionKey, Transport};
+use mcp_group_transport_http::{HttpConfig, StreamableHttpTransport};
+use serde_json::{Value, json};
+use support::{Reply, Request, Server};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A minimal 2026-07-28 server: `server/discover`, and a `tools/call` that
+/// answers with the text `ok`; `initialize` is refused as a modern-only
+/// server refuses it.
+fn modern_answer(request: &Request) -> Reply {
+    let message = request.json();
+    let Some(id) = message.get("id").cloned() else {
+        return Reply::text(202, "");
+    };
+    let result = match message["method"].as_str().unwrap_or_default() {
+        "server/discover" => json!({
+            "resultType": "complete",
+            "supportedVersions": ["2026-07-28"],
+            "capabilities": {"tools": {}},
+            "ttlMs": 0,
+            "cacheScope": "public",
+            "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "scripted", "version": "0"}},
+        }),
+        "tools/call" => json!({
+            "resultType": "complete",
+            "content": [{"type": "text", "text": "ok"}],
+        }),
+        _ => {
+            return Reply::json(
+                200,
+                json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": "no"}}),
+            );
+        }
+    };
+    Reply::json(200, json!({"jsonrpc": "2.0", "id": id, "result": result}))
+}
+
+fn who(key: &SessionKey) -> String {
+    format!("{}|{}", key.principal().unwrap_or("-"), key.session())
+}
+
+fn posts_of(server: &Server, method: &str) -> Vec<Request> {
+    server
+        .requests_to("/mcp")
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.json()["method"] == method)
+        .collect()
+}
+
+fn arguments(who: &str) -> JsonObject {
+    let Value::Object(arguments) = json!({"who": who}) else {
+        unreachable!()
+    };
+    arguments
+}
+
+#[tokio::test]
+async fn new_modern_sessions_share_one_client_and_each_request_carries_only_its_own_headers() {
+    let server = Server::start(|_| modern_answer).await;
+    let config = HttpConfig::new(server.url("/mcp"))
+        .unwrap()
+        .header("x-team", "search");
+    let transport = StreamableHttpTransport::new(config)
+        .unwrap()
+        .with_header_provider(Arc::new(|key: &SessionKey| {
+            vec![("x-end-user".to_owned(), who(key))]
+        }));
+
+    // The first connection finds the server modern.
+    let first = SessionKey::with_principal(Some("carol"), SessionId::new("first"));
+    let first = transport.connect(&first).await.unwrap();
+    assert_eq!(transport.era(), Some(Era::Modern));
+    let discovers_before = posts_of(&server, "server/discover").len();
+
+    // Sixteen new sessions of two users, all at once.
+    let keys: Vec<SessionKey> = (0..16)
+        .map(|i| {
+            let user = if i % 2 == 0 { "alice" } else { "bob" };
+            SessionKey::with_principal(Some(user), SessionId::new(format!("chat-{i}")))
+        })
+        .collect();
+    let connections: Vec<_> =
+        futures::future::join_all(keys.iter().map(|key| transport.connect(key)))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+    let calls = connections
+        .iter()
+        .zip(&keys)
+        .map(|(connection, key)| connection.call_tool("echo", arguments(&who(key)), TIMEOUT));
+    for output in futures::future::join_all(calls).await {
+        assert!(!output.unwrap().is_error());
+    }
+
+    // One more discovery at most (the shared client opening), not one per
+    // session: each session's first call was its first request.
+    let discovers = posts_of(&server, "server/discover").len() - discovers_before;
+    assert!(
+        discovers <= 1,
+        "{discovers} discoveries for 16 new sessions"
+    );
+    assert!(connections.iter().all(|c| c.is_share()));
+
+    // Every call went with its own session's headers and the configured
+    // ones.
+    let calls = posts_of(&server, "tools/call");
+    assert_eq!(calls.len(), 16);
+    for call in &calls {
+        let own = call.json()["params"]["arguments"]["who"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(call.header("x-end-user"), Some(own.as_str()));
+        assert_eq!(call.header("x-team"), Some("search"));
+    }
+
+    // Closing one session's share leaves the others working.
+    connections[0].close().await;
+    assert!(connections[0].is_closed());
+    assert!(!connections[1].is_closed());
+    let output = connections[1]
+        .call_tool("echo", arguments(&who(&keys[1])), TIMEOUT)
+        .await
+        .unwrap();
+    assert!(!output.is_error());
+    let last = posts_of(&server, "tools/call").pop().unwrap();
+    assert_eq!(last.header("x-end-user"), Some(who(&keys[1]).as_str()));
+    first.close().await;
+}
+
+#[tokio::test]
+async fn a_share_waits_on_closed_until_it_is_closed_and_no_longer() {
+    let server = Server::start(|_| modern_answer).await;
+    let transport =
+        StreamableHttpTransport::new(HttpConfig::new(server.url("/mcp")).unwrap()).unwrap();
+    let _first = transport
+        .connect(&SessionId::new("first").into())
+        .await
+        .unwrap();
+    let share = transport
+        .connect(&SessionId::new("second").into())
+        .await
+        .unwrap();
+    let other = transport
+        .connect(&SessionId::new("third").into())
+        .await
+        .unwrap();
+    assert!(share.is_share() && other.is_share());
+    let closed = share.closed();
+    tokio::pin!(closed);
+    assert!(
+        futures::poll!(closed.as_mut()).is_pending(),
+        "a live share is not closed"
+    );
+    share.close().await;
+    tokio::time::timeout(TIMEOUT, closed).await.unwrap();
+    assert!(!other.is_closed());
+}
+
+#[tokio::test]
+async fn without_sharing_every_modern_session_opens_with_its_own_discovery() {
+    let server = Server::start(|_| modern_answer).await;
+    let transport = StreamableHttpTransport::new(HttpConfig::new(server.url("/mcp")).unwrap())
+        .unwrap()
+        .with_shared_connection(false);
+    for i in 0..3 {
+        let connection = transport
+            .connect(&SessionId::new(format!("s{i}")).into())
+            .await
+            .unwrap();
+        assert!(!connection.is_share());
+    }
+    assert_eq!(posts_of(&server, "server/discover").len(), 3);
+}
