@@ -656,7 +656,7 @@ impl FunctionGroup {
     /// before it calls one whose schema maps parameters to HTTP headers
     /// (`x-mcp-header`, SEP-2243): rmcp adds the `Mcp-Param-*` headers only
     /// for tools listed on the same connection, and a session using the
-    /// group's public list has not listed them itself. Once per connection;
+    /// group's public list has not listed them itself. Once per rmcp client;
     /// a failed listing leaves the call to go without the headers.
     async fn prime_parameter_headers(
         &self,
@@ -664,7 +664,9 @@ impl FunctionGroup {
         tool: &str,
         lease: &Lease<DynTransport>,
     ) {
-        let primed = lease.connection().extension(HeaderListing::default);
+        // rmcp keeps the schemas per client, which the sessions of a
+        // modern server share.
+        let primed = lease.connection().client_extension(HeaderListing::default);
         if primed.0.load(std::sync::atomic::Ordering::Acquire)
             || lease.connection().era() != Some(mcp_group_core::Era::Modern)
             || !catalog.maps_headers(tool)

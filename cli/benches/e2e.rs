@@ -160,10 +160,17 @@ async fn bare_http(url: &str) -> Bare {
 /// requests carrying their own `_meta`, as the group's modern sessions.
 async fn bare_http_modern(url: &str) -> Bare {
     use rmcp::service::{ClientLifecycleMode, ClientServiceExt};
-    ClientConfig::new(
-        ClientCapabilities::default(),
-        Implementation::new("bare-rmcp", "0"),
-    )
+    // The capabilities the group's client declares (the tasks extension),
+    // so that both send the same `_meta` and the server does the same work.
+    let mut capabilities = ClientCapabilities::default();
+    capabilities
+        .extensions
+        .get_or_insert_with(Default::default)
+        .insert(
+            rmcp::model::TASKS_EXTENSION_ID.to_owned(),
+            rmcp::model::JsonObject::new(),
+        );
+    ClientConfig::new(capabilities, Implementation::new("bare-rmcp", "0"))
     .serve_with_lifecycle(
         bare_http_transport(url),
         ClientLifecycleMode::Discover {
@@ -688,11 +695,19 @@ fn main() {
     let http = demo_http();
     let url = http.url("/mcp");
     // Memory first, before other phases leave freed memory in the allocator.
-    if args.iter().any(|a| a == "--overhead-only") {
-        // For profilers: the stdio overhead phase alone.
-        let o = rt.block_on(overhead(&settings, Target::Stdio));
+    if let Some(i) = args.iter().position(|a| a == "--overhead-only") {
+        // For profilers: one overhead phase alone (`stdio`, the default, or
+        // `http-modern`).
+        let phase = args.get(i + 1).map(String::as_str);
+        let modern = (phase == Some("http-modern")).then(|| demo_http_server_era("modern"));
+        let url = modern.as_ref().map(|server| server.url("/mcp"));
+        let (name, target) = match &url {
+            Some(url) => ("http-modern", Target::HttpModern(url)),
+            None => ("stdio", Target::Stdio),
+        };
+        let o = rt.block_on(overhead(&settings, target));
         println!(
-            "stdio: bare {:.1} µs, group {:.1} µs, ratio {:.3}",
+            "{name}: bare {:.1} µs, group {:.1} µs, ratio {:.3}",
             o.bare_median_us, o.group_median_us, o.ratio
         );
         return;

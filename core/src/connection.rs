@@ -325,6 +325,9 @@ pub struct Connection {
     subscribed: Arc<tokio::sync::OnceCell<bool>>,
     /// What the layer above keeps with this connection, one value per type.
     extensions: Mutex<Vec<Arc<dyn std::any::Any + Send + Sync>>>,
+    /// What the layer above keeps with rmcp's client, common to the
+    /// connection and its shares.
+    client_extensions: Arc<Mutex<Vec<Arc<dyn std::any::Any + Send + Sync>>>>,
 }
 
 /// A value a transport attaches to every request of one session on a
@@ -507,6 +510,7 @@ impl Connection {
             tools_changed_sender,
             subscribed: Arc::default(),
             extensions: Mutex::new(Vec::new()),
+            client_extensions: Arc::default(),
         })
     }
 
@@ -546,6 +550,7 @@ impl Connection {
             tools_changed_sender: self.tools_changed_sender.clone(),
             subscribed: self.subscribed.clone(),
             extensions: Mutex::new(Vec::new()),
+            client_extensions: self.client_extensions.clone(),
         }
     }
 
@@ -560,19 +565,19 @@ impl Connection {
     /// facade keeps a session's own tool list here, so it goes when the
     /// session does). One value per type.
     pub fn extension<T: std::any::Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Arc<T> {
-        let mut extensions = match self.extensions.lock() {
-            Ok(extensions) => extensions,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if let Some(found) = extensions
-            .iter()
-            .find_map(|e| e.clone().downcast::<T>().ok())
-        {
-            return found;
-        }
-        let made = Arc::new(init());
-        extensions.push(made.clone());
-        made
+        find_or_insert(&self.extensions, init)
+    }
+
+    /// Like [`Connection::extension`], but one value for rmcp's client:
+    /// common to a connection and all its shares ([`Connection::share`]),
+    /// for what belongs to the client rather than the session (the facade
+    /// notes here whether the client has listed the tools whose parameters
+    /// rmcp maps to headers).
+    pub fn client_extension<T: std::any::Any + Send + Sync>(
+        &self,
+        init: impl FnOnce() -> T,
+    ) -> Arc<T> {
+        find_or_insert(&self.client_extensions, init)
     }
 
     /// Attaches work to run when the connection closes (kept alive until then).
@@ -992,4 +997,24 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for Watched<T> {
     fn close(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
         self.transport.close()
     }
+}
+
+/// The value of type `T` in `extensions`, made by `init` if there is none.
+fn find_or_insert<T: std::any::Any + Send + Sync>(
+    extensions: &Mutex<Vec<Arc<dyn std::any::Any + Send + Sync>>>,
+    init: impl FnOnce() -> T,
+) -> Arc<T> {
+    let mut extensions = match extensions.lock() {
+        Ok(extensions) => extensions,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some(found) = extensions
+        .iter()
+        .find_map(|e| e.clone().downcast::<T>().ok())
+    {
+        return found;
+    }
+    let made = Arc::new(init());
+    extensions.push(made.clone());
+    made
 }
