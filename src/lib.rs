@@ -42,10 +42,11 @@
 //!
 //! | | 2025-11-25 (legacy) | 2026-07-28 (modern) |
 //! |---|---|---|
-//! | a new session's first call | `initialize` + `notifications/initialized` + the call (over stdio also a new process) | the call alone, once the server's discovery is known (over stdio a new process) |
+//! | a new session's first call | `initialize` + `notifications/initialized` + the call (over stdio also a new process) | the call alone, once the server's era is known (over stdio a new process, with no handshake while the discovery is fresh) |
 //! | protocol session | its own `Mcp-Session-Id` | none |
+//! | MCP client (streamable HTTP) | its own rmcp client and worker | a share of one rmcp client per server ([`core::Connection::share`]): a small handle, about 13 KiB per idle session against about 63 KiB |
 //! | HTTP connections | the group's pool | the group's pool |
-//! | credentials and headers | the session's own | the session's own, on every request |
+//! | credentials and headers | the session's own | the session's own, on every request (the request carries its session's tag; nothing rmcp sends on its own carries any session's credentials) |
 //! | server asks the user | `elicitation/create` requests on the session's connection | `input_required` results on the session's call; same [`core::Elicitation`] handler |
 //! | tool list | the group's; changes by `notifications/tools/list_changed` | `public`: the group's; `private`: the session's own; by `ttlMs`, changes over `subscriptions/listen` |
 //! | bounds | `max_sessions`, idle reaping, bound to its principal | the same |

@@ -171,14 +171,14 @@ async fn bare_http_modern(url: &str) -> Bare {
             rmcp::model::JsonObject::new(),
         );
     ClientConfig::new(capabilities, Implementation::new("bare-rmcp", "0"))
-    .serve_with_lifecycle(
-        bare_http_transport(url),
-        ClientLifecycleMode::Discover {
-            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-        },
-    )
-    .await
-    .unwrap()
+        .serve_with_lifecycle(
+            bare_http_transport(url),
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
+        )
+        .await
+        .unwrap()
 }
 
 fn echo_args() -> Value {

@@ -7,6 +7,18 @@
 //! connection pool, so a thousand sessions do not mean a thousand pools.
 //! What this crate adds:
 //!
+//! - against a server of the 2026-07-28 era, one rmcp client for all
+//!   sessions: once the first connection has found the era, every new
+//!   session gets a share of one client ([`mcp_group_core::Connection::share`],
+//!   [`StreamableHttpTransport::with_shared_connection`]), so its first call
+//!   is its first request and an idle session is a small handle. Each
+//!   request carries its session's tag, and the HTTP client under the shared
+//!   rmcp client sends it with that session's headers and its user's
+//!   token; what rmcp sends on its own (a response stream's resumption)
+//!   carries no session's credentials. This is hand-written because rmcp
+//!   3.11 fixes a client's headers and credentials when the client is
+//!   built; it does pass each request's extensions to the HTTP client,
+//!   which is where the tag travels;
 //! - `custom_headers` from the configuration on every request, and a
 //!   per-session [`HeaderProvider`] (given the session's key — its id and
 //!   principal — the headers to add,
