@@ -267,9 +267,14 @@ async fn overhead(settings: &Settings, target: Target<'_>) -> Overhead {
             Target::Http(url) | Target::HttpModern(url) => http_server(url),
             Target::Stdio => stdio_server(),
         };
-        let group = FunctionGroup::connect(group_config(server, 16))
-            .await
-            .unwrap();
+        let mut config = group_config(server, 16);
+        if !matches!(target, Target::HttpModern(_)) {
+            // The bare client makes the 2025-11-25 exchange (`initialize`);
+            // so does the group, pinned to it, rather than negotiating the
+            // modern era the demo server also speaks.
+            config.protocol_version = Some("2025-11-25".to_owned());
+        }
+        let group = FunctionGroup::connect(config).await.unwrap();
         let session = SessionId::new("overhead");
         // Warm both up: connections open, caches filled.
         for _ in 0..50 {

@@ -433,8 +433,41 @@ impl Connection {
         T: IntoTransport<RoleClient, E, A>,
         E: std::error::Error + Send + Sync + 'static,
     {
-        let endpoint: String = endpoint.into();
         let agent = ClientAgent::with_options(options.clone(), session.clone());
+        Self::establish_with_agent(transport, endpoint.into(), options, agent, memory).await
+    }
+
+    /// Like [`Connection::establish_remembering`], for a connection to be
+    /// shared by several sessions ([`Connection::share`]): it belongs to no
+    /// one session, so it refuses every request the server sends unasked
+    /// from the start (during its own handshake too), and has no
+    /// elicitation handler of its own.
+    pub async fn establish_for_sharing<T, E, A>(
+        transport: T,
+        endpoint: impl Into<String>,
+        options: &ClientOptions,
+        memory: &EraMemory,
+    ) -> Result<Self, Error>
+    where
+        T: IntoTransport<RoleClient, E, A>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let agent = ClientAgent::with_options(options.clone(), SessionKey::default_session());
+        agent.shared.store(true, Ordering::Release);
+        Self::establish_with_agent(transport, endpoint.into(), options, agent, memory).await
+    }
+
+    async fn establish_with_agent<T, E, A>(
+        transport: T,
+        endpoint: String,
+        options: &ClientOptions,
+        agent: ClientAgent,
+        memory: &EraMemory,
+    ) -> Result<Self, Error>
+    where
+        T: IntoTransport<RoleClient, E, A>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
         let tools_changed = agent.tools_changed.subscribe();
         let tools_changed_sender = agent.tools_changed.clone();
         let session_agent = agent.clone();
@@ -530,9 +563,15 @@ impl Connection {
     /// `subscriptions/listen` subscription are the connection's, seen by
     /// every share. Closing a share ends only the share; the connection
     /// lives while it or a share is held.
-    pub fn share(&self, session: &SessionKey, tag: Option<RequestTag>) -> Connection {
+    ///
+    /// `None` for a connection of the 2025-11-25 era (or not yet known to
+    /// be modern): its protocol session is one client's, not to be shared.
+    pub fn share(&self, session: &SessionKey, tag: Option<RequestTag>) -> Option<Connection> {
+        if self.era() != Some(Era::Modern) {
+            return None;
+        }
         self.agent.shared.store(true, Ordering::Release);
-        Self {
+        Some(Self {
             id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
             endpoint: self.endpoint.clone(),
             service: self.service.clone(),
@@ -551,7 +590,7 @@ impl Connection {
             subscribed: self.subscribed.clone(),
             extensions: Mutex::new(Vec::new()),
             client_extensions: self.client_extensions.clone(),
-        }
+        })
     }
 
     /// Whether this is one session's share of a connection
@@ -619,6 +658,11 @@ impl Connection {
     }
 
     /// The rmcp peer, for requests this crate does not wrap.
+    ///
+    /// On a share ([`Connection::share`]) this is the shared client's
+    /// peer: its requests carry no session's tag, so they go without the
+    /// session's headers and credentials, and rmcp's response cache on it
+    /// is common to every share.
     pub fn peer(&self) -> &Peer<RoleClient> {
         self.service.peer()
     }
@@ -637,6 +681,11 @@ impl Connection {
     /// # Cancel safety
     /// Cancel safe.
     pub async fn closed(&self) {
+        if self.owner {
+            // Ended when rmcp lets go of the transport (`close` waits for
+            // that), not when `close` starts.
+            return self.ended().await;
+        }
         let mut shut = self.shut.subscribe();
         tokio::select! {
             () = self.ended() => {}

@@ -425,7 +425,7 @@ pub struct StreamableHttpTransport {
     share_sessions: bool,
     /// The rmcp client the sessions of a modern server share (see
     /// [`StreamableHttpTransport::with_shared_connection`]).
-    shared: Arc<std::sync::Mutex<Option<Arc<Connection>>>>,
+    shared: Arc<std::sync::Mutex<Option<SharedEntry>>>,
     /// Held while the shared client opens, so that sessions arriving
     /// meanwhile wait for it rather than open clients of their own.
     opening: Arc<tokio::sync::Mutex<()>>,
@@ -609,6 +609,22 @@ fn authorization_error(error: CoreError) -> CoreError {
     }
 }
 
+/// The longest one shared client serves new sessions
+/// ([`StreamableHttpTransport::with_shared_connection`]): after it, the next
+/// new session opens a fresh one (its `server/discover` finds out again what
+/// the server is), and the old one goes when its last session does. This
+/// also bounds what rmcp keeps per client (the schemas of listed tools).
+pub const SHARED_CLIENT_MAX_AGE: Duration = mcp_group_core::era::MAX_DISCOVERY_REUSE;
+
+/// The shared client's connection, and when it opened.
+type SharedEntry = (Arc<Connection>, tokio::time::Instant);
+
+/// Whether a shared client still takes new sessions: open, and younger
+/// than [`SHARED_CLIENT_MAX_AGE`].
+fn serves_new_sessions((connection, opened): &SharedEntry) -> bool {
+    !connection.is_closed() && opened.elapsed() < SHARED_CLIENT_MAX_AGE
+}
+
 /// How long a new 2025-era connection waits for its standalone stream
 /// before its first call.
 const STANDALONE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -644,7 +660,11 @@ async fn wait_for_standalone(
 #[mcp_group_core::async_trait]
 impl Transport for StreamableHttpTransport {
     async fn connect(&self, session: &SessionKey) -> Result<Connection, CoreError> {
+        // The group's default session keeps a connection of its own: it
+        // follows the server's tool-list changes (`subscriptions/listen`,
+        // which rmcp sends untagged) with its own headers and credentials.
         if self.share_sessions
+            && *session != SessionKey::default_session()
             && self.era.era() == Some(mcp_group_core::Era::Modern)
             && let Some(connection) = self.connect_shared(session).await?
         {
@@ -670,13 +690,15 @@ impl StreamableHttpTransport {
         self.era.era()
     }
 
-    /// The shared client's live connection, if there is one.
+    /// The shared client's connection, if it still serves new sessions.
     fn shared_connection(&self) -> Option<Arc<Connection>> {
         let slot = match self.shared.lock() {
             Ok(slot) => slot,
             Err(poisoned) => poisoned.into_inner(),
         };
-        slot.as_ref().filter(|c| !c.is_closed()).cloned()
+        slot.as_ref()
+            .filter(|entry| serves_new_sessions(entry))
+            .map(|(c, _)| c.clone())
     }
 
     /// How `session`'s requests go over the shared client: its headers, and
@@ -741,7 +763,7 @@ impl StreamableHttpTransport {
         let route = Arc::new(self.route(session)?);
         let tag = mcp_group_core::RequestTag::new(route.clone());
         if let Some(shared) = self.shared_connection() {
-            return Ok(Some(shared.share(session, Some(tag))));
+            return Ok(shared.share(session, Some(tag)));
         }
         // Sessions arriving while the client opens wait for it — unless the
         // opening session's user may have to sign in first (end-user
@@ -752,7 +774,7 @@ impl StreamableHttpTransport {
             Some(_) => None,
         };
         if let Some(shared) = self.shared_connection() {
-            return Ok(Some(shared.share(session, Some(tag))));
+            return Ok(shared.share(session, Some(tag)));
         }
         let shown = self.config().display_url();
         let configured = to_header_map(
@@ -779,15 +801,9 @@ impl StreamableHttpTransport {
         config.custom_headers = configured;
         config.max_concurrent_requests = shared::SHARED_CONCURRENT_REQUESTS;
         let transport = StreamableHttpClientTransport::with_client(client.clone(), config);
-        let opened = Connection::establish_remembering(
-            transport,
-            shown,
-            &self.options,
-            &SessionKey::default_session(),
-            &self.era,
-        )
-        .await
-        .map_err(authorization_error)?;
+        let opened = Connection::establish_for_sharing(transport, shown, &self.options, &self.era)
+            .await
+            .map_err(authorization_error)?;
         client.end_startup();
         if opened.era() != Some(mcp_group_core::Era::Modern) {
             tracing::debug!(
@@ -802,10 +818,11 @@ impl StreamableHttpTransport {
                 Ok(slot) => slot,
                 Err(poisoned) => poisoned.into_inner(),
             };
-            match slot.as_ref().filter(|c| !c.is_closed()) {
-                Some(other) => other.clone(),
+            match slot.as_ref().filter(|entry| serves_new_sessions(entry)) {
+                // Another session's opening finished first.
+                Some((other, _)) => other.clone(),
                 None => {
-                    *slot = Some(opened.clone());
+                    *slot = Some((opened.clone(), tokio::time::Instant::now()));
                     opened
                 }
             }
@@ -814,7 +831,7 @@ impl StreamableHttpTransport {
             connection = shared.id(),
             "sessions of this server share one client"
         );
-        Ok(Some(shared.share(session, Some(tag))))
+        Ok(shared.share(session, Some(tag)))
     }
 
     async fn connect_once(&self, session: &SessionKey) -> Result<Connection, CoreError> {

@@ -184,3 +184,70 @@ async fn without_sharing_every_modern_session_opens_with_its_own_discovery() {
     }
     assert_eq!(posts_of(&server, "server/discover").len(), 3);
 }
+
+#[tokio::test]
+async fn the_default_session_keeps_a_connection_of_its_own() {
+    let server = Server::start(|_| modern_answer).await;
+    let transport =
+        StreamableHttpTransport::new(HttpConfig::new(server.url("/mcp")).unwrap()).unwrap();
+    let _first = transport
+        .connect(&SessionId::new("first").into())
+        .await
+        .unwrap();
+    assert_eq!(transport.era(), Some(Era::Modern));
+    // Its tool-list subscription goes untagged: with the default session's
+    // own headers only on a connection of its own.
+    let default = transport
+        .connect(&SessionKey::default_session())
+        .await
+        .unwrap();
+    assert!(!default.is_share());
+    let other = transport
+        .connect(&SessionId::new("other").into())
+        .await
+        .unwrap();
+    assert!(other.is_share());
+}
+
+#[tokio::test]
+async fn a_shared_client_past_its_age_limit_takes_no_new_sessions() {
+    let server = Server::start(|_| modern_answer).await;
+    let transport =
+        StreamableHttpTransport::new(HttpConfig::new(server.url("/mcp")).unwrap()).unwrap();
+    let _first = transport
+        .connect(&SessionId::new("first").into())
+        .await
+        .unwrap();
+    let old = transport
+        .connect(&SessionId::new("a").into())
+        .await
+        .unwrap();
+    let discovers = posts_of(&server, "server/discover").len();
+    let young = transport
+        .connect(&SessionId::new("b").into())
+        .await
+        .unwrap();
+    assert_eq!(posts_of(&server, "server/discover").len(), discovers);
+
+    tokio::time::pause();
+    tokio::time::advance(mcp_group_transport_http::SHARED_CLIENT_MAX_AGE).await;
+    tokio::time::resume();
+    let renewed = transport
+        .connect(&SessionId::new("c").into())
+        .await
+        .unwrap();
+    assert!(renewed.is_share());
+    assert_eq!(
+        posts_of(&server, "server/discover").len(),
+        discovers + 1,
+        "a new shared client opens"
+    );
+    // The sessions of the old one go on.
+    for connection in [&old, &young, &renewed] {
+        let output = connection
+            .call_tool("echo", arguments("x"), TIMEOUT)
+            .await
+            .unwrap();
+        assert!(!output.is_error());
+    }
+}
