@@ -377,7 +377,16 @@ pub(crate) struct Principal {
     /// The principal's DPoP key (`None` if none could be made: then no
     /// DPoP).
     dpop: Option<Arc<Dpop>>,
+    /// Bounds the principal's requests in a shared client at once
+    /// ([`MAX_PRINCIPAL_REQUESTS`]).
+    pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
 }
+
+/// The most requests of one principal a client shared by a server's
+/// sessions runs at once; one more fails at once. A request waiting for
+/// its user to sign in holds its place in the shared client, so without a
+/// bound one user who never signs in could fill it for everyone.
+pub const MAX_PRINCIPAL_REQUESTS: usize = 256;
 
 /// What the transport's sessions share for end-user authorization.
 pub(crate) struct UserAuth {
@@ -460,6 +469,7 @@ impl UserAuth {
                 .inspect_err(|error| tracing::warn!(%error, "no DPoP key"))
                 .ok()
                 .map(Arc::new),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_PRINCIPAL_REQUESTS)),
         });
         principals.map.insert(name, Arc::downgrade(&principal));
         if principals.map.len() >= principals.prune_at {
@@ -841,10 +851,9 @@ where
             .map_err(|e| self.oauth(e))?;
         let redirect = match wait_limit(self.auth.mode) {
             Some(timeout) => {
-                tokio::time::timeout(timeout, self.auth.authorizer.authorize(&self.session, &url))
+                tokio::time::timeout(timeout, ask(&*self.auth.authorizer, &self.session, &url))
                     .await
-                    .map_err(|_| Error::AuthorizationTimeout { after: timeout })?
-                    .map_err(|source| Error::Authorizer { source })?
+                    .map_err(|_| Error::AuthorizationTimeout { after: timeout })??
             }
             None => {
                 // A step-up needs the user too; without waiting there is
@@ -983,15 +992,34 @@ async fn complete(
     session: AuthorizationSession,
     url: &str,
 ) -> Result<AuthorizationManager, Error> {
-    let redirect = authorizer
-        .authorize(key, url)
-        .await
-        .map_err(|source| Error::Authorizer { source })?;
+    let redirect = ask(authorizer, key, url).await?;
     session
         .handle_callback_with_issuer(&redirect.code, &redirect.state, redirect.iss.as_deref())
         .await
         .map_err(oauth)?;
     Ok(session.auth_manager)
+}
+
+/// Asks the application's authorizer for the user's redirect. A panic in
+/// it is the authorizer's error, not the caller's: the request that needed
+/// the token may run in the client that a server's sessions share, which
+/// must not go down with it.
+async fn ask(
+    authorizer: &dyn Authorizer,
+    key: &SessionKey,
+    url: &str,
+) -> Result<mcp_group_core::AuthorizationRedirect, Error> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(authorizer.authorize(key, url))
+        .catch_unwind()
+        .await
+    {
+        Ok(Ok(redirect)) => Ok(redirect),
+        Ok(Err(source)) => Err(Error::Authorizer { source }),
+        Err(_) => Err(Error::Authorizer {
+            source: "the authorizer panicked".into(),
+        }),
+    }
 }
 
 /// How long a flow may wait for the user; `None`: not at all.
@@ -1192,6 +1220,30 @@ where
 
 #[cfg(test)]
 mod tests {
+
+    /// An application authorizer that panics.
+    struct Panics;
+
+    #[mcp_group_core::async_trait]
+    impl mcp_group_core::Authorizer for Panics {
+        async fn authorize(
+            &self,
+            _session: &mcp_group_core::SessionKey,
+            _url: &str,
+        ) -> Result<mcp_group_core::AuthorizationRedirect, mcp_group_core::BoxError> {
+            panic!("the application's bug")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_authorizer_is_an_authorizer_error() {
+        let key = mcp_group_core::SessionKey::default_session();
+        let result = super::ask(&Panics, &key, "https://as.example/authorize").await;
+        assert!(
+            matches!(&result, Err(super::Error::Authorizer { source }) if source.to_string().contains("panicked")),
+            "{result:?}"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn an_oauth_request_that_is_never_answered_ends_at_the_timeout() {

@@ -45,7 +45,7 @@ use crate::{authorization::AuthorizingClient, oauth::TokenSource, standalone};
 /// How many POSTs the shared client runs at once (rmcp's default, 16, is
 /// meant for one session; a POST counts until its answer arrives or its
 /// response stream opens, and a user signing in holds one for as long).
-pub(crate) const SHARED_CONCURRENT_REQUESTS: usize = 4096;
+pub(crate) const SHARED_CONCURRENT_REQUESTS: usize = 8192;
 
 /// How one session's requests go out over the shared client.
 pub(crate) struct Route {
@@ -177,6 +177,14 @@ impl StreamableHttpClient for SharedClient {
             Some(Route {
                 auth: Some(auth), ..
             }) => {
+                let Ok(_permit) = auth.principal.in_flight.clone().try_acquire_owned() else {
+                    return Err(StreamableHttpError::Io(std::io::Error::other(
+                        mcp_group_core::Error::LimitExceeded {
+                            what: "requests of one user in flight",
+                            limit: crate::MAX_PRINCIPAL_REQUESTS,
+                        },
+                    )));
+                };
                 auth.post_message_with_response_limits(
                     uri,
                     message,
@@ -295,6 +303,56 @@ mod tests {
                 .next()
                 .and_then(|value| value.to_str().ok().map(str::to_owned))
         })
+    }
+
+    #[tokio::test]
+    async fn a_user_with_too_many_requests_in_flight_is_refused_before_anything_is_sent() {
+        use mcp_group_core::{AuthorizationMode, SessionKey, UserAuthorization};
+        let http = crate::authorization::GuardedHttp {
+            client: reqwest::Client::new(),
+            allow_insecure_http: false,
+        };
+        let auth = Arc::new(crate::authorization::UserAuth::new(
+            UserAuthorization::new("http://127.0.0.1:1/callback"),
+            Arc::new(crate::FollowRedirect::new().unwrap()),
+            AuthorizationMode::Fail,
+            Arc::new(crate::InMemoryTokenStore::default()),
+            "http://127.0.0.1:1/mcp".to_owned(),
+            http,
+        ));
+        let key = SessionKey::with_principal(Some("mallory"), mcp_group_core::SessionId::new("s"));
+        let principal = auth.principal(&key);
+        let route = Arc::new(Route {
+            headers: HashMap::new(),
+            auth: Some(AuthorizingClient {
+                inner: client(route("x")).inner,
+                auth: auth.clone(),
+                principal: principal.clone(),
+                session: key,
+            }),
+        });
+        // Every place of the user's is taken (by requests waiting for a
+        // sign-in, say).
+        let _taken = principal
+            .in_flight
+            .clone()
+            .try_acquire_many_owned(crate::MAX_PRINCIPAL_REQUESTS as u32)
+            .unwrap();
+        let shared = client(route.clone());
+        shared.end_startup();
+        let result = shared
+            .post_message(
+                Arc::from("http://127.0.0.1:1/mcp"),
+                ping(Some(route)),
+                None,
+                None,
+                HashMap::new(),
+            )
+            .await;
+        let Err(StreamableHttpError::Io(error)) = result else {
+            panic!("the request was not refused as it should be")
+        };
+        assert!(error.to_string().contains("in flight"), "{error}");
     }
 
     #[test]
