@@ -84,8 +84,7 @@ use std::{collections::BTreeMap, fmt, sync::Arc, time::Duration};
 
 pub use authorization::{
     BACKGROUND_SIGN_IN_LIMIT, DEFAULT_TOKEN_STORE_CAPACITY, InMemoryTokenStore,
-    MAX_PRINCIPAL_REQUESTS, MAX_STEP_UPS,
-    OAUTH_REQUEST_TIMEOUT, TokenStore,
+    MAX_PRINCIPAL_REQUESTS, MAX_STEP_UPS, OAUTH_REQUEST_TIMEOUT, TokenStore,
 };
 /// rmcp's credential-store types, which a [`TokenStore`] hands out and a
 /// store of one's own implements.

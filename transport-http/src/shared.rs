@@ -101,6 +101,57 @@ impl SharedClient {
         }
     }
 
+    /// Sends one POST as `route` says: with the user's authorization, or
+    /// with the group's token.
+    #[allow(clippy::too_many_arguments)]
+    async fn post_on_route(
+        &self,
+        route: Option<&Arc<Route>>,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        limits: StreamableHttpResponseLimits,
+    ) -> Result<StreamableHttpPostResponse> {
+        match route.map(|route| &**route) {
+            Some(Route {
+                auth: Some(auth), ..
+            }) => {
+                let Ok(_permit) = auth.principal.in_flight.clone().try_acquire_owned() else {
+                    return Err(StreamableHttpError::Io(std::io::Error::other(
+                        mcp_group_core::Error::LimitExceeded {
+                            what: "requests of one user in flight",
+                            limit: crate::MAX_PRINCIPAL_REQUESTS,
+                        },
+                    )));
+                };
+                auth.post_message_with_response_limits(
+                    uri,
+                    message,
+                    session_id,
+                    None,
+                    custom_headers,
+                    limits,
+                )
+                .await
+            }
+            _ => {
+                let auth_header = self.group_token(auth_header).await?;
+                self.inner
+                    .post_message_with_response_limits(
+                        uri,
+                        message,
+                        session_id,
+                        auth_header,
+                        custom_headers,
+                        limits,
+                    )
+                    .await
+            }
+        }
+    }
+
     /// The group's client-credentials token, if it has one.
     async fn group_token(&self, given: Option<String>) -> Result<Option<String>> {
         let Some(token) = &self.token else {
@@ -173,42 +224,33 @@ impl StreamableHttpClient for SharedClient {
                 custom_headers.insert(name.clone(), value.clone());
             }
         }
-        match route.as_deref() {
-            Some(Route {
-                auth: Some(auth), ..
-            }) => {
-                let Ok(_permit) = auth.principal.in_flight.clone().try_acquire_owned() else {
-                    return Err(StreamableHttpError::Io(std::io::Error::other(
-                        mcp_group_core::Error::LimitExceeded {
-                            what: "requests of one user in flight",
-                            limit: crate::MAX_PRINCIPAL_REQUESTS,
-                        },
-                    )));
-                };
-                auth.post_message_with_response_limits(
+        let response = self
+            .post_on_route(
+                route.as_ref(),
+                uri.clone(),
+                message,
+                session_id,
+                auth_header.clone(),
+                custom_headers.clone(),
+                limits,
+            )
+            .await?;
+        // A session's response stream is resumed with the session's own
+        // credentials: rmcp's own resumption would go out untagged.
+        Ok(match (response, route) {
+            (StreamableHttpPostResponse::Sse(stream, id), Some(route)) => {
+                let resumer = Resumer {
+                    client: self.clone(),
+                    route,
                     uri,
-                    message,
-                    session_id,
-                    None,
-                    custom_headers,
-                    limits,
-                )
-                .await
+                    headers: custom_headers,
+                    auth_header,
+                    max_sse_event_size: limits.max_sse_event_size,
+                };
+                StreamableHttpPostResponse::Sse(resuming(stream, resumer), id)
             }
-            _ => {
-                let auth_header = self.group_token(auth_header).await?;
-                self.inner
-                    .post_message_with_response_limits(
-                        uri,
-                        message,
-                        session_id,
-                        auth_header,
-                        custom_headers,
-                        limits,
-                    )
-                    .await
-            }
-        }
+            (response, _) => response,
+        })
     }
 
     async fn delete_session(
@@ -259,6 +301,113 @@ impl StreamableHttpClient for SharedClient {
             )
             .await
     }
+}
+
+/// How many times in a row one response stream is resumed before its
+/// failure stands.
+const MAX_RESUMPTIONS: u32 = 3;
+
+/// What resuming one session's response stream takes.
+struct Resumer {
+    client: SharedClient,
+    route: Arc<Route>,
+    uri: Arc<str>,
+    headers: HashMap<HeaderName, HeaderValue>,
+    auth_header: Option<String>,
+    max_sse_event_size: usize,
+}
+
+impl Resumer {
+    /// The stream again from after `last_event_id`, with the session's
+    /// headers and credentials.
+    async fn resume(&self, last_event_id: String) -> Result<BoxedSse> {
+        match &self.route.auth {
+            Some(auth) => {
+                auth.get_stream_with_max_sse_event_size(
+                    self.uri.clone(),
+                    None,
+                    Some(last_event_id),
+                    None,
+                    self.headers.clone(),
+                    self.max_sse_event_size,
+                )
+                .await
+            }
+            None => {
+                let auth_header = self.client.group_token(self.auth_header.clone()).await?;
+                self.client
+                    .inner
+                    .get_stream_with_max_sse_event_size(
+                        self.uri.clone(),
+                        None,
+                        Some(last_event_id),
+                        auth_header,
+                        self.headers.clone(),
+                        self.max_sse_event_size,
+                    )
+                    .await
+            }
+        }
+    }
+}
+
+type BoxedSse = BoxStream<'static, std::result::Result<Sse, SseError>>;
+
+/// `first`, resumed (`GET` with `Last-Event-ID`, the session's own
+/// headers and credentials) when it breaks or ends early after the server
+/// has given an event id, at most [`MAX_RESUMPTIONS`] times in a row;
+/// without an id, or once resuming fails, the failure goes on to rmcp as it
+/// came.
+///
+/// rmcp stops reading a response stream once the response has come, so an
+/// end this stream reports is one before the response.
+fn resuming(first: BoxedSse, resumer: Resumer) -> BoxedSse {
+    use futures::StreamExt;
+    struct State {
+        stream: Option<BoxedSse>,
+        last_event_id: Option<String>,
+        failures: u32,
+        resumer: Resumer,
+    }
+    let state = State {
+        stream: Some(first),
+        last_event_id: None,
+        failures: 0,
+        resumer,
+    };
+    futures::stream::unfold(state, |mut state| async move {
+        loop {
+            let broken = match state.stream.as_mut()?.next().await {
+                Some(Ok(event)) => {
+                    if let Some(id) = event.id.as_ref().filter(|id| !id.is_empty()) {
+                        state.last_event_id = Some(id.clone());
+                    }
+                    state.failures = 0;
+                    return Some((Ok(event), state));
+                }
+                broken => broken,
+            };
+            let resumable = state.failures < MAX_RESUMPTIONS;
+            let Some(last_event_id) = state.last_event_id.clone().filter(|_| resumable) else {
+                state.stream = None;
+                return broken.map(|item| (item, state));
+            };
+            state.failures += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(100 << state.failures)).await;
+            match state.resumer.resume(last_event_id).await {
+                Ok(stream) => {
+                    tracing::debug!(attempt = state.failures, "response stream resumed");
+                    state.stream = Some(stream);
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "resuming a response stream failed");
+                    state.stream = None;
+                    return broken.map(|item| (item, state));
+                }
+            }
+        }
+    })
+    .boxed()
 }
 
 #[cfg(test)]
