@@ -124,10 +124,30 @@ async fn two_users_calls_carry_only_their_own_token_and_a_revoked_grant_signs_in
     for (key, user) in futures::future::join_all(calls).await {
         assert_eq!(Some(user.as_str()), key.principal());
     }
-    let books = books(&server).await;
-    assert_eq!(books["sign_ins"], 3, "alice signed in again, once");
-    assert_eq!(books["reused"], serde_json::json!([]));
-    for connection in connections {
+    let after_revoke = books(&server).await;
+    assert_eq!(after_revoke["sign_ins"], 3, "alice signed in again, once");
+    assert_eq!(after_revoke["reused"], serde_json::json!([]));
+
+    // The server is known to be modern now: new sessions share one client,
+    // and each call still carries its own user's token (and no sign-in more).
+    let later = [key("alice", "a3"), key("bob", "b3"), key("carol", "c1")];
+    let shares = futures::future::try_join_all(later.iter().map(|k| transport.connect(k)))
+        .await
+        .unwrap();
+    assert!(shares.iter().all(Connection::is_share));
+    let calls = shares
+        .iter()
+        .zip(&later)
+        .flat_map(|(c, k)| (0..8).map(move |_| async move { (k, whoami(c).await) }));
+    for (key, user) in futures::future::join_all(calls).await {
+        assert_eq!(
+            Some(user.as_str()),
+            key.principal(),
+            "a token crossed users on the shared client"
+        );
+    }
+    assert_eq!(books(&server).await["sign_ins"], 4, "only carol signed in");
+    for connection in connections.into_iter().chain(shares) {
         connection.close().await;
     }
 }
