@@ -379,29 +379,27 @@ impl HttpEndpoint {
     }
 
     /// The configured headers plus `session`'s own, all marked sensitive;
-    /// an error if one carries a credential that may not go to this URL.
+    /// an error if one carries a credential that may not go to this URL
+    /// (the configured ones were checked when the endpoint was made).
     pub fn headers(
         &self,
         session: &SessionKey,
     ) -> Result<std::collections::HashMap<HeaderName, HeaderValue>, Error> {
-        let session_headers = self
-            .provider
-            .as_ref()
-            .map(|p| p.headers(session))
-            .unwrap_or_default();
-        let pairs = self
-            .config
-            .custom_headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .chain(
-                session_headers
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str())),
-            );
-        self.config
-            .check_credentials(pairs.clone().map(|(name, _)| name))?;
-        to_header_map(pairs)
+        let mut headers = self.configured_headers()?;
+        headers.extend(self.session_headers(session)?);
+        Ok(headers)
+    }
+
+    /// The configured headers, all marked sensitive.
+    fn configured_headers(
+        &self,
+    ) -> Result<std::collections::HashMap<HeaderName, HeaderValue>, Error> {
+        to_header_map(
+            self.config
+                .custom_headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
     }
 }
 
@@ -777,16 +775,13 @@ impl StreamableHttpTransport {
             return Ok(shared.share(session, Some(tag)));
         }
         let shown = self.config().display_url();
-        let configured = to_header_map(
-            self.config()
-                .custom_headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        )
-        .map_err(|e| CoreError::Start {
-            endpoint: shown.clone(),
-            source: Box::new(e),
-        })?;
+        let configured = self
+            .endpoint
+            .configured_headers()
+            .map_err(|e| CoreError::Start {
+                endpoint: shown.clone(),
+                source: Box::new(e),
+            })?;
         let client = shared::SharedClient {
             inner: self.plain_client(),
             startup: Arc::new(std::sync::Mutex::new(Some(route))),

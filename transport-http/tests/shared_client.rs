@@ -8,7 +8,7 @@ mod support;
 
 use std::{sync::Arc, time::Duration};
 
-use mcp_group_core::{Era, JsonObject, SessionId, SessionKey, Transport};
+use mcp_group_core::{Connection, Era, JsonObject, SessionId, SessionKey, Transport};
 use mcp_group_transport_http::{HttpConfig, StreamableHttpTransport};
 use serde_json::{Value, json};
 use support::{Reply, Request, Server};
@@ -44,6 +44,16 @@ fn modern_answer(request: &Request) -> Reply {
         }
     };
     Reply::json(200, json!({"jsonrpc": "2.0", "id": id, "result": result}))
+}
+
+/// A transport to `server` with nothing configured.
+fn plain(server: &Server) -> StreamableHttpTransport {
+    StreamableHttpTransport::new(HttpConfig::new(server.url("/mcp")).unwrap()).unwrap()
+}
+
+/// Connects the session named `id`.
+async fn connect(transport: &StreamableHttpTransport, id: &str) -> Connection {
+    transport.connect(&SessionId::new(id).into()).await.unwrap()
 }
 
 fn who(key: &SessionKey) -> String {
@@ -143,20 +153,10 @@ async fn new_modern_sessions_share_one_client_and_each_request_carries_only_its_
 #[tokio::test]
 async fn a_share_waits_on_closed_until_it_is_closed_and_no_longer() {
     let server = Server::start(|_| modern_answer).await;
-    let transport =
-        StreamableHttpTransport::new(HttpConfig::new(server.url("/mcp")).unwrap()).unwrap();
-    let _first = transport
-        .connect(&SessionId::new("first").into())
-        .await
-        .unwrap();
-    let share = transport
-        .connect(&SessionId::new("second").into())
-        .await
-        .unwrap();
-    let other = transport
-        .connect(&SessionId::new("third").into())
-        .await
-        .unwrap();
+    let transport = plain(&server);
+    let _first = connect(&transport, "first").await;
+    let share = connect(&transport, "second").await;
+    let other = connect(&transport, "third").await;
     assert!(share.is_share() && other.is_share());
     let closed = share.closed();
     tokio::pin!(closed);
@@ -188,12 +188,8 @@ async fn without_sharing_every_modern_session_opens_with_its_own_discovery() {
 #[tokio::test]
 async fn the_default_session_keeps_a_connection_of_its_own() {
     let server = Server::start(|_| modern_answer).await;
-    let transport =
-        StreamableHttpTransport::new(HttpConfig::new(server.url("/mcp")).unwrap()).unwrap();
-    let _first = transport
-        .connect(&SessionId::new("first").into())
-        .await
-        .unwrap();
+    let transport = plain(&server);
+    let _first = connect(&transport, "first").await;
     assert_eq!(transport.era(), Some(Era::Modern));
     // Its tool-list subscription goes untagged: with the default session's
     // own headers only on a connection of its own.
@@ -202,40 +198,24 @@ async fn the_default_session_keeps_a_connection_of_its_own() {
         .await
         .unwrap();
     assert!(!default.is_share());
-    let other = transport
-        .connect(&SessionId::new("other").into())
-        .await
-        .unwrap();
+    let other = connect(&transport, "other").await;
     assert!(other.is_share());
 }
 
 #[tokio::test]
 async fn a_shared_client_past_its_age_limit_takes_no_new_sessions() {
     let server = Server::start(|_| modern_answer).await;
-    let transport =
-        StreamableHttpTransport::new(HttpConfig::new(server.url("/mcp")).unwrap()).unwrap();
-    let _first = transport
-        .connect(&SessionId::new("first").into())
-        .await
-        .unwrap();
-    let old = transport
-        .connect(&SessionId::new("a").into())
-        .await
-        .unwrap();
+    let transport = plain(&server);
+    let _first = connect(&transport, "first").await;
+    let old = connect(&transport, "a").await;
     let discovers = posts_of(&server, "server/discover").len();
-    let young = transport
-        .connect(&SessionId::new("b").into())
-        .await
-        .unwrap();
+    let young = connect(&transport, "b").await;
     assert_eq!(posts_of(&server, "server/discover").len(), discovers);
 
     tokio::time::pause();
     tokio::time::advance(mcp_group_transport_http::SHARED_CLIENT_MAX_AGE).await;
     tokio::time::resume();
-    let renewed = transport
-        .connect(&SessionId::new("c").into())
-        .await
-        .unwrap();
+    let renewed = connect(&transport, "c").await;
     assert!(renewed.is_share());
     assert_eq!(
         posts_of(&server, "server/discover").len(),
@@ -300,10 +280,7 @@ async fn a_broken_response_stream_is_resumed_with_its_own_sessions_headers() {
         .with_header_provider(Arc::new(|key: &SessionKey| {
             vec![("x-end-user".to_owned(), who(key))]
         }));
-    let _first = transport
-        .connect(&SessionId::new("first").into())
-        .await
-        .unwrap();
+    let _first = connect(&transport, "first").await;
     let alice = SessionKey::with_principal(Some("alice"), SessionId::new("chat"));
     let share = transport.connect(&alice).await.unwrap();
     assert!(share.is_share());
