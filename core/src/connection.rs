@@ -681,12 +681,19 @@ impl Connection {
     /// # Cancel safety
     /// Cancel safe.
     pub async fn closed(&self) {
+        let mut shut = self.shut.subscribe();
         if self.owner {
             // Ended when rmcp lets go of the transport (`close` waits for
-            // that), not when `close` starts.
-            return self.ended().await;
+            // that), not when `close` starts; at the latest when `close`
+            // gives up waiting.
+            return tokio::select! {
+                () = self.ended() => {}
+                () = async {
+                    let _ = shut.wait_for(|shut| *shut).await;
+                    tokio::time::sleep(CLOSE_TIMEOUT).await;
+                } => {}
+            };
         }
-        let mut shut = self.shut.subscribe();
         tokio::select! {
             () = self.ended() => {}
             _ = shut.wait_for(|shut| *shut) => {}

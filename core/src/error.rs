@@ -159,9 +159,9 @@ impl Error {
     /// The authorization outcome a transport carried inside `error`
     /// through rmcp's transport error (as the inner error of an
     /// `io::Error`): [`Error::AuthorizationRequired`], a timeout of the
-    /// `authorization` operation or [`Error::Authorization`] (whose cause,
+    /// `authorization` operation, [`Error::Authorization`] (whose cause,
     /// which rmcp's error types do not expose as a source, comes along as
-    /// its text). Anything else is given back.
+    /// its text) or [`Error::LimitExceeded`]. Anything else is given back.
     ///
     /// A call whose request needed a new authorization thus says so,
     /// instead of [`Error::ServerGone`]: the connection itself is fine.
@@ -183,6 +183,12 @@ impl Error {
             }) => Error::Authorization {
                 endpoint: endpoint.clone(),
                 source: Box::new(Cause::of(cause.as_ref())),
+            },
+            // A bound the transport holds to (one user's requests in
+            // flight): the connection itself is fine.
+            Some(Error::LimitExceeded { what, limit }) => Error::LimitExceeded {
+                what,
+                limit: *limit,
             },
             _ => return Err(error),
         };
@@ -266,6 +272,20 @@ mod tests {
             std::any::TypeId::of::<()>(),
             inner,
         ))
+    }
+
+    #[test]
+    fn a_carried_limit_is_not_a_lost_connection() {
+        let carried = std::io::Error::other(Error::LimitExceeded {
+            what: "requests of one user in flight",
+            limit: 256,
+        });
+        let error = Error::from_service(sent(Box::new(carried)), "tools/call");
+        assert!(
+            matches!(error, Error::LimitExceeded { limit: 256, .. }),
+            "{error:?}"
+        );
+        assert!(!error.is_connection_lost());
     }
 
     #[test]

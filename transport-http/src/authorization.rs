@@ -383,9 +383,9 @@ pub(crate) struct Principal {
 }
 
 /// The most requests of one principal a client shared by a server's
-/// sessions runs at once; one more fails at once. A request waiting for
-/// its user to sign in holds its place in the shared client, so without a
-/// bound one user who never signs in could fill it for everyone.
+/// sessions runs at once; one more fails at once
+/// ([`mcp_group_core::Error::LimitExceeded`]): one user's requests waiting
+/// for a sign-in that never comes stay that user's.
 pub const MAX_PRINCIPAL_REQUESTS: usize = 256;
 
 /// What the transport's sessions share for end-user authorization.
@@ -1079,6 +1079,42 @@ impl Presented {
         let mut headers = custom.clone();
         headers.extend(self.headers.iter().cloned());
         headers
+    }
+}
+
+impl<C> AuthorizingClient<C>
+where
+    C: StreamableHttpClient<Error = reqwest::Error> + Send + Sync,
+{
+    /// A response stream resumed from after `last_event_id` with the
+    /// user's current token (refreshed if it expired), and nothing more: a
+    /// refusal ends the resumption instead of asking the user to sign in
+    /// from inside a stream nobody is waiting on in the foreground.
+    pub(crate) async fn resume_stream(
+        &self,
+        uri: Arc<str>,
+        last_event_id: String,
+        custom_headers: &HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> HttpResult<BoxStream<'static, Result<Sse, SseError>>> {
+        let (_, token) = self
+            .principal
+            .token()
+            .await
+            .map_err(|e| carry(&self.auth.resource, e))?;
+        let presented = self
+            .present("GET", &uri, token.as_deref())
+            .map_err(|e| carry(&self.auth.resource, e))?;
+        self.inner
+            .get_stream_with_max_sse_event_size(
+                uri,
+                None,
+                Some(last_event_id),
+                presented.bearer.clone(),
+                presented.headers(custom_headers),
+                max_sse_event_size,
+            )
+            .await
     }
 }
 

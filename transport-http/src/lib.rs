@@ -689,14 +689,17 @@ impl StreamableHttpTransport {
     }
 
     /// The shared client's connection, if it still serves new sessions.
+    /// One that no longer does leaves the slot (it goes when its last
+    /// session does).
     fn shared_connection(&self) -> Option<Arc<Connection>> {
-        let slot = match self.shared.lock() {
+        let mut slot = match self.shared.lock() {
             Ok(slot) => slot,
             Err(poisoned) => poisoned.into_inner(),
         };
-        slot.as_ref()
-            .filter(|entry| serves_new_sessions(entry))
-            .map(|(c, _)| c.clone())
+        if !slot.as_ref().is_some_and(serves_new_sessions) {
+            *slot = None;
+        }
+        slot.as_ref().map(|(c, _)| c.clone())
     }
 
     /// How `session`'s requests go over the shared client: its headers, and

@@ -42,10 +42,15 @@ use sse_stream::{Error as SseError, Sse};
 
 use crate::{authorization::AuthorizingClient, oauth::TokenSource, standalone};
 
-/// How many POSTs the shared client runs at once (rmcp's default, 16, is
-/// meant for one session; a POST counts until its answer arrives or its
-/// response stream opens, and a user signing in holds one for as long).
-pub(crate) const SHARED_CONCURRENT_REQUESTS: usize = 8192;
+/// How many POSTs the shared client runs at once: in effect no bound.
+/// rmcp's default, 16, is meant for one session; shared by every session,
+/// any bound is one that a few sessions could fill for all the others (a
+/// POST counts until its answer arrives or its response stream opens, and
+/// one waiting for its user to sign in holds its place as long). What
+/// bounds the POSTs instead is the callers: each request is one caller's,
+/// ended by its timeout, and one user's are at most
+/// [`crate::MAX_PRINCIPAL_REQUESTS`].
+pub(crate) const SHARED_CONCURRENT_REQUESTS: usize = 1 << 20;
 
 /// How one session's requests go out over the shared client.
 pub(crate) struct Route {
@@ -239,6 +244,12 @@ impl StreamableHttpClient for SharedClient {
         // credentials: rmcp's own resumption would go out untagged.
         Ok(match (response, route) {
             (StreamableHttpPostResponse::Sse(stream, id), Some(route)) => {
+                // What names this one request stays off its resumption, as
+                // rmcp's own resumption sends only the connection's headers.
+                custom_headers.retain(|name, _| {
+                    let name = name.as_str();
+                    name != "mcp-method" && name != "mcp-name" && !name.starts_with("mcp-param-")
+                });
                 let resumer = Resumer {
                     client: self.clone(),
                     route,
@@ -308,9 +319,18 @@ impl StreamableHttpClient for SharedClient {
     }
 }
 
-/// How many times in a row one response stream is resumed before its
-/// failure stands.
+/// How many resumptions of one response stream may fail, or bring no event
+/// with a new id, in a row before the stream's failure stands.
 const MAX_RESUMPTIONS: u32 = 3;
+
+/// The shortest wait before a resumption, whatever the server's `retry`
+/// says. rmcp reads a response stream for at most 50 ms after the
+/// response; a resumption begun in that time is dropped with the stream.
+const MIN_RESUME_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The longest wait before a resumption, whatever the server's `retry`
+/// says.
+const MAX_RESUME_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What resuming one session's response stream takes.
 struct Resumer {
@@ -328,12 +348,10 @@ impl Resumer {
     async fn resume(&self, last_event_id: String) -> Result<BoxedSse> {
         match &self.route.auth {
             Some(auth) => {
-                auth.get_stream_with_max_sse_event_size(
+                auth.resume_stream(
                     self.uri.clone(),
-                    None,
-                    Some(last_event_id),
-                    None,
-                    self.headers.clone(),
+                    last_event_id,
+                    &self.headers,
                     self.max_sse_event_size,
                 )
                 .await
@@ -359,60 +377,118 @@ impl Resumer {
 type BoxedSse = BoxStream<'static, std::result::Result<Sse, SseError>>;
 
 /// `first`, resumed (`GET` with `Last-Event-ID`, the session's own
-/// headers and credentials) when it breaks or ends early after the server
-/// has given an event id, at most [`MAX_RESUMPTIONS`] times in a row;
-/// without an id, or once resuming fails, the failure goes on to rmcp as it
-/// came.
+/// headers and credentials) when the connection breaks or the stream ends
+/// before the response, once the server has given an event id.
 ///
-/// rmcp stops reading a response stream once the response has come, so an
-/// end this stream reports is one before the response.
+/// - The events go on to rmcp without their `id` and `retry`: rmcp then
+///   never resumes the stream itself (its resumption would go out untagged,
+///   without the session's headers).
+/// - A resumption waits for the server's `retry`, or backs off from
+///   200 ms, within [`MIN_RESUME_WAIT`]..=[`MAX_RESUME_WAIT`]; after
+///   [`MAX_RESUMPTIONS`] in a row that fail or bring no new event id, or a
+///   refusal of the credentials, the failure stands.
+/// - An event over the size limit, or a stream that is not SSE, is not
+///   resumed: it fails as it came.
+/// - rmcp stops reading a response stream once the response has come, so
+///   an end this stream reports is one before the response.
 fn resuming(first: BoxedSse, resumer: Resumer) -> BoxedSse {
     use futures::StreamExt;
     struct State {
         stream: Option<BoxedSse>,
         last_event_id: Option<String>,
+        retry_ms: Option<u64>,
         failures: u32,
         resumer: Resumer,
     }
     let state = State {
         stream: Some(first),
         last_event_id: None,
+        retry_ms: None,
         failures: 0,
         resumer,
     };
     futures::stream::unfold(state, |mut state| async move {
-        loop {
+        'read: loop {
             let broken = match state.stream.as_mut()?.next().await {
-                Some(Ok(event)) => {
-                    if let Some(id) = event.id.as_ref().filter(|id| !id.is_empty()) {
-                        state.last_event_id = Some(id.clone());
+                Some(Ok(mut event)) => {
+                    if let Some(id) = event.id.take().filter(|id| !id.is_empty()) {
+                        if state.last_event_id.as_deref() != Some(id.as_str()) {
+                            state.failures = 0;
+                        }
+                        state.last_event_id = Some(id);
                     }
-                    state.failures = 0;
+                    if let Some(retry) = event.retry.take() {
+                        state.retry_ms = Some(retry);
+                    }
                     return Some((Ok(event), state));
                 }
                 broken => broken,
             };
-            let resumable = state.failures < MAX_RESUMPTIONS;
-            let Some(last_event_id) = state.last_event_id.clone().filter(|_| resumable) else {
-                state.stream = None;
-                return broken.map(|item| (item, state));
-            };
-            state.failures += 1;
-            tokio::time::sleep(std::time::Duration::from_millis(100 << state.failures)).await;
-            match state.resumer.resume(last_event_id).await {
-                Ok(stream) => {
-                    tracing::debug!(attempt = state.failures, "response stream resumed");
-                    state.stream = Some(stream);
-                }
-                Err(error) => {
-                    tracing::debug!(%error, "resuming a response stream failed");
+            let last_event_id = match &state.last_event_id {
+                Some(id) if resumable(&broken) => id.clone(),
+                _ => {
                     state.stream = None;
                     return broken.map(|item| (item, state));
                 }
+            };
+            while state.failures < MAX_RESUMPTIONS {
+                state.failures += 1;
+                tokio::time::sleep(resume_wait(state.retry_ms, state.failures)).await;
+                match state.resumer.resume(last_event_id.clone()).await {
+                    Ok(stream) => {
+                        tracing::debug!(attempt = state.failures, "response stream resumed");
+                        state.stream = Some(stream);
+                        continue 'read;
+                    }
+                    Err(error) if refused(&error) => {
+                        tracing::debug!(%error, "resuming a response stream was refused");
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, attempt = state.failures, "resuming a response stream failed");
+                    }
+                }
             }
+            state.stream = None;
+            return broken.map(|item| (item, state));
         }
     })
     .boxed()
+}
+/// Whether a response stream that broke this way is worth resuming: it
+/// ended, or its connection failed — not an event over the size limit
+/// (rmcp's limit error, known only by its text: its type is private) or
+/// text that is not SSE.
+fn resumable(broken: &Option<std::result::Result<Sse, SseError>>) -> bool {
+    match broken {
+        None => true,
+        Some(Err(SseError::Body(error))) => {
+            !error.to_string().contains("exceeded the maximum size")
+        }
+        Some(_) => false,
+    }
+}
+
+/// Whether a failed resumption is final: the server refused the
+/// credentials or does not resume streams.
+fn refused(error: &StreamableHttpError<reqwest::Error>) -> bool {
+    matches!(
+        error,
+        StreamableHttpError::AuthRequired(_)
+            | StreamableHttpError::InsufficientScope(_)
+            | StreamableHttpError::ServerDoesNotSupportSse
+    ) || matches!(error, StreamableHttpError::Io(error) if error.get_ref().is_some())
+}
+
+/// How long to wait before resumption number `attempt` (from 1): the
+/// server's `retry`, or 200 ms doubling, within
+/// [`MIN_RESUME_WAIT`]..=[`MAX_RESUME_WAIT`].
+fn resume_wait(retry_ms: Option<u64>, attempt: u32) -> std::time::Duration {
+    let backoff = std::time::Duration::from_millis(100u64 << attempt.min(10));
+    retry_ms
+        .map(std::time::Duration::from_millis)
+        .unwrap_or(backoff)
+        .clamp(MIN_RESUME_WAIT, MAX_RESUME_WAIT)
 }
 
 #[cfg(test)]
@@ -507,6 +583,28 @@ mod tests {
             panic!("the request was not refused as it should be")
         };
         assert!(error.to_string().contains("in flight"), "{error}");
+    }
+
+    #[test]
+    fn a_resumption_waits_for_the_servers_retry_within_bounds() {
+        use std::time::Duration;
+        assert_eq!(resume_wait(None, 1), MIN_RESUME_WAIT);
+        assert_eq!(resume_wait(None, 2), Duration::from_millis(400));
+        assert_eq!(resume_wait(None, 40), MAX_RESUME_WAIT);
+        assert_eq!(resume_wait(Some(3_000), 1), Duration::from_secs(3));
+        assert_eq!(resume_wait(Some(0), 1), MIN_RESUME_WAIT);
+        assert_eq!(resume_wait(Some(u64::MAX), 1), MAX_RESUME_WAIT);
+    }
+
+    #[test]
+    fn only_an_ended_or_broken_connection_is_resumed() {
+        let body = |text: &str| Some(Err(SseError::Body(text.into())));
+        assert!(resumable(&None));
+        assert!(resumable(&body("connection reset by peer")));
+        assert!(!resumable(&body(
+            "SSE event exceeded the maximum size of 16777216 bytes"
+        )));
+        assert!(!resumable(&Some(Err(SseError::InvalidLine))));
     }
 
     #[test]

@@ -301,3 +301,98 @@ async fn a_broken_response_stream_is_resumed_with_its_own_sessions_headers() {
         assert_eq!(get.header("x-end-user"), Some(who(&alice).as_str()));
     }
 }
+
+/// A server whose `tools/call` answers with one event (id `e1`) and ends,
+/// and whose resumptions answer as `resume` says, given how many came
+/// before.
+async fn resuming_server(resume: fn(usize, &Value) -> Reply) -> Server {
+    let call_id = Arc::new(std::sync::Mutex::new(Value::Null));
+    let gets = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    Server::start(|_| {
+        move |request: &Request| {
+            if request.method == "GET" {
+                let before = gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                return resume(before, &call_id.lock().unwrap());
+            }
+            let message = request.json();
+            if message["method"] == "tools/call" {
+                *call_id.lock().unwrap() = message["id"].clone();
+                let progress = json!({"jsonrpc": "2.0", "method": "notifications/message",
+                    "params": {"level": "info", "data": "working"}});
+                return stream_then_end(event("e1", &progress));
+            }
+            modern_answer(request)
+        }
+    })
+    .await
+}
+
+fn response_to(id: &Value) -> Reply {
+    let response = json!({"jsonrpc": "2.0", "id": id, "result": {
+        "resultType": "complete",
+        "content": [{"type": "text", "text": "resumed"}],
+    }});
+    stream_then_end(event("e2", &response))
+}
+
+async fn share_of_alice(server: &Server) -> (StreamableHttpTransport, Connection, SessionKey) {
+    let transport = StreamableHttpTransport::new(HttpConfig::new(server.url("/mcp")).unwrap())
+        .unwrap()
+        .with_header_provider(Arc::new(|key: &SessionKey| {
+            vec![("x-end-user".to_owned(), who(key))]
+        }));
+    let _first = connect(&transport, "first").await;
+    let alice = SessionKey::with_principal(Some("alice"), SessionId::new("chat"));
+    let share = transport.connect(&alice).await.unwrap();
+    assert!(share.is_share());
+    (transport, share, alice)
+}
+
+fn gets(server: &Server) -> Vec<Request> {
+    server
+        .requests_to("/mcp")
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .collect()
+}
+
+#[tokio::test]
+async fn a_resumption_that_fails_once_is_tried_again_and_never_goes_out_untagged() {
+    let server = resuming_server(|before, id| match before {
+        0 => Reply::text(503, "busy"),
+        _ => response_to(id),
+    })
+    .await;
+    let (_transport, share, alice) = share_of_alice(&server).await;
+    let output = share
+        .call_tool("slow", arguments("alice"), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(output.to_text(), "resumed");
+    let gets = gets(&server);
+    assert_eq!(gets.len(), 2);
+    for get in &gets {
+        assert_eq!(get.header("x-end-user"), Some(who(&alice).as_str()));
+        assert_eq!(get.header("last-event-id"), Some("e1"));
+        // What named the call stays off its resumption.
+        assert_eq!(get.header("mcp-method"), None);
+    }
+}
+
+#[tokio::test]
+async fn a_stream_that_breaks_again_without_progress_is_given_up_after_three_resumptions() {
+    // Every resumption repeats the old event and ends again.
+    let server = resuming_server(|_, _| {
+        let progress = json!({"jsonrpc": "2.0", "method": "notifications/message",
+            "params": {"level": "info", "data": "still"}});
+        stream_then_end(event("e1", &progress))
+    })
+    .await;
+    let (_transport, share, _) = share_of_alice(&server).await;
+    let result = share.call_tool("slow", arguments("alice"), TIMEOUT).await;
+    assert!(
+        !matches!(result, Ok(_) | Err(mcp_group_core::Error::Timeout { .. })),
+        "{result:?}"
+    );
+    assert_eq!(gets(&server).len(), 3);
+}
