@@ -236,3 +236,37 @@ async fn a_server_that_forbids_reuse_gets_one_discovery_per_session_not_two() {
     );
     first.close().await;
 }
+
+#[tokio::test]
+async fn only_a_modern_connection_is_shared_and_a_share_closes_alone() {
+    let server = Counting::default();
+    let open = |options: ClientOptions| {
+        let (read, write) = tokio::io::split(serve_in_memory(server.clone()));
+        async move {
+            Connection::establish_with((read, write), "counting", &options, &key("base")).await
+        }
+    };
+    let legacy = open(ClientOptions::new().legacy_only()).await.unwrap();
+    assert_eq!(legacy.era(), Some(Era::Legacy));
+    assert!(
+        legacy.share(&key("other"), None).is_none(),
+        "a protocol session is not shared"
+    );
+
+    let modern = open(ClientOptions::new()).await.unwrap();
+    assert_eq!(modern.era(), Some(Era::Modern));
+    let share = modern.share(&key("s1"), None).unwrap();
+    let other = modern.share(&key("s2"), None).unwrap();
+    assert!(share.is_share() && !modern.is_share());
+    share.close().await;
+    assert!(share.is_closed());
+    assert!(!other.is_closed() && !modern.is_closed());
+    other.list_tools(Duration::from_secs(5)).await.unwrap();
+    // The owner's close ends every share.
+    modern.close().await;
+    tokio::time::timeout(Duration::from_secs(5), other.closed())
+        .await
+        .unwrap();
+    assert!(other.is_closed());
+    legacy.close().await;
+}
