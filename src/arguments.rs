@@ -129,14 +129,16 @@ impl ArgumentChecker {
             return Ok(arguments);
         };
         let instance = Value::Object(arguments);
-        let mut errors = validator.iter_errors(&instance).peekable();
-        if errors.peek().is_none() {
-            drop(errors);
+        // `is_valid` stops at the first failure and collects nothing: the
+        // cheap test for every call; the errors are gathered only for a
+        // call that fails it.
+        if validator.is_valid(&instance) {
             return match instance {
                 Value::Object(arguments) => Ok(arguments),
                 _ => Ok(JsonObject::new()),
             };
         }
+        let errors = validator.iter_errors(&instance);
         let mut field = None;
         let mut reasons = String::new();
         for error in errors.take(MAX_ERRORS) {

@@ -700,6 +700,65 @@ fn main() {
     let http = demo_http();
     let url = http.url("/mcp");
     // Memory first, before other phases leave freed memory in the allocator.
+    if args.iter().any(|a| a == "--share-only") {
+        // For profiling the modern overhead: a call through one session's
+        // share of the shared client (core and transport, no facade)
+        // against the bare client, median of per-round ratios.
+        let modern = demo_http_server_era("modern");
+        let url = modern.url("/mcp");
+        rt.block_on(async {
+            use mcp_group::core::Transport;
+            let transport = mcp_group::http::StreamableHttpTransport::new(
+                mcp_group::http::HttpConfig::new(url.clone()).unwrap(),
+            )
+            .unwrap();
+            let _first = transport
+                .connect(&SessionId::new("first").into())
+                .await
+                .unwrap();
+            let share = transport
+                .connect(&SessionId::new("s").into())
+                .await
+                .unwrap();
+            assert!(share.is_share());
+            let bare = bare_http_modern(&url).await;
+            let Value::Object(args) = echo_args() else {
+                unreachable!()
+            };
+            let mut ratios = Vec::new();
+            for _ in 0..9 {
+                let (mut b, mut g) = (Vec::new(), Vec::new());
+                for _ in 0..50 {
+                    bare_echo(&bare).await;
+                    share
+                        .call_tool("echo", args.clone(), Duration::from_secs(60))
+                        .await
+                        .unwrap();
+                }
+                for _ in 0..400 {
+                    let t = Instant::now();
+                    bare_echo(&bare).await;
+                    b.push(t.elapsed());
+                    let t = Instant::now();
+                    share
+                        .call_tool("echo", args.clone(), Duration::from_secs(60))
+                        .await
+                        .unwrap();
+                    g.push(t.elapsed());
+                }
+                b.sort();
+                g.sort();
+                ratios.push(percentile(&g, 0.5).as_secs_f64() / percentile(&b, 0.5).as_secs_f64());
+            }
+            ratios.sort_by(f64::total_cmp);
+            println!(
+                "share-only: ratio {:.3} ({:?})",
+                ratios[ratios.len() / 2],
+                ratios
+            );
+        });
+        return;
+    }
     if let Some(i) = args.iter().position(|a| a == "--overhead-only") {
         // For profilers: one overhead phase alone (`stdio`, the default, or
         // `http-modern`).
