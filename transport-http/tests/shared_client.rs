@@ -251,50 +251,14 @@ fn stream_then_end(events: String) -> Reply {
 
 #[tokio::test]
 async fn a_broken_response_stream_is_resumed_with_its_own_sessions_headers() {
-    let call_id = Arc::new(std::sync::Mutex::new(Value::Null));
-    let server = Server::start(|_| {
-        let call_id = call_id.clone();
-        move |request: &Request| {
-            if request.method == "GET" {
-                // The resumption: the rest of the stream, with the response.
-                let id = call_id.lock().unwrap().clone();
-                let response = json!({"jsonrpc": "2.0", "id": id, "result": {
-                    "resultType": "complete",
-                    "content": [{"type": "text", "text": "resumed"}],
-                }});
-                return stream_then_end(event("e2", &response));
-            }
-            let message = request.json();
-            if message["method"] == "tools/call" {
-                *call_id.lock().unwrap() = message["id"].clone();
-                let progress = json!({"jsonrpc": "2.0", "method": "notifications/message",
-                    "params": {"level": "info", "data": "working"}});
-                return stream_then_end(event("e1", &progress));
-            }
-            modern_answer(request)
-        }
-    })
-    .await;
-    let transport = StreamableHttpTransport::new(HttpConfig::new(server.url("/mcp")).unwrap())
-        .unwrap()
-        .with_header_provider(Arc::new(|key: &SessionKey| {
-            vec![("x-end-user".to_owned(), who(key))]
-        }));
-    let _first = connect(&transport, "first").await;
-    let alice = SessionKey::with_principal(Some("alice"), SessionId::new("chat"));
-    let share = transport.connect(&alice).await.unwrap();
-    assert!(share.is_share());
-
+    let server = resuming_server(|_, id| response_to(id)).await;
+    let (_transport, share, alice) = share_of_alice(&server).await;
     let output = share
         .call_tool("slow", arguments("alice"), TIMEOUT)
         .await
         .unwrap();
     assert_eq!(output.to_text(), "resumed");
-    let resumptions: Vec<Request> = server
-        .requests_to("/mcp")
-        .into_iter()
-        .filter(|r| r.method == "GET")
-        .collect();
+    let resumptions = gets(&server);
     assert!(!resumptions.is_empty());
     for get in &resumptions {
         assert_eq!(get.header("last-event-id"), Some("e1"));
