@@ -311,7 +311,6 @@ pub struct Connection {
     /// than being one session's share of it.
     owner: bool,
     cleanup: Mutex<Option<Box<dyn Cleanup>>>,
-    closed: AtomicBool,
     /// Set to true by [`Connection::close`].
     shut: tokio::sync::watch::Sender<bool>,
     /// Closed (never sent on) when rmcp's protocol task drops the transport.
@@ -536,7 +535,6 @@ impl Connection {
             requester,
             owner: true,
             cleanup: Mutex::new(None),
-            closed: AtomicBool::new(false),
             shut: tokio::sync::watch::Sender::new(false),
             ended,
             tools_changed,
@@ -582,7 +580,6 @@ impl Connection {
             },
             owner: false,
             cleanup: Mutex::new(None),
-            closed: AtomicBool::new(false),
             shut: tokio::sync::watch::Sender::new(false),
             ended: self.ended.clone(),
             tools_changed: self.tools_changed.clone(),
@@ -668,9 +665,9 @@ impl Connection {
     }
 
     /// Whether the connection has ended (closed by us, or the transport ended).
-    /// Two atomic loads: cheap enough for every call's hot path.
+    /// Two uncontended reads: cheap enough for every call's hot path.
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire) || self.ended.has_changed().is_err()
+        *self.shut.borrow() || self.ended.has_changed().is_err()
     }
 
     /// Waits until the connection has ended: the server closed its end or
@@ -959,7 +956,6 @@ impl Connection {
     /// If the future is dropped part-way, the remaining resources are released
     /// by their `Drop` (for stdio: the process group is killed).
     pub async fn close(&self) {
-        self.closed.store(true, Ordering::Release);
         self.shut.send_replace(true);
         if !self.owner {
             // A share: the connection goes on for the other sessions.

@@ -549,23 +549,30 @@ impl StreamableHttpTransport {
         self.endpoint.config()
     }
 
+    /// rmcp's transport configuration for this server, with `headers` on
+    /// every request.
     fn transport_config(
         &self,
-        session: &SessionKey,
-    ) -> Result<StreamableHttpClientTransportConfig, CoreError> {
-        let custom_headers = self
-            .endpoint
-            .headers(session)
-            .map_err(|e| CoreError::Start {
-                endpoint: self.endpoint.config().display_url(),
-                source: Box::new(e),
-            })?;
+        headers: std::collections::HashMap<HeaderName, HeaderValue>,
+    ) -> StreamableHttpClientTransportConfig {
         // The real URL goes on the wire; only what is shown is redacted.
         let mut config =
             StreamableHttpClientTransportConfig::with_uri(self.endpoint.config().url.as_str());
-        config.custom_headers = custom_headers;
+        config.custom_headers = headers;
         config.reinit_on_expired_session = true;
-        Ok(config)
+        config
+    }
+
+    /// The configured headers, for rmcp's transport configuration.
+    fn configured_headers(
+        &self,
+    ) -> Result<std::collections::HashMap<HeaderName, HeaderValue>, CoreError> {
+        self.endpoint
+            .configured_headers()
+            .map_err(|e| CoreError::Start {
+                endpoint: self.config().display_url(),
+                source: Box::new(e),
+            })
     }
 }
 
@@ -702,9 +709,14 @@ impl StreamableHttpTransport {
         slot.as_ref().map(|(c, _)| c.clone())
     }
 
-    /// How `session`'s requests go over the shared client: its headers, and
-    /// its user's authorization.
-    fn route(&self, session: &SessionKey) -> Result<shared::Route, CoreError> {
+    /// How `session`'s requests go: its headers, and its user's
+    /// authorization over `inner`. Checks that credentials may go to this
+    /// server and that no two of them claim `Authorization`.
+    fn route(
+        &self,
+        session: &SessionKey,
+        inner: standalone::Client,
+    ) -> Result<shared::Route, CoreError> {
         let shown = self.config().display_url();
         let start = |e| CoreError::Start {
             endpoint: shown.clone(),
@@ -736,7 +748,7 @@ impl StreamableHttpTransport {
                     .check_credentials(std::iter::once("Authorization"))
                     .map_err(start)?;
                 Some(authorization::AuthorizingClient {
-                    inner: self.plain_client(),
+                    inner,
                     principal: auth.principal(session),
                     auth: auth.clone(),
                     session: session.clone(),
@@ -761,7 +773,7 @@ impl StreamableHttpTransport {
     /// 2026-07-28 era, for the caller to negotiate a connection of the
     /// session's own.
     async fn connect_shared(&self, session: &SessionKey) -> Result<Option<Connection>, CoreError> {
-        let route = Arc::new(self.route(session)?);
+        let route = Arc::new(self.route(session, self.plain_client())?);
         let tag = mcp_group_core::RequestTag::new(route.clone());
         if let Some(shared) = self.shared_connection() {
             return Ok(shared.share(session, Some(tag)));
@@ -778,13 +790,7 @@ impl StreamableHttpTransport {
             return Ok(shared.share(session, Some(tag)));
         }
         let shown = self.config().display_url();
-        let configured = self
-            .endpoint
-            .configured_headers()
-            .map_err(|e| CoreError::Start {
-                endpoint: shown.clone(),
-                source: Box::new(e),
-            })?;
+        let configured = self.configured_headers()?;
         let client = shared::SharedClient {
             inner: self.plain_client(),
             startup: Arc::new(std::sync::Mutex::new(Some(route))),
@@ -794,9 +800,7 @@ impl StreamableHttpTransport {
                 url: self.config().url.clone(),
             }),
         };
-        let mut config =
-            StreamableHttpClientTransportConfig::with_uri(self.endpoint.config().url.as_str());
-        config.custom_headers = configured;
+        let mut config = self.transport_config(configured);
         config.max_concurrent_requests = shared::SHARED_CONCURRENT_REQUESTS;
         let transport = StreamableHttpClientTransport::with_client(client.clone(), config);
         let opened = Connection::establish_for_sharing(transport, shown, &self.options, &self.era)
@@ -833,32 +837,6 @@ impl StreamableHttpTransport {
     }
 
     async fn connect_once(&self, session: &SessionKey) -> Result<Connection, CoreError> {
-        let mut config = self.transport_config(session)?;
-        if let Some(oauth) = &self.oauth {
-            let shown = self.config().display_url();
-            let start = |e| CoreError::Start {
-                endpoint: shown.clone(),
-                source: Box::new(e),
-            };
-            // The token goes in `Authorization`: no second one, and not in
-            // the clear.
-            if config
-                .custom_headers
-                .contains_key(&reqwest::header::AUTHORIZATION)
-            {
-                return Err(start(Error::ConflictingAuthorization));
-            }
-            self.config()
-                .check_credentials(std::iter::once("Authorization"))
-                .map_err(start)?;
-            config.auth_header = oauth
-                .token(self.endpoint.client(), &self.config().url)
-                .await
-                .map_err(|e| CoreError::Connect {
-                    endpoint: shown.clone(),
-                    source: Box::new(e),
-                })?;
-        }
         let (answered, standalone_answered) = tokio::sync::watch::channel(false);
         let client = standalone::Client {
             inner: self.endpoint.client().clone(),
@@ -869,65 +847,46 @@ impl StreamableHttpTransport {
             standalone_answered: Arc::new(answered),
         };
         let opens_standalone = client.open_standalone;
-        if self.user.is_some() {
-            let shown = self.config().display_url();
-            let Some(auth) = &self.user_auth else {
-                return Err(CoreError::Start {
-                    endpoint: shown,
-                    source: Box::new(Error::NoAuthorizer),
-                });
-            };
-            if config
-                .custom_headers
-                .contains_key(&reqwest::header::AUTHORIZATION)
-                || self.oauth.is_some()
-            {
-                return Err(CoreError::Start {
-                    endpoint: shown,
-                    source: Box::new(Error::ConflictingAuthorization),
-                });
-            }
-            self.config()
-                .check_credentials(std::iter::once("Authorization"))
-                .map_err(|e| CoreError::Start {
+        let route = self.route(session, client.clone())?;
+        let mut headers = self.configured_headers()?;
+        headers.extend(route.headers);
+        let mut config = self.transport_config(headers);
+        let shown = self.config().display_url();
+        if let Some(oauth) = &self.oauth {
+            config.auth_header = oauth
+                .token(self.endpoint.client(), &self.config().url)
+                .await
+                .map_err(|e| CoreError::Connect {
                     endpoint: shown.clone(),
                     source: Box::new(e),
                 })?;
-            let client = authorization::AuthorizingClient {
-                inner: client,
-                principal: auth.principal(session),
-                auth: auth.clone(),
-                session: session.clone(),
-            };
-            let transport = StreamableHttpClientTransport::with_client(client, config);
-            let connection = Connection::establish_remembering(
-                transport,
-                shown,
-                &self.options,
-                session,
-                &self.era,
-            )
-            .await
-            .map_err(authorization_error)?;
-            wait_for_standalone(
-                &connection,
-                opens_standalone,
-                standalone_answered,
-                &self.no_standalone,
-            )
-            .await;
-            return Ok(connection);
         }
-        let transport = StreamableHttpClientTransport::with_client(client, config);
-        let connection = Connection::establish_remembering(
-            transport,
-            self.config().display_url(),
-            &self.options,
-            session,
-            &self.era,
-        )
-        .await
-        .map_err(classify)?;
+        let connection = match route.auth {
+            Some(auth) => {
+                let transport = StreamableHttpClientTransport::with_client(auth, config);
+                Connection::establish_remembering(
+                    transport,
+                    shown,
+                    &self.options,
+                    session,
+                    &self.era,
+                )
+                .await
+                .map_err(authorization_error)?
+            }
+            None => {
+                let transport = StreamableHttpClientTransport::with_client(client, config);
+                Connection::establish_remembering(
+                    transport,
+                    shown,
+                    &self.options,
+                    session,
+                    &self.era,
+                )
+                .await
+                .map_err(classify)?
+            }
+        };
         wait_for_standalone(
             &connection,
             opens_standalone,
