@@ -18,7 +18,7 @@ use mcp_group_core::{
 };
 use mcp_group_transport_http::{FollowRedirect, HttpConfig, StreamableHttpTransport};
 use serde_json::{Value, json};
-use support::{Reply, Request, Server, mcp_answer};
+use support::{Reply, Request, Server, mcp_answer, query};
 
 const TOKEN: &str = "dpop-bound-token";
 const AS_NONCE: &str = "as-nonce-1";
@@ -27,14 +27,6 @@ const RS_NONCE: &str = "rs-nonce-1";
 fn claims(proof: &str) -> Value {
     let part = proof.split('.').nth(1).unwrap_or_default();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap_or_default()).unwrap_or(Value::Null)
-}
-
-fn query(target: &str, name: &str) -> Option<String> {
-    reqwest::Url::parse(&format!("http://x{target}"))
-        .ok()?
-        .query_pairs()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.into_owned())
 }
 
 /// What the MCP server saw on requests that carried the token.

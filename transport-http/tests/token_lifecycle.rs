@@ -22,7 +22,7 @@ use mcp_group_transport_http::{
     HttpConfig, InMemoryTokenStore, StreamableHttpTransport, TokenStore, redirect_parameters,
 };
 use serde_json::{Value, json};
-use support::{Reply, Request, Server, mcp_answer};
+use support::{Reply, Request, Server, form_field, mcp_answer, sign_in_answer};
 
 /// The authorization server's and the MCP server's books.
 #[derive(Default)]
@@ -71,70 +71,25 @@ impl Books {
     }
 }
 
-fn query(path: &str, name: &str) -> Option<String> {
-    let url = reqwest::Url::parse(&format!("http://x{path}")).ok()?;
-    url.query_pairs()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.into_owned())
-}
-
-fn form(body: &str, name: &str) -> Option<String> {
-    query(&format!("/?{body}"), name)
-}
-
 async fn protected_server(books: Arc<Mutex<Books>>) -> Server {
     Server::start(move |base| {
         move |request: &Request| {
             let path = request.path.split('?').next().unwrap_or_default();
+            if path == "/authorize" {
+                books.lock().unwrap().authorizations += 1;
+            }
+            let grants: &[&str] = &["authorization_code", "refresh_token"];
+            if let Some(reply) = sign_in_answer(&base, request, Some(grants)) {
+                return reply;
+            }
             match (request.method.as_str(), path) {
-                ("GET", "/.well-known/oauth-protected-resource/mcp") => Reply::json(
-                    200,
-                    json!({"resource": format!("{base}/mcp"), "authorization_servers": [base]}),
-                ),
-                ("GET", "/.well-known/oauth-authorization-server") => Reply::json(
-                    200,
-                    json!({
-                        "issuer": base,
-                        "authorization_endpoint": format!("{base}/authorize"),
-                        "token_endpoint": format!("{base}/token"),
-                        "registration_endpoint": format!("{base}/register"),
-                        "response_types_supported": ["code"],
-                        "grant_types_supported": ["authorization_code", "refresh_token"],
-                        "code_challenge_methods_supported": ["S256"],
-                        "authorization_response_iss_parameter_supported": true,
-                    }),
-                ),
-                ("POST", "/register") => Reply::json(
-                    201,
-                    json!({
-                        "client_id": "registered-client",
-                        "redirect_uris": request.json()["redirect_uris"],
-                        "token_endpoint_auth_method": "none",
-                    }),
-                ),
-                ("GET", "/authorize") => {
-                    books.lock().unwrap().authorizations += 1;
-                    let user = query(&request.path, "login_hint").unwrap_or_default();
-                    let state = query(&request.path, "state").unwrap_or_default();
-                    let redirect = query(&request.path, "redirect_uri").unwrap_or_default();
-                    let location = reqwest::Url::parse_with_params(
-                        &redirect,
-                        [
-                            ("code", format!("code-{user}").as_str()),
-                            ("state", &state),
-                            ("iss", &base),
-                        ],
-                    )
-                    .unwrap();
-                    Reply::text(302, "").header("location", location.as_str())
-                }
                 ("POST", "/token") => {
                     let body = request.text();
                     let mut books = books.lock().unwrap();
                     let refused = Reply::json(400, json!({"error": "invalid_grant"}));
-                    match form(&body, "grant_type").as_deref() {
+                    match form_field(&body, "grant_type").as_deref() {
                         Some("authorization_code") => {
-                            let code = form(&body, "code").unwrap_or_default();
+                            let code = form_field(&body, "code").unwrap_or_default();
                             match code.strip_prefix("code-") {
                                 Some(user) => Reply::json(200, books.issue(user)),
                                 None => refused,
@@ -142,7 +97,7 @@ async fn protected_server(books: Arc<Mutex<Books>>) -> Server {
                         }
                         Some("refresh_token") => {
                             books.refreshes += 1;
-                            let token = form(&body, "refresh_token").unwrap_or_default();
+                            let token = form_field(&body, "refresh_token").unwrap_or_default();
                             if !books.presented.insert(token.clone()) {
                                 books.reused.push(token);
                                 return refused;

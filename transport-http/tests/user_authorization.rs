@@ -18,7 +18,7 @@ use mcp_group_core::{
 };
 use mcp_group_transport_http::{HttpConfig, StreamableHttpTransport, redirect_parameters};
 use serde_json::{Value, json};
-use support::{Reply, Request, Server, mcp_answer};
+use support::{Reply, Request, Server, form_field, mcp_answer, sign_in_answer};
 
 /// What the scripted servers saw.
 #[derive(Default)]
@@ -31,18 +31,6 @@ struct Log {
     authorizations: usize,
 }
 
-/// The query parameter `name` of a request target.
-fn query(path: &str, name: &str) -> Option<String> {
-    let url = reqwest::Url::parse(&format!("http://x{path}")).ok()?;
-    url.query_pairs()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.into_owned())
-}
-
-fn form(body: &str, name: &str) -> Option<String> {
-    query(&format!("/?{body}"), name)
-}
-
 /// The MCP server at `/mcp`, its protected resource metadata, and its
 /// authorization server (dynamic registration, PKCE, `iss`): `/authorize`
 /// approves whoever `login_hint` names.
@@ -50,50 +38,16 @@ async fn protected_server(log: Arc<Mutex<Log>>) -> Server {
     Server::start(move |base| {
         move |request: &Request| {
             let path = request.path.split('?').next().unwrap_or_default();
+            if path == "/authorize" {
+                log.lock().unwrap().authorizations += 1;
+            }
+            if let Some(reply) = sign_in_answer(&base, request, None) {
+                return reply;
+            }
             match (request.method.as_str(), path) {
-                ("GET", "/.well-known/oauth-protected-resource/mcp") => Reply::json(
-                    200,
-                    json!({"resource": format!("{base}/mcp"), "authorization_servers": [base]}),
-                ),
-                ("GET", "/.well-known/oauth-authorization-server") => Reply::json(
-                    200,
-                    json!({
-                        "issuer": base,
-                        "authorization_endpoint": format!("{base}/authorize"),
-                        "token_endpoint": format!("{base}/token"),
-                        "registration_endpoint": format!("{base}/register"),
-                        "response_types_supported": ["code"],
-                        "code_challenge_methods_supported": ["S256"],
-                        "authorization_response_iss_parameter_supported": true,
-                    }),
-                ),
-                ("POST", "/register") => Reply::json(
-                    201,
-                    json!({
-                        "client_id": "registered-client",
-                        "redirect_uris": request.json()["redirect_uris"],
-                        "token_endpoint_auth_method": "none",
-                    }),
-                ),
-                ("GET", "/authorize") => {
-                    log.lock().unwrap().authorizations += 1;
-                    let user = query(&request.path, "login_hint").unwrap_or_default();
-                    let state = query(&request.path, "state").unwrap_or_default();
-                    let redirect = query(&request.path, "redirect_uri").unwrap_or_default();
-                    let location = reqwest::Url::parse_with_params(
-                        &redirect,
-                        [
-                            ("code", format!("code-{user}").as_str()),
-                            ("state", &state),
-                            ("iss", &base),
-                        ],
-                    )
-                    .unwrap();
-                    Reply::text(302, "").header("location", location.as_str())
-                }
                 ("POST", "/token") => {
                     let body = request.text();
-                    let code = form(&body, "code").unwrap_or_default();
+                    let code = form_field(&body, "code").unwrap_or_default();
                     let Some(user) = code.strip_prefix("code-") else {
                         return Reply::json(400, json!({"error": "invalid_grant"}));
                     };

@@ -301,3 +301,77 @@ pub fn peak_rss_kib() -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// The query parameter `name` of a request target (`/path?query`).
+pub fn query(target: &str, name: &str) -> Option<String> {
+    reqwest::Url::parse(&format!("http://x{target}"))
+        .ok()?
+        .query_pairs()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The field `name` of a urlencoded form body.
+pub fn form_field(body: &str, name: &str) -> Option<String> {
+    query(&format!("/?{body}"), name)
+}
+
+/// The sign-in side of a scripted OAuth-protected MCP server at `base`:
+/// the resource's metadata (for `/mcp`), its authorization server's
+/// metadata (listing `grant_types`, if given), dynamic registration, and
+/// `/authorize`, which approves whoever `login_hint` names with the code
+/// `code-USER` and `iss`. `None` for any other request (the token endpoint
+/// and `/mcp` are the test's).
+pub fn sign_in_answer(
+    base: &str,
+    request: &Request,
+    grant_types: Option<&[&str]>,
+) -> Option<Reply> {
+    let path = request.path.split('?').next().unwrap_or_default();
+    let reply = match (request.method.as_str(), path) {
+        ("GET", "/.well-known/oauth-protected-resource/mcp") => Reply::json(
+            200,
+            json!({"resource": format!("{base}/mcp"), "authorization_servers": [base]}),
+        ),
+        ("GET", "/.well-known/oauth-authorization-server") => {
+            let mut metadata = json!({
+                "issuer": base,
+                "authorization_endpoint": format!("{base}/authorize"),
+                "token_endpoint": format!("{base}/token"),
+                "registration_endpoint": format!("{base}/register"),
+                "response_types_supported": ["code"],
+                "code_challenge_methods_supported": ["S256"],
+                "authorization_response_iss_parameter_supported": true,
+            });
+            if let Some(grant_types) = grant_types {
+                metadata["grant_types_supported"] = json!(grant_types);
+            }
+            Reply::json(200, metadata)
+        }
+        ("POST", "/register") => Reply::json(
+            201,
+            json!({
+                "client_id": "registered-client",
+                "redirect_uris": request.json()["redirect_uris"],
+                "token_endpoint_auth_method": "none",
+            }),
+        ),
+        ("GET", "/authorize") => {
+            let user = query(&request.path, "login_hint").unwrap_or_default();
+            let state = query(&request.path, "state").unwrap_or_default();
+            let redirect = query(&request.path, "redirect_uri").unwrap_or_default();
+            let location = reqwest::Url::parse_with_params(
+                &redirect,
+                [
+                    ("code", format!("code-{user}").as_str()),
+                    ("state", &state),
+                    ("iss", base),
+                ],
+            )
+            .unwrap();
+            Reply::text(302, "").header("location", location.as_str())
+        }
+        _ => return None,
+    };
+    Some(reply)
+}
