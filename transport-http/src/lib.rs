@@ -102,6 +102,101 @@ use mcp_group_core::{
 pub use oauth::ClientCredentials;
 pub use standalone::StandaloneStreams;
 
+/// The `StreamableHttpClient` methods that only choose limits, routed to
+/// the variants with limits as rmcp's own reqwest client routes them:
+/// `post_message` and `post_message_with_max_sse_event_size` to
+/// `post_message_with_response_limits`, `get_stream` to
+/// `get_stream_with_max_sse_event_size` with rmcp's default limits. Each of
+/// this crate's clients writes those two (and `delete_session`) and invokes
+/// this in its impl.
+macro_rules! limited_variants {
+    () => {
+        async fn post_message(
+            &self,
+            uri: ::std::sync::Arc<str>,
+            message: ::rmcp::model::ClientJsonRpcMessage,
+            session_id: Option<::std::sync::Arc<str>>,
+            auth_header: Option<String>,
+            custom_headers: ::std::collections::HashMap<
+                ::reqwest::header::HeaderName,
+                ::reqwest::header::HeaderValue,
+            >,
+        ) -> ::std::result::Result<
+            ::rmcp::transport::streamable_http_client::StreamableHttpPostResponse,
+            ::rmcp::transport::streamable_http_client::StreamableHttpError<reqwest::Error>,
+        > {
+            self.post_message_with_response_limits(
+                uri,
+                message,
+                session_id,
+                auth_header,
+                custom_headers,
+                Default::default(),
+            )
+            .await
+        }
+
+        async fn post_message_with_max_sse_event_size(
+            &self,
+            uri: ::std::sync::Arc<str>,
+            message: ::rmcp::model::ClientJsonRpcMessage,
+            session_id: Option<::std::sync::Arc<str>>,
+            auth_header: Option<String>,
+            custom_headers: ::std::collections::HashMap<
+                ::reqwest::header::HeaderName,
+                ::reqwest::header::HeaderValue,
+            >,
+            max_sse_event_size: usize,
+        ) -> ::std::result::Result<
+            ::rmcp::transport::streamable_http_client::StreamableHttpPostResponse,
+            ::rmcp::transport::streamable_http_client::StreamableHttpError<reqwest::Error>,
+        > {
+            let mut limits =
+                ::rmcp::transport::streamable_http_client::StreamableHttpResponseLimits::default();
+            limits.max_sse_event_size = max_sse_event_size;
+            self.post_message_with_response_limits(
+                uri,
+                message,
+                session_id,
+                auth_header,
+                custom_headers,
+                limits,
+            )
+            .await
+        }
+
+        async fn get_stream(
+            &self,
+            uri: ::std::sync::Arc<str>,
+            session_id: Option<::std::sync::Arc<str>>,
+            last_event_id: Option<String>,
+            auth_header: Option<String>,
+            custom_headers: ::std::collections::HashMap<
+                ::reqwest::header::HeaderName,
+                ::reqwest::header::HeaderValue,
+            >,
+        ) -> ::std::result::Result<
+            ::futures::stream::BoxStream<
+                'static,
+                ::std::result::Result<::sse_stream::Sse, ::sse_stream::Error>,
+            >,
+            ::rmcp::transport::streamable_http_client::StreamableHttpError<reqwest::Error>,
+        > {
+            self.get_stream_with_max_sse_event_size(
+                uri,
+                session_id,
+                last_event_id,
+                auth_header,
+                custom_headers,
+                ::rmcp::transport::streamable_http_client::StreamableHttpResponseLimits::default()
+                    .max_sse_event_size,
+            )
+            .await
+        }
+    };
+}
+pub(crate) use limited_variants;
+
 mod authorization;
 mod dpop;
 mod error;
