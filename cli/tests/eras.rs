@@ -344,6 +344,18 @@ fn python_script(name: &str) -> String {
         .into_owned()
 }
 
+/// What the Python fixture servers' `greet` answers for Ada.
+async fn greet_ada(client: &Client) -> String {
+    let result = client
+        .call_tool(
+            CallToolRequestParams::new("greet")
+                .with_arguments(json!({"name": "Ada"}).as_object().cloned().unwrap()),
+        )
+        .await
+        .unwrap();
+    text(&result)
+}
+
 #[tokio::test]
 async fn the_legacy_python_server_refuses_discover_and_auto_falls_back_to_initialize() {
     let python = fixture(PYTHON_LEGACY);
@@ -354,14 +366,7 @@ async fn the_legacy_python_server_refuses_discover_and_auto_falls_back_to_initia
     let (_child, client) = over_stdio(&python, &[&script], auto()).await;
     let client = client.unwrap();
     assert_eq!(negotiated(&client), "2025-11-25");
-    let result = client
-        .call_tool(
-            CallToolRequestParams::new("greet")
-                .with_arguments(json!({"name": "Ada"}).as_object().cloned().unwrap()),
-        )
-        .await
-        .unwrap();
-    assert_eq!(text(&result), "Hello, Ada!");
+    assert_eq!(greet_ada(&client).await, "Hello, Ada!");
 }
 
 #[tokio::test]
@@ -370,14 +375,7 @@ async fn the_modern_python_server_answers_discover_over_stdio_and_streamable_htt
     let (_child, client) = over_stdio(&python, &[&python_script("py_server.py")], discover()).await;
     let client = client.unwrap();
     assert_eq!(negotiated(&client), "2026-07-28");
-    let result = client
-        .call_tool(
-            CallToolRequestParams::new("greet")
-                .with_arguments(json!({"name": "Ada"}).as_object().cloned().unwrap()),
-        )
-        .await
-        .unwrap();
-    assert_eq!(text(&result), "Hello, Ada!");
+    assert_eq!(greet_ada(&client).await, "Hello, Ada!");
 
     let server = ServerProcess::start(
         &python,
@@ -386,12 +384,5 @@ async fn the_modern_python_server_answers_discover_over_stdio_and_streamable_htt
     );
     let client = over_http(server.url("/mcp"), discover()).await.unwrap();
     assert_eq!(negotiated(&client), "2026-07-28");
-    let result = client
-        .call_tool(
-            CallToolRequestParams::new("greet")
-                .with_arguments(json!({"name": "Ada"}).as_object().cloned().unwrap()),
-        )
-        .await
-        .unwrap();
-    assert_eq!(text(&result), "Hello, Ada!");
+    assert_eq!(greet_ada(&client).await, "Hello, Ada!");
 }
